@@ -1,0 +1,74 @@
+"""Batch scoring DAG: wiring only. Every task is one call into pipeline.steps."""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from pipeline_airflow import DEFAULT_ARGS, fail_fast_on_bad_data, run_date, s3_options
+
+DOC = """
+### Batch scoring
+
+Scores the day's batch with the current **champion** model.
+
+`ingest` → `validate` → `score`
+
+| task | does | writes (under the storage root) |
+|---|---|---|
+| ingest | the day's batch from the source (and the labels that arrive that day) | `raw/<dataset>/dt=YYYY-MM-DD/`, `labels/…` |
+| validate | Great Expectations suite; a failing batch goes to quarantine and the task fails naming the expectations | `validation/…`, `quarantine/<dataset>/dt=…/` |
+| score | champion scores every row | `predictions/<model>/dt=YYYY-MM-DD/` |
+
+**Output for analysts**: Parquet with columns `<id>`, `score` (probability of the positive
+class), `prediction` (1 = positive class at the model's threshold), `model_version`,
+`scored_at`; one row per input row. Read with e.g.
+`duckdb -c "select * from '<root>/predictions/<model>/*/*.parquet'"`.
+
+**Params**: `date` (YYYY-MM-DD) scores that day instead of the logical date.
+
+**Rerun / backfill**: safe. Each task replaces its day's partition atomically, so readers
+see the old complete partition or the new one. `airflow dags backfill batch_scoring -s … -e …`.
+Bad data fails at once (no retries); storage errors are retried with backoff.
+"""
+
+
+@dag(
+    dag_id="batch_scoring",
+    schedule="@daily",
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    default_args=DEFAULT_ARGS,
+    tags=["ml", "scoring"],
+    doc_md=DOC,
+    params={
+        "date": Param(None, type=["null", "string"], format="date",
+                      description="Score this day (YYYY-MM-DD) instead of the run's logical date."),
+    },
+)
+def batch_scoring():
+    @task
+    def ingest(**context) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.ingest(run_date(context), s3_options=s3_options())
+
+    @task
+    def validate(_ingested: dict, **context) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.validate(run_date(context), s3_options=s3_options())
+
+    @task
+    def score(_validated: dict, **context) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.score(run_date(context), s3_options=s3_options())
+
+    score(validate(ingest()))
+
+
+batch_scoring()

@@ -1,0 +1,110 @@
+"""Training pipeline DAG: wiring only. Every task is one call into pipeline.steps."""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from pipeline_airflow import DEFAULT_ARGS, fail_fast_on_bad_data, run_date, s3_options, skip
+
+DOC = """
+### Training pipeline
+
+Trains a candidate model on the labelled days before the run's date, evaluates it
+on a time-based holdout, applies the gate, and promotes it to **champion** only if
+it passes.
+
+`ingest` → `validate` → `snapshot` → `train` → `evaluate` → `gate` → `register`
+
+| task | does | writes (under the storage root) |
+|---|---|---|
+| ingest | features + labels of every day in the training window (days already ingested are kept) | `raw/<dataset>/dt=…/`, `labels/<dataset>/dt=…/` |
+| validate | Great Expectations suite on each day not validated yet; failures are quarantined and fail the task, naming the expectations | `validation/…`, `quarantine/…`, Data Docs in `great_expectations/uncommitted/data_docs/` |
+| snapshot | training window joined to labels, time split train/holdout; `dvc add` + `dvc push` | `snapshots/<dataset>/<id>/`, `data.dvc` |
+| train | cross-validation + fit of the sklearn Pipeline, stored as a candidate version | `models/<model>/versions/<version>/` |
+| evaluate | holdout metrics + HTML report | `…/metrics.json`, `…/evaluation.html` |
+| gate | absolute floors from `params.yaml` (`gate:`) | `…/gate.json` |
+| register | sets the `champion` alias if the gate passed; **skipped** (with the reasons) if not | `models/<model>/aliases/champion.json` |
+
+**Params**: `as_of` (YYYY-MM-DD) trains as of that date instead of the logical date;
+`reason` is recorded in the model manifest.
+
+**Rerun / backfill**: safe. Partitions are replaced atomically; a version is content-addressed
+(same data, params and code give the same version), so a rerun does not mint a new model.
+Bad data fails at once (no retries); storage errors are retried with backoff.
+"""
+
+
+@dag(
+    dag_id="training_pipeline",
+    schedule="@weekly",
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ml", "training"],
+    doc_md=DOC,
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date",
+                       description="Train as of this date (YYYY-MM-DD) instead of the run's logical date."),
+        "reason": Param("scheduled", type="string", description="Why this model is trained; kept in its manifest."),
+    },
+)
+def training_pipeline():
+    @task
+    def ingest(**context) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.ingest_window(run_date(context, "as_of"), s3_options=s3_options())
+
+    @task
+    def validate(_ingested: dict, **context) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.validate_window(run_date(context, "as_of"), s3_options=s3_options())
+
+    @task
+    def snapshot(_validated: dict, **context) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.snapshot(run_date(context, "as_of"), s3_options=s3_options())
+
+    @task
+    def train(snap: dict, **context) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.train(run_date(context, "as_of"), snap, reason=context["params"]["reason"],
+                               s3_options=s3_options())
+
+    @task
+    def evaluate(trained: dict) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.evaluate(trained["version"], s3_options=s3_options())
+
+    @task
+    def gate(evaluated: dict) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.gate(evaluated["version"], s3_options=s3_options())
+
+    @task
+    def register(decision: dict) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            result = steps.register(decision["version"], s3_options=s3_options())
+        if not result["promoted"]:
+            skip(f"{decision['version']} not promoted: {'; '.join(result['reasons'])}. "
+                 f"Champion stays {result['champion']}.")
+        return result
+
+    register(gate(evaluate(train(snapshot(validate(ingest()))))))
+
+
+training_pipeline()

@@ -1,0 +1,128 @@
+"""Command line: ``python -m pipeline <command>``. Each command is one call into
+:mod:`pipeline.steps` and prints its JSON result (``--out FILE`` also writes it,
+for DVC stage outputs). Dates default to the ``demo:`` section of params.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import registry, steps
+from .config import ConfigError
+
+
+def _emit(result, out: str | None) -> None:
+    text = json.dumps(result, indent=2, sort_keys=True, default=str)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+
+
+def _read(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _demo_dates(params: str | None):
+    config, _ = steps.open_pipeline(params)
+    if not config.demo.train_as_of:
+        raise ConfigError("no date given and params has no demo.train_as_of")
+    return config.demo.train_as_of, list(config.demo.score_days)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", help="params file (default: $PIPELINE_PARAMS or ./params.yaml)")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ingest", help="ingest days (default: demo training window + scoring days)")
+    s.add_argument("--date", action="append", help="a day to ingest (repeatable)")
+    s = sub.add_parser("validate", help="validate days with Great Expectations (default: demo days)")
+    s.add_argument("--date", action="append")
+    s = sub.add_parser("train", help="snapshot the training window, fit and store a candidate")
+    s.add_argument("--as-of")
+    s.add_argument("--reason", default="manual")
+    s = sub.add_parser("evaluate", help="holdout metrics and HTML report for a version")
+    s.add_argument("--version")
+    s.add_argument("--from", dest="from_file", help="JSON written by `train --out`")
+    s = sub.add_parser("gate", help="apply the gate and promote the version if it passes")
+    s.add_argument("--version")
+    s.add_argument("--from", dest="from_file")
+    s = sub.add_parser("score", help="score days with the champion (default: demo.score_days)")
+    s.add_argument("--date", action="append")
+    s = sub.add_parser("run-training", help="the whole training pipeline without Airflow")
+    s.add_argument("--as-of")
+    s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from params")
+    s = sub.add_parser("models", help="registry: list versions and the champion")
+    s.add_argument("action", choices=["list"])
+    return p
+
+
+def run(args: argparse.Namespace) -> dict | list:
+    params = args.params
+    cmd = args.command
+    if cmd == "ingest":
+        if args.date:
+            return [steps.ingest(d, params) for d in args.date]
+        as_of, score_days = _demo_dates(params)
+        return {"window": steps.ingest_window(as_of, params),
+                "scoring_days": [steps.ingest(d, params) for d in score_days]}
+    if cmd == "validate":
+        if args.date:
+            return [steps.validate(d, params) for d in args.date]
+        as_of, score_days = _demo_dates(params)
+        return {"window": steps.validate_window(as_of, params),
+                "scoring_days": [steps.validate(d, params) for d in score_days]}
+    if cmd == "train":
+        as_of = args.as_of or _demo_dates(params)[0]
+        snap = steps.snapshot(as_of, params)
+        return {"snapshot": snap, "train": steps.train(as_of, snap, args.reason, params)}
+    if cmd in ("evaluate", "gate"):
+        version = args.version or (_read(args.from_file)["train"]["version"] if args.from_file else None)
+        if not version:
+            raise SystemExit(f"{cmd}: give --version or --from")
+        if cmd == "evaluate":
+            return steps.evaluate(version, params)
+        return {"gate": steps.gate(version, params), "register": steps.register(version, params=params)}
+    if cmd == "score":
+        days = args.date or [str(d) for d in _demo_dates(params)[1]]
+        return [steps.score(d, params) for d in days]
+    if cmd == "run-training":
+        return steps.run_training(args.as_of or _demo_dates(params)[0], params)
+    if cmd == "gx-init":
+        from .source import read_source_text, resolve_schema
+        from .validation import checkpoint_name, ensure_context, suite_name
+
+        config, _ = steps.open_pipeline(params)
+        schema = resolve_schema(config.dataset, read_source_text(config.dataset))
+        ensure_context(config, schema)
+        return {"gx_root": config.validation.gx_root, "suite": suite_name(config),
+                "checkpoint": checkpoint_name(config)}
+    if cmd == "models":
+        config, storage = steps.open_pipeline(params)
+        champion = registry.get_alias(storage, config.model_name)
+        return {"model": config.model_name, "champion": champion,
+                "versions": [{k: m.get(k) for k in ("version", "created_at", "status", "trained_as_of")}
+                             | {"roc_auc": (m.get("metrics") or {}).get("roc_auc")}
+                             for m in registry.list_versions(storage, config.model_name)]}
+    raise SystemExit(f"unknown command {cmd}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("great_expectations", "dvc", "botocore", "matplotlib", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        _emit(run(args), args.out)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

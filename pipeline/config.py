@@ -1,0 +1,340 @@
+"""One params file, loaded into one frozen, typed config object.
+
+DVC stages, the CLI and the Airflow tasks all call :func:`load_config`, so they
+read the same values. ``PIPELINE_PARAMS`` selects another params file; the
+storage root can be overridden with ``PIPELINE_STORAGE_URI`` (deployments point
+the same params at S3 without editing them).
+
+Relative paths in the params file are resolved against the file's directory, so
+a params file works from any working directory.
+"""
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PARAMS_ENV = "PIPELINE_PARAMS"
+STORAGE_ENV = "PIPELINE_STORAGE_URI"
+DEFAULT_PARAMS = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """The params file is missing, malformed or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+    uri: str
+    format: str = "csv"  # csv | parquet
+    csv_delimiter: str = ","
+    na_values: tuple[str, ...] = ("", "nan", "NaN", "NA", "N/A", "null", "NULL", "None")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetConfig:
+    column: str
+    positive_class: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FeaturesConfig:
+    # Columns not listed here (and not id/target/event time/PII/excluded) are
+    # inferred from their content: numeric if every value parses as a number.
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingConfig:
+    """How the source is cut into daily batches and when labels arrive."""
+
+    # Used only when the dataset has no event-time column: rows are assigned to
+    # one of `days` days from `start_date` by a stable hash of their id.
+    start_date: dt.date
+    days: int = 30
+    # Labels of day D become available on day D + label_delay_days.
+    label_delay_days: int = 14
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    source: SourceConfig
+    id_column: str
+    target: TargetConfig
+    batching: BatchingConfig
+    event_time_column: str | None = None
+    features: FeaturesConfig = FeaturesConfig()
+    sensitive_attributes: tuple[str, ...] = ()
+    pii_columns: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    root: str = "storage"
+    # Airflow connection holding the S3 endpoint and credentials (used by the
+    # DAGs when it exists; otherwise the standard AWS_* env vars apply).
+    aws_conn_id: str = "aws_default"
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+    gx_root: str = "great_expectations"
+    min_rows: int = 1
+    max_rows: int | None = None
+    # Share of nulls tolerated in a feature column before the batch fails.
+    max_null_fraction: float = 0.05
+    ranges: Mapping[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    categories: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    # Labelled days used for a training run (the most recent ones).
+    window_days: int = 30
+    # The last days of the window are held out for evaluation (time split).
+    holdout_days: int = 7
+    cv_folds: int = 5
+    random_state: int = 42
+    estimator: str = "hist_gradient_boosting"  # or logistic_regression
+    estimator_params: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    # Absolute floors on holdout metrics; a candidate below any is not promoted.
+    min_metrics: Mapping[str, float] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    # Ceilings for metrics where lower is better (e.g. brier).
+    max_metrics: Mapping[str, float] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringConfig:
+    threshold: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DvcConfig:
+    enabled: bool = True
+    repo_dir: str = "."
+    # Directory inside repo_dir that `data.dvc` tracks (the training snapshot).
+    snapshot_dir: str = "data"
+    push: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    train_as_of: dt.date | None = None
+    score_days: tuple[dt.date, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    dataset: DatasetConfig
+    storage: StorageConfig = StorageConfig()
+    validation: ValidationConfig = ValidationConfig()
+    training: TrainingConfig = TrainingConfig()
+    gate: GateConfig = GateConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    model: ModelConfig = ModelConfig()
+    dvc: DvcConfig = DvcConfig()
+    demo: DemoConfig = DemoConfig()
+    params_path: str = ""
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name or self.dataset.name
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able view, recorded in model manifests."""
+        return _jsonable(self)
+
+    def fingerprint(self) -> str:
+        """Stable hash of the settings that shape a model (not paths or env)."""
+        relevant = {k: v for k, v in self.as_dict().items() if k in ("dataset", "training", "validation")}
+        relevant["dataset"] = {k: v for k, v in relevant["dataset"].items() if k != "source"}
+        blob = json.dumps(relevant, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _convert(non_none[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is tuple:
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (collections.abc.Mapping, dict) or tp is Mapping:
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        val_tp = args[1] if len(args) == 2 else Any
+        return types.MappingProxyType({str(k): _convert(val_tp, v, f"{where}.{k}") for k, v in value.items()})
+    if tp is Any:
+        return value
+    if tp is dt.date:
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from exc
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected text, got {type(value).__name__}")
+        return str(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if tp is int and float(value) != int(value):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return tp(value)
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    kwargs = {}
+    for name, field in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: required key '{name}' is missing")
+    return cls(**kwargs)
+
+
+def _resolve_path(base: Path, value: str) -> str:
+    """Make a local relative path absolute against the params file's directory."""
+    if "://" in value or os.path.isabs(value):
+        return value
+    return str((base / value).resolve())
+
+
+def default_params_path() -> Path:
+    env = os.environ.get(PARAMS_ENV)
+    if env:
+        return Path(env)
+    return Path.cwd() / DEFAULT_PARAMS if (Path.cwd() / DEFAULT_PARAMS).exists() else (
+        Path(__file__).resolve().parent.parent / DEFAULT_PARAMS
+    )
+
+
+def load_config(path: str | os.PathLike | None = None) -> PipelineConfig:
+    params_path = Path(path) if path else default_params_path()
+    if not params_path.exists():
+        raise ConfigError(f"params file not found: {params_path} (set {PARAMS_ENV} to choose one)")
+    try:
+        raw = yaml.safe_load(params_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{params_path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{params_path}: top level must be a mapping")
+    raw = dict(raw)
+    raw["params_path"] = str(params_path.resolve())
+    config = _build(PipelineConfig, raw, params_path.name)
+    return _finalise(config, params_path.resolve().parent)
+
+
+def _finalise(config: PipelineConfig, base: Path) -> PipelineConfig:
+    ds = config.dataset
+    # An env override is relative to where the command runs; the params value
+    # is relative to the params file.
+    env_root = os.environ.get(STORAGE_ENV)
+    storage_root = _resolve_path(Path.cwd(), env_root) if env_root else _resolve_path(base, config.storage.root)
+    config = dataclasses.replace(
+        config,
+        dataset=dataclasses.replace(
+            ds, source=dataclasses.replace(ds.source, uri=_resolve_path(base, ds.source.uri))
+        ),
+        storage=dataclasses.replace(config.storage, root=storage_root),
+        validation=dataclasses.replace(config.validation, gx_root=_resolve_path(base, config.validation.gx_root)),
+        dvc=dataclasses.replace(config.dvc, repo_dir=_resolve_path(base, config.dvc.repo_dir)),
+    )
+    _check(config)
+    return config
+
+
+def _check(config: PipelineConfig) -> None:
+    ds = config.dataset
+    if ds.source.format not in ("csv", "parquet"):
+        raise ConfigError(f"dataset.source.format must be 'csv' or 'parquet', got {ds.source.format!r}")
+    if not ds.name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"dataset.name {ds.name!r} must be letters, digits, '-' or '_' (it names storage paths)")
+    special = {ds.id_column, ds.target.column} | ({ds.event_time_column} if ds.event_time_column else set())
+    listed = set(ds.features.numeric) | set(ds.features.categorical)
+    clash = sorted(listed & (special | set(ds.pii_columns)))
+    if clash:
+        raise ConfigError(f"dataset.features lists id/target/event-time/PII column(s) {clash}")
+    both = sorted(set(ds.features.numeric) & set(ds.features.categorical))
+    if both:
+        raise ConfigError(f"dataset.features: {both} listed as both numeric and categorical")
+    t = config.training
+    if t.holdout_days < 1 or t.holdout_days >= t.window_days:
+        raise ConfigError("training.holdout_days must be >= 1 and smaller than training.window_days")
+    if t.estimator not in ("hist_gradient_boosting", "logistic_regression", "random_forest"):
+        raise ConfigError(f"training.estimator {t.estimator!r} is not supported")
+    if not 0.0 < config.scoring.threshold < 1.0:
+        raise ConfigError("scoring.threshold must be between 0 and 1")
+    for metric in [*config.gate.min_metrics, *config.gate.max_metrics]:
+        if metric not in METRIC_NAMES:
+            raise ConfigError(f"gate.min_metrics: unknown metric {metric!r}; known: {sorted(METRIC_NAMES)}")
+
+
+# Metrics the evaluation step computes; gate floors may name any of them.
+METRIC_NAMES = frozenset({"roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "accuracy"})

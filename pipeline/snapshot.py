@@ -1,0 +1,174 @@
+"""The training snapshot: validated features of the labelled days in the window, joined
+to their labels, with a time-based train/holdout split.
+
+It is published to storage (``snapshots/<dataset>/<snapshot_id>/``, where the
+training and evaluation tasks read it, on whatever worker they run) and, when DVC
+is enabled, written to the DVC workspace directory that ``data.dvc`` tracks, then
+``dvc add``-ed and pushed to the DVC remote. The model manifest records both the
+snapshot's sha256 and DVC's md5, so a model can be traced to its data version.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import layout
+from .config import PipelineConfig
+from .source import Schema
+from .storage import PartitionNotFound, Storage
+from .validation import ValidationFailed, require_validated
+
+log = logging.getLogger(__name__)
+
+SPLIT_COLUMN = "_split"
+DAY_COLUMN = "_day"
+
+
+class SnapshotError(ValueError):
+    """The training window cannot be assembled; the message says which days and why."""
+
+
+def labelled_window(config: PipelineConfig, as_of: dt.date) -> list[dt.date]:
+    """The most recent `window_days` days whose labels are known as of `as_of`."""
+    last = as_of - dt.timedelta(days=config.dataset.batching.label_delay_days)
+    return [last - dt.timedelta(days=i) for i in reversed(range(config.training.window_days))]
+
+
+def _window_frames(config: PipelineConfig, storage: Storage, days: list[dt.date]):
+    ds = config.dataset
+    frames, excluded, schema = [], [], None
+    for day in days:
+        try:
+            record = storage.read_json(layout.validation_record(ds.name, day))
+        except FileNotFoundError:
+            record = None
+        if record is not None and not record.get("success"):
+            excluded.append({"day": day.isoformat(), "reason": "quarantined", "where": record.get("quarantine")})
+            continue
+        try:
+            manifest = require_validated(config, storage, day)
+        except (PartitionNotFound, ValidationFailed) as exc:
+            raise SnapshotError(f"training window day {day} is not ingested and validated: {exc}") from exc
+        schema = Schema.from_dict(manifest["schema"])
+        try:
+            labels = storage.read_partition(layout.labels_partition(ds.name, day)).to_pandas()
+        except PartitionNotFound as exc:
+            raise SnapshotError(f"training window day {day} has no labels yet: {exc}") from exc
+        features = storage.read_partition(layout.raw_partition(ds.name, day)).to_pandas()
+        joined = features.merge(labels, on=ds.id_column, how="inner", validate="one_to_one")
+        if len(joined) != len(features):
+            log.warning("%s: %d of %d rows have no label and are left out", day,
+                        len(features) - len(joined), len(features))
+        joined[DAY_COLUMN] = day.isoformat()
+        frames.append(joined)
+    return frames, excluded, schema
+
+
+def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date) -> dict:
+    ds = config.dataset
+    days = labelled_window(config, as_of)
+    frames, excluded, schema = _window_frames(config, storage, days)
+    if not frames:
+        raise SnapshotError(f"no usable days in the training window {days[0]}..{days[-1]}")
+    frame = pd.concat(frames, ignore_index=True)
+    # Pii never leaves the raw zone.
+    frame = frame.drop(columns=[c for c in schema.pii if c in frame.columns])
+    holdout_from = days[-config.training.holdout_days].isoformat()
+    frame[SPLIT_COLUMN] = (frame[DAY_COLUMN] >= holdout_from).map({True: "holdout", False: "train"})
+    frame = frame.sort_values([DAY_COLUMN, ds.id_column], kind="mergesort").reset_index(drop=True)
+    counts = frame[SPLIT_COLUMN].value_counts().to_dict()
+    if counts.get("train", 0) == 0 or counts.get("holdout", 0) == 0:
+        raise SnapshotError(f"snapshot needs rows in both train and holdout, got {counts}")
+    positives = int((frame[ds.target.column].astype(str) == ds.target.positive_class).sum())
+    if positives == 0 or positives == len(frame):
+        raise SnapshotError(f"target {ds.target.column!r} has a single class in the window "
+                            f"(positive class {ds.target.positive_class!r} in {positives} of {len(frame)} rows)")
+
+    buffer = io.BytesIO()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, buffer, compression="zstd")
+    data = buffer.getvalue()
+    sha256 = hashlib.sha256(data).hexdigest()
+    snapshot_id = sha256[:16]
+    key = layout.snapshot_partition(ds.name, snapshot_id)
+    meta = {
+        "dataset": ds.name,
+        "as_of": as_of.isoformat(),
+        "snapshot_id": snapshot_id,
+        "sha256": sha256,
+        "window": [days[0].isoformat(), days[-1].isoformat()],
+        "holdout_from": holdout_from,
+        "days_used": sorted(set(frame[DAY_COLUMN])),
+        "days_excluded": excluded,
+        "rows": int(len(frame)),
+        "train_rows": int(counts["train"]),
+        "holdout_rows": int(counts["holdout"]),
+        "positive_rate": round(positives / len(frame), 6),
+        "schema": schema.to_dict(),
+    }
+    if not storage.partition_exists(key):  # content-addressed: same id, same bytes
+        with storage.staging() as staged:
+            (staged / "snapshot.parquet").write_bytes(data)
+            storage.publish_partition(key, staged, meta)
+    meta["uri"] = storage.uri(key)
+    meta["dvc"] = track_with_dvc(config, data, meta)
+    log.info("snapshot %s: %d rows (%d train, %d holdout), %d day(s) excluded", snapshot_id, len(frame),
+             counts["train"], counts["holdout"], len(excluded))
+    return {k: meta[k] for k in ("snapshot_id", "uri", "sha256", "rows", "train_rows", "holdout_rows",
+                                 "window", "days_excluded", "dvc")}
+
+
+def read_snapshot(storage: Storage, dataset: str, snapshot_id: str) -> tuple[pd.DataFrame, dict]:
+    key = layout.snapshot_partition(dataset, snapshot_id)
+    return storage.read_partition(key).to_pandas(), storage.read_manifest(key)
+
+
+def track_with_dvc(config: PipelineConfig, data: bytes, meta: dict) -> dict:
+    """Write the snapshot into the DVC workspace, `dvc add` it and push it to the remote.
+
+    Returns what the model manifest records: the path, DVC's md5 of the tracked
+    directory, and whether it was pushed. Under `dvc repro` (DVC_STAGE set) the
+    repo is locked by DVC itself, so the snapshot is written but not re-added.
+    """
+    if not config.dvc.enabled:
+        return {"enabled": False}
+    repo_dir = Path(config.dvc.repo_dir)
+    tracked = repo_dir / config.dvc.snapshot_dir
+    target = tracked / config.dataset.name
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / ".training.parquet.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, target / "training.parquet")
+    (target / "snapshot.json").write_text(json.dumps(
+        {k: meta[k] for k in ("snapshot_id", "sha256", "as_of", "window", "rows")}, indent=2, sort_keys=True) + "\n")
+    result = {"enabled": True, "path": str(target), "dvc_file": str(tracked) + ".dvc"}
+    if os.environ.get("DVC_STAGE"):
+        result["note"] = "written under `dvc repro`; run `dvc add` after the repro to record it"
+        return result
+    from dvc.repo import Repo
+
+    with Repo(str(repo_dir)) as repo:
+        repo.add(str(tracked))
+        dvc_file = Path(str(tracked) + ".dvc")
+        import yaml
+
+        outs = yaml.safe_load(dvc_file.read_text())["outs"][0]
+        result["md5"] = outs["md5"]
+        if config.dvc.push:
+            try:
+                repo.push(targets=[str(dvc_file)])
+                result["pushed"] = True
+            except Exception as exc:  # a missing remote must not lose the training run
+                log.warning("dvc push failed: %s", exc)
+                result["pushed"] = False
+                result["push_error"] = str(exc)[:500]
+    return result

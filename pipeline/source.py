@@ -1,0 +1,249 @@
+"""Reading the source dataset and giving every column its declared type.
+
+The source is read as text first and converted column by column, so that a value
+that does not fit its column is reported (column, row numbers) instead of being
+turned into a silent NaN or making pandas guess a different type for the whole
+column. Real extracts contain text ``nan`` and numbers in E notation
+(``5.00E+05``); both are handled here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import io
+import os
+import re
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .config import DatasetConfig
+
+# Fixed key: day assignment must never change between runs or machines.
+_HASH_KEY = "pipeline-days-v1"[:16]
+_INTEGRAL_FORM = re.compile(r"^[+-]?(\d+\.\d*|\d*\.\d+|\d+)([eE][+-]?\d+)?$")
+
+
+class SourceError(ValueError):
+    """The source cannot be read or a value does not fit its column."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """The resolved roles and types of a dataset's columns."""
+
+    id_column: str
+    target_column: str
+    event_time_column: str | None
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    pii: tuple[str, ...]
+    id_is_integer: bool
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    @property
+    def batch_columns(self) -> tuple[str, ...]:
+        """Columns of a raw daily batch (what arrives to be scored: no target)."""
+        cols = (self.id_column,)
+        if self.event_time_column:
+            cols += (self.event_time_column,)
+        return cols + self.features + self.pii
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Schema":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_uri_bytes(uri: str) -> bytes:
+    if uri.startswith("s3://"):
+        from .storage import open_storage
+
+        bucket_and_key = uri[len("s3://"):]
+        bucket, _, key = bucket_and_key.partition("/")
+        return open_storage(f"s3://{bucket}").read_bytes(key)
+    try:
+        with open(uri, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError as exc:
+        raise SourceError(f"source file not found: {uri}") from exc
+
+
+def _mtime(uri: str) -> float:
+    return 0.0 if uri.startswith("s3://") else os.path.getmtime(uri)
+
+
+def read_source_text(cfg: DatasetConfig, uri: str | None = None) -> pd.DataFrame:
+    """The source with every cell as text (None where missing)."""
+    uri = uri or cfg.source.uri
+    return _read_source_text_cached(uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter,
+                                    cfg.source.na_values).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _read_source_text_cached(uri: str, _mtime_key: float, fmt: str, delimiter: str,
+                             na_values: tuple[str, ...]) -> pd.DataFrame:
+    data = _read_uri_bytes(uri)
+    compression = "gzip" if uri.endswith(".gz") else None
+    if fmt == "csv":
+        try:
+            frame = pd.read_csv(io.BytesIO(data), sep=delimiter, dtype=str, keep_default_na=False,
+                                na_filter=False, compression=compression, encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"{uri}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        except pd.errors.ParserError as exc:
+            raise SourceError(f"{uri}: malformed CSV: {exc}") from exc
+        except pd.errors.EmptyDataError as exc:
+            raise SourceError(f"{uri}: empty file") from exc
+    else:
+        try:
+            frame = pd.read_parquet(io.BytesIO(data))
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise SourceError(f"{uri}: not a readable Parquet file: {exc}") from exc
+        frame = frame.astype(object).where(frame.notna(), None)
+        frame = frame.map(lambda v: None if v is None else str(v))
+    missing = set(na_values)
+    return frame.map(lambda v: None if v is None or v.strip() in missing else v.strip())
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _parses_as_number(values: pd.Series) -> bool:
+    present = values.dropna()
+    return bool(len(present)) and bool(pd.to_numeric(present, errors="coerce").notna().all())
+
+
+def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame) -> Schema:
+    """Roles from the config; unlisted feature columns typed by their content."""
+    required = [cfg.id_column, cfg.target.column, *cfg.features.numeric, *cfg.features.categorical,
+                *cfg.pii_columns]
+    if cfg.event_time_column:
+        required.append(cfg.event_time_column)
+    missing = [c for c in required if c not in text.columns]
+    if missing:
+        raise SourceError(f"source {cfg.source.uri} lacks configured column(s) {missing}; "
+                          f"it has {list(text.columns)}")
+    special = {cfg.id_column, cfg.target.column, cfg.event_time_column, *cfg.pii_columns,
+               *cfg.features.exclude}
+    numeric = list(cfg.features.numeric)
+    categorical = list(cfg.features.categorical)
+    for col in text.columns:
+        if col in special or col in numeric or col in categorical:
+            continue
+        (numeric if _parses_as_number(text[col]) else categorical).append(col)
+    id_values = text[cfg.id_column].dropna()
+    id_is_integer = bool(len(id_values)) and bool(id_values.str.fullmatch(r"[+-]?\d{1,18}").all())
+    return Schema(
+        id_column=cfg.id_column,
+        target_column=cfg.target.column,
+        event_time_column=cfg.event_time_column,
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        pii=tuple(cfg.pii_columns),
+        id_is_integer=id_is_integer,
+    )
+
+
+# --------------------------------------------------------------------------- typing
+
+
+def _row_numbers(mask: pd.Series, limit: int = 5) -> list[int]:
+    return [int(i) for i in mask[mask].index[:limit]]
+
+
+def canonical_label(values: pd.Series) -> pd.Series:
+    """Text labels, with numeric spellings of whole numbers unified ('1.00E+00' -> '1')."""
+
+    def canon(v: str | None) -> str | None:
+        if v is None:
+            return None
+        if _INTEGRAL_FORM.match(v) and ("." in v or "e" in v.lower()):
+            f = float(v)
+            if f.is_integer():
+                return str(int(f))
+        return v
+
+    return values.map(canon).astype("str")
+
+
+def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Convert text columns to their types; raise naming the column and rows on any misfit.
+
+    Row numbers in messages are the frame's index (0-based data rows of the source).
+    """
+    columns = list(columns) if columns is not None else list(text.columns)
+    out = {}
+    problems = []
+    for col in columns:
+        values = text[col]
+        if col in schema.numeric:
+            parsed = pd.to_numeric(values, errors="coerce").astype("float64")
+            bad = values.notna() & parsed.isna()
+            if bad.any():
+                problems.append(f"column {col!r}: {int(bad.sum())} value(s) are not numbers "
+                                f"(rows {_row_numbers(bad)})")
+            out[col] = parsed
+        elif col == schema.id_column:
+            if schema.id_is_integer:
+                is_whole = values.str.fullmatch(r"[+-]?\d{1,18}").fillna(False).astype(bool)
+                bad = values.notna() & ~is_whole
+                if bad.any():
+                    problems.append(f"id column {col!r}: {int(bad.sum())} id(s) are not whole numbers "
+                                    f"(rows {_row_numbers(bad)})")
+                out[col] = pd.to_numeric(values.where(is_whole), errors="coerce").astype("Int64")
+            else:
+                out[col] = values.astype("str")
+        elif col == schema.event_time_column:
+            parsed = pd.to_datetime(values, errors="coerce", utc=True)
+            bad = values.notna() & parsed.isna()
+            if bad.any():
+                problems.append(f"event-time column {col!r}: {int(bad.sum())} value(s) are not timestamps "
+                                f"(rows {_row_numbers(bad)})")
+            out[col] = parsed
+        elif col in schema.categorical or col == schema.target_column:
+            out[col] = canonical_label(values)
+        else:
+            out[col] = values.astype("str")
+    if problems:
+        raise SourceError("; ".join(problems))
+    return pd.DataFrame(out, index=text.index)
+
+
+# --------------------------------------------------------------------------- days
+
+
+def assign_days(cfg: DatasetConfig, text: pd.DataFrame) -> pd.Series:
+    """The day each row belongs to (a Series of datetime.date)."""
+    if cfg.event_time_column:
+        ts = pd.to_datetime(text[cfg.event_time_column], errors="coerce", utc=True)
+        if ts.isna().any():
+            bad = ts.isna()
+            raise SourceError(f"event-time column {cfg.event_time_column!r}: {int(bad.sum())} row(s) "
+                              f"without a readable timestamp (rows {_row_numbers(bad)})")
+        return ts.dt.date
+    ids = text[cfg.id_column].fillna("").to_numpy(dtype=object)
+    hashed = pd.util.hash_array(ids, hash_key=_HASH_KEY, categorize=False)
+    offsets = (hashed % np.uint64(cfg.batching.days)).astype("int64")
+    start = cfg.batching.start_date
+    lookup = np.array([start + dt.timedelta(days=i) for i in range(cfg.batching.days)], dtype=object)
+    return pd.Series(lookup[offsets], index=text.index)
+
+
+def day_rows(cfg: DatasetConfig, text: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    days = assign_days(cfg, text)
+    return text[days == day]
+
+
+def available_days(cfg: DatasetConfig, text: pd.DataFrame) -> list[dt.date]:
+    return sorted(set(assign_days(cfg, text)))

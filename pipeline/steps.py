@@ -1,0 +1,178 @@
+"""The pipeline's steps as small JSON-in/JSON-out calls.
+
+Airflow tasks, the CLI and the DVC stages all call these, so the three paths run
+the same code. Each loads the config (``PIPELINE_PARAMS`` or the given file),
+opens storage (S3 options from an Airflow connection can be passed in), calls
+one function, and returns a small JSON-able dict.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from . import registry
+from .config import PipelineConfig, load_config
+from .evaluate import evaluate_version, gate_version
+from .ingest import LabelsNotAvailable, ingest_day, ingest_labels
+from .score import score_day
+from .snapshot import build_snapshot, labelled_window
+from .storage import Storage, open_storage
+from .train import train_candidate
+from .validation import ValidationFailed, data_docs_index, validate_day, validate_days
+
+log = logging.getLogger(__name__)
+
+
+def open_pipeline(params: str | None = None, s3_options: dict | None = None) -> tuple[PipelineConfig, Storage]:
+    config = load_config(params)
+    return config, open_storage(config.storage.root, s3_options)
+
+
+def as_date(value: str | dt.date) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError as exc:
+        raise ValueError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+# --------------------------------------------------------------------------- ingest/validate
+
+
+def ingest(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
+    """The day's batch, plus the labels that arrive that day (of day - label delay)."""
+    config, storage = open_pipeline(params, s3_options)
+    day = as_date(day)
+    result = ingest_day(config, storage, day)
+    labelled = day - dt.timedelta(days=config.dataset.batching.label_delay_days)
+    try:
+        result["labels"] = ingest_labels(config, storage, labelled, as_of=day)
+    except LabelsNotAvailable:
+        result["labels"] = None
+    except ValueError as exc:  # no source rows that day: nothing arrives
+        log.info("no labels arrive on %s: %s", day, exc)
+        result["labels"] = None
+    return result
+
+
+def ingest_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None,
+                  force: bool = False) -> dict:
+    """Features and labels of every day in the training window; days already ingested are kept
+    unless `force` (their validation stays valid)."""
+    config, storage = open_pipeline(params, s3_options)
+    from . import layout
+
+    as_of = as_date(as_of)
+    days = labelled_window(config, as_of)
+    ingested, kept, rows = [], [], 0
+    for i, day in enumerate(days, 1):
+        raw = layout.raw_partition(config.dataset.name, day)
+        labels = layout.labels_partition(config.dataset.name, day)
+        if not force and storage.partition_exists(raw) and storage.partition_exists(labels):
+            kept.append(day.isoformat())
+            continue
+        r = ingest_day(config, storage, day)
+        ingest_labels(config, storage, day, as_of=as_of)
+        rows += r["rows"]
+        ingested.append(day.isoformat())
+        log.info("ingest window: day %d/%d (%s) %d rows", i, len(days), day, r["rows"])
+    return {"as_of": as_of.isoformat(), "window": [days[0].isoformat(), days[-1].isoformat()],
+            "ingested_days": len(ingested), "kept_days": len(kept), "rows_ingested": rows}
+
+
+def validate(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
+    config, storage = open_pipeline(params, s3_options)
+    return validate_day(config, storage, as_date(day))
+
+
+def validate_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
+    """Validate every day of the window not yet validated as published; quarantine failures,
+    then raise naming all of them."""
+    config, storage = open_pipeline(params, s3_options)
+    from . import layout
+
+    as_of = as_date(as_of)
+    todo, already = [], 0
+    for day in labelled_window(config, as_of):
+        raw = layout.raw_partition(config.dataset.name, day)
+        if not storage.partition_exists(raw):
+            continue  # quarantined earlier, or not ingested: the snapshot step says which
+        try:
+            record = storage.read_json(layout.validation_record(config.dataset.name, day))
+            if record.get("success") and record.get("raw_publish_id") == storage.read_manifest(raw)["publish_id"]:
+                already += 1
+                continue
+        except FileNotFoundError:
+            pass
+        todo.append(day)
+    log.info("validating %d day(s) of the window (%d already valid)", len(todo), already)
+    passed, failures = validate_days(config, storage, todo)
+    if failures:
+        raise ValidationFailed(f"{len(failures)} day(s) of the window failed validation:\n" + "\n".join(failures))
+    return {"as_of": as_of.isoformat(), "validated_days": len(passed), "already_valid_days": already,
+            "data_docs": data_docs_index(config)}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def snapshot(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
+    config, storage = open_pipeline(params, s3_options)
+    return build_snapshot(config, storage, as_date(as_of))
+
+
+def train(as_of: str | dt.date, snapshot_result: dict, reason: str = "scheduled", params: str | None = None,
+          s3_options: dict | None = None) -> dict:
+    config, storage = open_pipeline(params, s3_options)
+    return train_candidate(config, storage, snapshot_result, as_date(as_of), reason=reason)
+
+
+def evaluate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
+    config, storage = open_pipeline(params, s3_options)
+    return evaluate_version(config, storage, version)
+
+
+def gate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
+    config, storage = open_pipeline(params, s3_options)
+    return gate_version(config, storage, version)
+
+
+def register(version: str, reason: str = "passed the evaluation gate", params: str | None = None,
+             s3_options: dict | None = None) -> dict:
+    """Promote to champion if the gate passed; otherwise say why not (and do nothing)."""
+    config, storage = open_pipeline(params, s3_options)
+    decision = storage.read_json(f"models/{config.model_name}/versions/{version}/{registry.GATE}")
+    if not decision["passed"]:
+        current = registry.get_alias(storage, config.model_name)
+        return {"version": version, "promoted": False, "reasons": decision["reasons"],
+                "champion": current["version"] if current else None}
+    record = registry.promote(storage, config.model_name, version, reason)
+    return {"version": version, "promoted": True, "champion": version,
+            "previous_champion": record["previous_version"]}
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score(day: str | dt.date, params: str | None = None, s3_options: dict | None = None,
+          version: str | None = None) -> dict:
+    config, storage = open_pipeline(params, s3_options)
+    return score_day(config, storage, as_date(day), version=version)
+
+
+def run_training(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None,
+                 reason: str = "manual") -> dict[str, Any]:
+    """The training pipeline without an orchestrator (CLI and DVC)."""
+    out: dict[str, Any] = {"ingest": ingest_window(as_of, params, s3_options)}
+    out["validate"] = validate_window(as_of, params, s3_options)
+    out["snapshot"] = snapshot(as_of, params, s3_options)
+    out["train"] = train(as_of, out["snapshot"], reason, params, s3_options)
+    version = out["train"]["version"]
+    out["evaluate"] = evaluate(version, params, s3_options)
+    out["gate"] = gate(version, params, s3_options)
+    out["register"] = register(version, params=params, s3_options=s3_options)
+    return out

@@ -1,0 +1,89 @@
+"""Airflow-side glue shared by the DAG files (Airflow puts plugins/ on sys.path).
+
+Everything here is about Airflow itself: which date a run is for, the S3
+connection, and how pipeline errors map onto task states. No pipeline logic.
+Imports of Airflow and of the pipeline happen inside functions, so DAG files that
+import this module stay cheap to parse.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from datetime import timedelta
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+OWNER = "ml-platform"
+
+DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=15),
+}
+
+
+def run_date(context: dict[str, Any], param: str = "date") -> str:
+    """The partition date of this run: the `param` override, else the logical date,
+    else (manual runs in Airflow 3 may have none) the date the run was queued for."""
+    override = (context.get("params") or {}).get(param)
+    if override:
+        return dt.date.fromisoformat(str(override)[:10]).isoformat()
+    logical = context.get("logical_date")
+    if logical is not None:
+        return logical.date().isoformat()
+    return context["dag_run"].run_after.date().isoformat()
+
+
+def s3_options() -> dict | None:
+    """Endpoint and credentials from the Airflow connection named in params.yaml
+    (storage.aws_conn_id), when storage is on S3 and that connection exists.
+    Otherwise None: boto3's standard chain (AWS_* env vars, instance role) applies."""
+    from pipeline.config import load_config
+
+    config = load_config()
+    if not config.storage.root.startswith("s3://"):
+        return None
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(config.storage.aws_conn_id)
+    except Exception:  # not defined: fall back to the env chain
+        log.info("no Airflow connection %r; using AWS_* env vars", config.storage.aws_conn_id)
+        return None
+    extra = conn.extra_dejson or {}
+    return {
+        "endpoint_url": extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url"),
+        "access_key_id": conn.login or extra.get("aws_access_key_id"),
+        "secret_access_key": conn.password or extra.get("aws_secret_access_key"),
+        "session_token": extra.get("aws_session_token"),
+        "region": extra.get("region_name"),
+    }
+
+
+@contextlib.contextmanager
+def fail_fast_on_bad_data() -> Iterator[None]:
+    """Bad data or config will not fix itself on retry: fail the task at once, with the
+    pipeline's message. Storage and other transient errors keep their retries."""
+    from airflow.exceptions import AirflowFailException
+
+    from pipeline.config import ConfigError
+    from pipeline.ingest import IngestError
+    from pipeline.registry import RegistryError
+    from pipeline.snapshot import SnapshotError
+    from pipeline.source import SourceError
+    from pipeline.validation import ValidationFailed
+
+    try:
+        yield
+    except (ValidationFailed, IngestError, SourceError, SnapshotError, ConfigError, RegistryError) as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def skip(message: str) -> None:
+    from airflow.exceptions import AirflowSkipException
+
+    raise AirflowSkipException(message)
