@@ -169,6 +169,7 @@ class PipelineConfig:
         """Stable hash of the settings that shape a model (not paths or env)."""
         relevant = {k: v for k, v in self.as_dict().items() if k in ("dataset", "training", "validation")}
         relevant["dataset"] = {k: v for k, v in relevant["dataset"].items() if k != "source"}
+        relevant["validation"] = {k: v for k, v in relevant["validation"].items() if k != "gx_root"}
         blob = json.dumps(relevant, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 

@@ -113,7 +113,8 @@ def _read_source_text_cached(uri: str, _mtime_key: float, fmt: str, delimiter: s
         frame = frame.astype(object).where(frame.notna(), None)
         frame = frame.map(lambda v: None if v is None else str(v))
     missing = set(na_values)
-    return frame.map(lambda v: None if v is None or v.strip() in missing else v.strip())
+    # object dtype keeps None as None (pandas 3's str dtype would turn it into NaN).
+    return frame.astype(object).map(lambda v: None if v is None or v.strip() in missing else v.strip())
 
 
 # --------------------------------------------------------------------------- schema
@@ -166,8 +167,9 @@ def canonical_label(values: pd.Series) -> pd.Series:
     """Text labels, with numeric spellings of whole numbers unified ('1.00E+00' -> '1')."""
 
     def canon(v: str | None) -> str | None:
-        if v is None:
+        if v is None or (isinstance(v, float) and v != v):  # None or NaN
             return None
+        v = str(v)
         if _INTEGRAL_FORM.match(v) and ("." in v or "e" in v.lower()):
             f = float(v)
             if f.is_integer():

@@ -1,0 +1,34 @@
+"""Running DAGs with dag.test() and reading what they wrote."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pandas as pd
+import pendulum
+import pyarrow.parquet as pq
+
+
+def run_dag(dagbag, dag_id: str, day: str | dt.date) -> str:
+    day = dt.date.fromisoformat(str(day))
+    run = dagbag.get_dag(dag_id).test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
+    return str(getattr(run.state, "value", run.state))
+
+
+def task_states(dagbag, dag_id: str) -> dict[str, str]:
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = (session.query(DagRun).filter(DagRun.dag_id == dag_id)
+               .order_by(DagRun.id.desc()).first())
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id,
+                                                 TaskInstance.run_id == run.run_id).all()
+        return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in tis}
+
+
+def read_parquet_objects(storage, prefix: str) -> pd.DataFrame:
+    """Every Parquet file under a prefix, as an analyst's glob would see them."""
+    frames = [pq.read_table(io.BytesIO(storage.read_bytes(k))).to_pandas()
+              for k in storage.list_keys(prefix) if k.endswith(".parquet")]
+    return pd.concat(frames, ignore_index=True)

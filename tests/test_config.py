@@ -1,0 +1,44 @@
+import dataclasses
+
+import pytest
+
+from pipeline.config import ConfigError, load_config
+from conftest import ROOT, write_params
+
+
+def test_params_load_into_frozen_typed_config():
+    config = load_config(ROOT / "params.yaml")
+    assert config.dataset.id_column == "ID"
+    assert config.validation.ranges["AGE"] == (18.0, 100.0)
+    assert config.dataset.source.uri.startswith(str(ROOT))  # relative to the params file
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.dataset = None
+    with pytest.raises(TypeError):
+        config.validation.ranges["AGE"] = (0, 1)
+
+
+def test_env_selects_params_and_storage(tmp_path, monkeypatch):
+    path = write_params(tmp_path, scoring={"threshold": 0.42})
+    monkeypatch.setenv("PIPELINE_PARAMS", str(path))
+    monkeypatch.setenv("PIPELINE_STORAGE_URI", "s3://bucket/prefix")
+    config = load_config()
+    assert config.scoring.threshold == 0.42
+    assert config.storage.root == "s3://bucket/prefix"
+
+
+@pytest.mark.parametrize("section,values,message", [
+    ("training", {"window_dayz": 3}, r"unknown key\(s\) \['window_dayz'\]"),
+    ("scoring", {"threshold": 1.5}, "scoring.threshold must be between 0 and 1"),
+    ("gate", {"min_metrics": {"auc": 0.7}}, "unknown metric 'auc'"),
+    ("training", {"window_days": "many"}, "expected a number"),
+])
+def test_bad_params_are_named(tmp_path, section, values, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_params(tmp_path, **{section: values}))
+
+
+def test_fingerprint_ignores_paths_but_not_training_params(tmp_path):
+    a = load_config(write_params(tmp_path / "a"))
+    b = load_config(write_params(tmp_path / "b"))
+    c = load_config(write_params(tmp_path / "c", training={"random_state": 7}))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()

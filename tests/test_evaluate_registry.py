@@ -1,0 +1,69 @@
+"""Metrics, the gate, and the registry's integrity rules."""
+import numpy as np
+import pytest
+from sklearn.dummy import DummyClassifier
+from sklearn.metrics import roc_auc_score
+
+from pipeline import registry
+from pipeline.evaluate import classification_metrics, gate_decision
+from pipeline.storage import open_storage
+
+
+def test_metrics_match_sklearn_and_threshold():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    score = np.clip(y * 0.3 + rng.random(500) * 0.7, 0, 1)
+    m = classification_metrics(y, score, threshold=0.5)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, score))
+    c = m["confusion"]
+    assert c["tp"] + c["fp"] == int((score >= 0.5).sum())
+    assert m["recall"] == pytest.approx(c["tp"] / (c["tp"] + c["fn"]))
+    assert m["rows"] == 500 and m["positives"] == int(y.sum())
+
+
+def test_single_class_holdout_is_an_error():
+    with pytest.raises(ValueError, match="single class"):
+        classification_metrics(np.zeros(10), np.linspace(0, 1, 10), 0.5)
+
+
+def test_gate_names_every_breach():
+    metrics = {"roc_auc": 0.65, "pr_auc": 0.5, "brier": 0.3}
+    d = gate_decision(metrics, {"roc_auc": 0.7, "pr_auc": 0.4}, {"brier": 0.2})
+    assert not d["passed"]
+    assert d["reasons"] == ["roc_auc 0.6500 is below the floor 0.7", "brier 0.3000 is above the ceiling 0.2"]
+    assert gate_decision(metrics, {"pr_auc": 0.4}, {})["passed"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    return open_storage(str(tmp_path / "root"))
+
+
+def _fitted():
+    return DummyClassifier(strategy="prior").fit(np.zeros((4, 1)), [0, 1, 1, 0])
+
+
+def test_versions_are_immutable_and_verified(store):
+    m = registry.save_version(store, "m", "v1", _fitted(), {"note": "first"})
+    again = registry.save_version(store, "m", "v1", DummyClassifier().fit([[0]], [1]), {"note": "second"})
+    assert again["artifact_sha256"] == m["artifact_sha256"] and again["note"] == "first"
+    model, manifest = registry.load_model(store, "m", "v1")
+    assert model.predict_proba([[0]])[0, 1] == pytest.approx(0.5)
+    store.write_bytes("models/m/versions/v1/model.joblib", b"tampered")
+    with pytest.raises(registry.RegistryError, match="does not match its manifest"):
+        registry.load_model(store, "m", "v1")
+
+
+def test_promotion_needs_a_passed_gate(store):
+    registry.save_version(store, "m", "v1", _fitted(), {})
+    with pytest.raises(registry.RegistryError, match="no gate decision"):
+        registry.promote(store, "m", "v1", "test")
+    store.write_json("models/m/versions/v1/gate.json", {"passed": False, "reasons": ["roc_auc too low"]})
+    with pytest.raises(registry.RegistryError, match="roc_auc too low"):
+        registry.promote(store, "m", "v1", "test")
+    with pytest.raises(registry.RegistryError, match="no champion yet"):
+        registry.champion_version(store, "m")
+    store.write_json("models/m/versions/v1/gate.json", {"passed": True, "reasons": []})
+    registry.promote(store, "m", "v1", "test")
+    assert registry.champion_version(store, "m") == "v1"
+    assert registry.read_manifest(store, "m", "v1")["status"] == "champion"
