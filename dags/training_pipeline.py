@@ -37,7 +37,9 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
 @dag(
     dag_id="training_pipeline",
     schedule="@weekly",
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    # Early, so backfills of historical batches are possible; catchup=False keeps the
+    # scheduler from creating those runs by itself.
+    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

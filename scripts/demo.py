@@ -30,6 +30,10 @@ def run_dag(bag, dag_id: str, day: dt.date):
     started = time.monotonic()
     run = bag.dags[dag_id].test(logical_date=logical)
     state = str(getattr(run.state, "value", run.state))
+    ran = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in run.get_task_instances()}
+    if set(ran) != set(bag.dags[dag_id].task_ids):
+        # Airflow marks a run with no task instances (e.g. before start_date) as success.
+        raise SystemExit(f"{dag_id} for {day}: tasks did not run: {set(bag.dags[dag_id].task_ids) - set(ran)}")
     print(f"    {dag_id} {day}: {state} in {time.monotonic() - started:.1f}s", flush=True)
     if state != "success":
         raise SystemExit(f"{dag_id} for {day} ended {state}; see the task logs above")

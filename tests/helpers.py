@@ -10,8 +10,13 @@ import pyarrow.parquet as pq
 
 
 def run_dag(dagbag, dag_id: str, day: str | dt.date) -> str:
+    """Run with dag.test(); the run's state, after checking every task really ran
+    (Airflow marks a run with no task instances, e.g. before start_date, as success)."""
     day = dt.date.fromisoformat(str(day))
-    run = dagbag.get_dag(dag_id).test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
+    dag = dagbag.get_dag(dag_id)
+    run = dag.test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
+    states = task_states(dagbag, dag_id)
+    assert set(states) == set(dag.task_ids), f"{dag_id} {day}: tasks that did not run: {set(dag.task_ids) - set(states)}"
     return str(getattr(run.state, "value", run.state))
 
 

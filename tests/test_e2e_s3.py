@@ -1,0 +1,56 @@
+"""The same pipeline with every artefact on an S3 endpoint (moto server on 127.0.0.1, real HTTP).
+
+Endpoint and credentials reach the tasks only through the Airflow connection
+`aws_default`: no AWS_* variables are set, so a task that ignored the connection
+would try real AWS and fail.
+"""
+import json
+
+import pytest
+
+from pipeline import registry
+from pipeline.config import load_config
+from pipeline.storage import open_storage
+from helpers import read_parquet_objects, run_dag
+
+pytestmark = pytest.mark.e2e
+
+
+def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, monkeypatch):
+    import boto3
+
+    from conftest import write_params
+
+    admin = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
+                         aws_secret_access_key="testing", region_name="us-east-1")
+    admin.create_bucket(Bucket="ml-pipeline")
+    params = write_params(tmp_path, training={"window_days": 16, "holdout_days": 4, "cv_folds": 3,
+                                              "estimator_params": {"max_iter": 40}})
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIPELINE_PARAMS", str(params))
+    monkeypatch.setenv("PIPELINE_STORAGE_URI", "s3://ml-pipeline/prod")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"},
+    }))
+
+    assert run_dag(dagbag, "training_pipeline", "2025-03-01") == "success"
+    assert run_dag(dagbag, "batch_scoring", "2025-03-02") == "success"
+
+    keys = [o["Key"] for page in admin.get_paginator("list_objects_v2").paginate(Bucket="ml-pipeline")
+            for o in page.get("Contents", [])]
+    top = {k.split("/")[1] for k in keys}
+    assert {"raw", "labels", "validation", "snapshots", "models", "predictions"} <= top
+    assert all(k.startswith("prod/") for k in keys)
+    assert not (tmp_path / "storage").exists()  # nothing went to the local default
+
+    storage = open_storage("s3://ml-pipeline/prod", {"endpoint_url": s3_server, "access_key_id": "testing",
+                                                     "secret_access_key": "testing"})
+    version = registry.champion_version(storage, "credit_default")
+    predictions = read_parquet_objects(storage, "predictions/credit_default/dt=2025-03-02")
+    raw = read_parquet_objects(storage, "raw/credit_default/dt=2025-03-02")
+    assert len(predictions) == len(raw) and set(predictions["ID"]) == set(raw["ID"])
+    assert (predictions["model_version"] == version).all()
+    assert list(predictions.columns) == ["ID", "score", "prediction", "model_version", "scored_at"]
+    assert load_config(params).storage.root == "s3://ml-pipeline/prod"
