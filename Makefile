@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
+# Trust the platform's CA store (corporate proxies and mirrors re-sign TLS); harmless elsewhere.
+export UV_SYSTEM_CERTS ?= 1
+
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins

@@ -91,15 +91,10 @@ def _plot_png(y_true, score) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def render_report(manifest: dict, metrics: dict, gate: dict | None, png_b64: str) -> str:
+def render_report(manifest: dict, metrics: dict, png_b64: str) -> str:
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
                    for k, v in metrics.items() if isinstance(v, float))
     c = metrics["confusion"]
-    verdict = ""
-    if gate is not None:
-        colour = "#1a7f37" if gate["passed"] else "#cf222e"
-        text = "PASSED" if gate["passed"] else "FAILED: " + "; ".join(gate["reasons"])
-        verdict = f'<p style="color:{colour};font-weight:bold">Gate {html.escape(text)}</p>'
     data = manifest["data"]
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>Evaluation {html.escape(manifest['model'])} {html.escape(manifest['version'])}</title>
@@ -110,7 +105,6 @@ table{{border-collapse:collapse}}tr:nth-child(even){{background:#f4f4f4}}</style
 <code>{html.escape(data['snapshot_id'])}</code> (window {html.escape(' .. '.join(data['window']))},
 {data['train_rows']} training rows); evaluated on {metrics['rows']} holdout rows
 ({metrics['positives']} positive). Code <code>{html.escape(manifest['code_revision'])}</code>.</p>
-{verdict}
 <h2>Holdout metrics (threshold {metrics['threshold']})</h2>
 <table><tr><th>metric</th><th>value</th></tr>{rows}</table>
 <h2>Confusion matrix</h2>
@@ -135,7 +129,7 @@ def evaluate_version(config: PipelineConfig, storage: Storage, version: str) -> 
     metrics = classification_metrics(y, score, manifest["threshold"])
     key = layout.model_version(model_name, version)
     storage.write_json(f"{key}/{METRICS}", metrics)
-    storage.write_bytes(f"{key}/{REPORT}", render_report(manifest, metrics, None, _plot_png(y, score)).encode())
+    storage.write_bytes(f"{key}/{REPORT}", render_report(manifest, metrics, _plot_png(y, score)).encode())
     registry.update_manifest(storage, model_name, version, metrics=metrics)
     log.info("%s holdout: roc_auc %.4f pr_auc %.4f f1 %.4f", version, metrics["roc_auc"], metrics["pr_auc"],
              metrics["f1"])

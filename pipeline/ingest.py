@@ -41,7 +41,7 @@ def ingest_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     column send the day's rows, as text, to quarantine and raise.
     """
     ds = config.dataset
-    text = read_source_text(ds)
+    text = read_source_text(ds, storage)
     schema = resolve_schema(ds, text)
     rows = day_rows(ds, text, day)
     if rows.empty:
@@ -73,7 +73,7 @@ def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of:
     due = day + dt.timedelta(days=ds.batching.label_delay_days)
     if due > as_of:
         raise LabelsNotAvailable(f"labels of {day} arrive on {due}, after {as_of}")
-    text = read_source_text(ds)
+    text = read_source_text(ds, storage)
     schema = resolve_schema(ds, text)
     rows = day_rows(ds, text, day)
     if rows.empty:

@@ -65,14 +65,14 @@ class Schema:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_uri_bytes(uri: str) -> bytes:
-    if uri.startswith("s3://"):
-        from .storage import open_storage
-
-        bucket_and_key = uri[len("s3://"):]
-        bucket, _, key = bucket_and_key.partition("/")
-        return open_storage(f"s3://{bucket}").read_bytes(key)
+def _read_uri_bytes(uri: str, storage=None) -> bytes:
     try:
+        if uri.startswith("s3://"):
+            from .storage import open_storage
+
+            # The storage's S3 endpoint and credentials also reach an s3:// source.
+            reader = storage if storage is not None else open_storage(f"s3://{uri[5:].split('/')[0]}")
+            return reader.read_external(uri)
         with open(uri, "rb") as fh:
             return fh.read()
     except FileNotFoundError as exc:
@@ -80,20 +80,31 @@ def _read_uri_bytes(uri: str) -> bytes:
 
 
 def _mtime(uri: str) -> float:
-    return 0.0 if uri.startswith("s3://") else os.path.getmtime(uri)
+    try:
+        return os.path.getmtime(uri)
+    except FileNotFoundError as exc:
+        raise SourceError(f"source file not found: {uri}") from exc
 
 
-def read_source_text(cfg: DatasetConfig, uri: str | None = None) -> pd.DataFrame:
+def read_source_text(cfg: DatasetConfig, storage=None) -> pd.DataFrame:
     """The source with every cell as text (None where missing)."""
-    uri = uri or cfg.source.uri
-    return _read_source_text_cached(uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter,
-                                    cfg.source.na_values).copy()
+    uri = cfg.source.uri
+    if uri.startswith("s3://"):
+        return _parse_source(_read_uri_bytes(uri, storage), uri, cfg.source.format, cfg.source.csv_delimiter,
+                             cfg.source.na_values)
+    # Local sources are parsed once per process and file version (a training run reads
+    # the same file for every day of its window).
+    return _read_local_cached(uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter,
+                              cfg.source.na_values).copy()
 
 
 @functools.lru_cache(maxsize=4)
-def _read_source_text_cached(uri: str, _mtime_key: float, fmt: str, delimiter: str,
-                             na_values: tuple[str, ...]) -> pd.DataFrame:
-    data = _read_uri_bytes(uri)
+def _read_local_cached(uri: str, _mtime_key: float, fmt: str, delimiter: str,
+                       na_values: tuple[str, ...]) -> pd.DataFrame:
+    return _parse_source(_read_uri_bytes(uri), uri, fmt, delimiter, na_values)
+
+
+def _parse_source(data: bytes, uri: str, fmt: str, delimiter: str, na_values: tuple[str, ...]) -> pd.DataFrame:
     compression = "gzip" if uri.endswith(".gz") else None
     if fmt == "csv":
         try:

@@ -195,6 +195,7 @@ class S3Backend:
 
         self.bucket, self.prefix = _split_s3(root)
         opts = options or S3Options()
+        self.options = opts
         session = boto3.session.Session(
             aws_access_key_id=opts.access_key_id,
             aws_secret_access_key=opts.secret_access_key,
@@ -335,6 +336,16 @@ class Storage:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.backend.write_bytes(_check_key(key), data)
+
+    def read_external(self, uri: str) -> bytes:
+        """Bytes of a file outside the root (e.g. the source): a local path, or an s3:// URI
+        reached with the same endpoint and credentials as this storage."""
+        if uri.startswith("s3://"):
+            bucket, key = _split_s3(uri)
+            options = self.backend.options if isinstance(self.backend, S3Backend) else None
+            return S3Backend(f"s3://{bucket}", options).read_bytes(key)
+        with open(uri, "rb") as fh:
+            return fh.read()
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))

@@ -90,3 +90,31 @@ def test_s3_objects_really_are_on_the_endpoint(s3_env):
     assert keys[0] == "p/raw/ds/dt=2025-01-01/_manifest.json"
     body = s3_env["client"].get_object(Bucket=s3_env["bucket"], Key=keys[1])["Body"].read()
     assert pq.read_table(io.BytesIO(body)).num_rows == 3
+
+
+def test_s3_source_is_read_with_the_storage_credentials(s3_server, tmp_path, monkeypatch):
+    """A source on S3 reached with the endpoint/credentials given to storage (no AWS_* env)."""
+    import boto3
+
+    from pipeline.config import load_config
+    from pipeline.ingest import ingest_day
+    from conftest import write_params
+    import datetime as dt
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    admin = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="k", aws_secret_access_key="s",
+                         region_name="us-east-1")
+    admin.create_bucket(Bucket="landing")
+    rows = "".join(f"{i},{i * 1.5},{'ab'[i % 2]},{i % 2}\n" for i in range(60))
+    admin.put_object(Bucket="landing", Key="in/source.csv", Body=("id,x,c,y\n" + rows).encode())
+    params = write_params(tmp_path, {
+        "dataset": {"name": "s3src", "source": {"uri": "s3://landing/in/source.csv", "format": "csv"},
+                    "id_column": "id", "target": {"column": "y", "positive_class": "1"},
+                    "batching": {"start_date": "2025-01-01", "days": 2, "label_delay_days": 1}},
+        "training": {"window_days": 2, "holdout_days": 1}})
+    storage = open_storage("s3://landing/out", {"endpoint_url": s3_server, "access_key_id": "k",
+                                                "secret_access_key": "s", "region": "us-east-1"})
+    config = load_config(params)
+    results = [ingest_day(config, storage, dt.date(2025, 1, d)) for d in (1, 2)]
+    assert sum(r["rows"] for r in results) == 60
