@@ -27,7 +27,8 @@ class), `prediction` (1 = positive class at the model's threshold), `model_versi
 **Params**: `date` (YYYY-MM-DD) scores that day instead of the logical date.
 
 **Rerun / backfill**: safe. Each task replaces its day's partition atomically, so readers
-see the old complete partition or the new one. `airflow dags backfill batch_scoring -s … -e …`.
+see the old complete partition or the new one.
+`airflow backfill create --dag-id batch_scoring --from-date … --to-date … --reprocess-behavior completed`.
 Bad data fails at once (no retries); storage errors are retried with backoff.
 """
 
