@@ -1,4 +1,6 @@
 """Both DAGs end to end with dag.test() on local storage (the embedded default)."""
+import datetime as dt
+
 import duckdb
 import pytest
 import yaml
@@ -39,14 +41,19 @@ def test_training_then_scoring_through_airflow(dagbag, small_params, tmp_path):
     per_day = dict(con.execute(
         f"select dt::varchar, count(*) from read_parquet('{glob}', hive_partitioning=true) group by 1").fetchall())
     for day in ("2025-03-02", "2025-03-03"):
-        raw_rows = storage.read_manifest(layout.raw_partition("credit_default", __import__("datetime").date.fromisoformat(day)))["row_count"]
+        raw_rows = storage.read_manifest(layout.raw_partition("credit_default", dt.date.fromisoformat(day)))["row_count"]
         assert per_day[day] == raw_rows  # one prediction per input row, no duplicates after the rerun
     versions = con.execute(f"select distinct model_version from read_parquet('{glob}')").fetchall()
     assert versions == [(version,)]
     ids = con.execute(f"select count(*), count(distinct ID) from read_parquet('{glob}')").fetchone()
     assert ids[0] == ids[1]
-    bounds = con.execute(f"select min(score), max(score), min(prediction), max(prediction) from read_parquet('{glob}')").fetchone()
+    bounds = con.execute(f"select min(score), max(score), min(prediction), max(prediction), max(scored_at) "
+                         f"from read_parquet('{glob}')").fetchone()
     assert 0 <= bounds[0] <= bounds[1] <= 1 and {bounds[2], bounds[3]} <= {0, 1}
+    assert bounds[4].utcoffset().total_seconds() == 0  # timestamptz in UTC, readable from Python
+    # The analysts' recursive glob over the whole tree sees exactly the committed files.
+    total = con.execute(f"select count(*) from '{config.storage.root}/predictions/**/*.parquet'").fetchone()[0]
+    assert total == sum(per_day.values())
 
 
 def test_rejected_candidate_is_not_promoted(dagbag, tmp_path, monkeypatch):
@@ -78,7 +85,7 @@ def test_bad_batch_through_the_scoring_dag(dagbag, tmp_path, monkeypatch):
     base = load_config(ROOT / "params.yaml")
     text = pd.read_csv(ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", dtype=str, keep_default_na=False)
     days = assign_days(base.dataset, read_source_text(base.dataset))
-    on_day = (days == __import__("datetime").date(2025, 3, 5)).to_numpy()
+    on_day = (days == dt.date(2025, 3, 5)).to_numpy()
     text.loc[on_day, "AGE"] = "250"
     bad_source = tmp_path / "bad.csv.gz"
     with gzip.open(bad_source, "wt") as fh:
@@ -91,7 +98,7 @@ def test_bad_batch_through_the_scoring_dag(dagbag, tmp_path, monkeypatch):
     assert states["ingest"] == "success" and states["validate"] == "failed"
     assert states["score"] == "upstream_failed"
     storage = open_storage(load_config(params).storage.root)
-    day = __import__("datetime").date(2025, 3, 5)
+    day = dt.date(2025, 3, 5)
     record = storage.read_json(layout.validation_record("credit_default", day))
     assert [f["column"] for f in record["failed_expectations"]] == ["AGE"]
     assert storage.partition_exists(layout.quarantine_partition("credit_default", day))
