@@ -170,6 +170,21 @@ def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame) -> Schema:
 # --------------------------------------------------------------------------- typing
 
 
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """UTC timestamps; NaT only where a value is missing or unreadable.
+
+    pandas infers one format from the first value, which turns other valid spellings
+    in the same column into NaT; ISO 8601 covers the common ones, and the rest are
+    parsed value by value.
+    """
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    retry = values.notna() & parsed.isna()
+    if retry.any():
+        parsed[retry] = pd.to_datetime(values[retry], errors="coerce", utc=True, format="mixed")
+    return parsed
+
+
+
 def _row_numbers(mask: pd.Series, limit: int = 5) -> list[int]:
     return [int(i) for i in mask[mask].index[:limit]]
 
@@ -218,7 +233,7 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
             else:
                 out[col] = values.astype("str")
         elif col == schema.event_time_column:
-            parsed = pd.to_datetime(values, errors="coerce", utc=True)
+            parsed = parse_timestamps(values)
             bad = values.notna() & parsed.isna()
             if bad.any():
                 problems.append(f"event-time column {col!r}: {int(bad.sum())} value(s) are not timestamps "
@@ -239,7 +254,7 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
 def assign_days(cfg: DatasetConfig, text: pd.DataFrame) -> pd.Series:
     """The day each row belongs to (a Series of datetime.date)."""
     if cfg.event_time_column:
-        ts = pd.to_datetime(text[cfg.event_time_column], errors="coerce", utc=True)
+        ts = parse_timestamps(text[cfg.event_time_column])
         if ts.isna().any():
             bad = ts.isna()
             raise SourceError(f"event-time column {cfg.event_time_column!r}: {int(bad.sum())} row(s) "

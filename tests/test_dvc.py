@@ -44,3 +44,26 @@ def test_under_dvc_repro_the_snapshot_is_written_but_not_added(clone, tmp_path, 
     assert "md5" not in result and "dvc add" in result["note"]
     assert (clone / "data" / "credit_default" / "training.parquet").read_bytes() == b"bytes"
     assert (clone / "data.dvc").read_text() == before
+
+
+@pytest.mark.e2e
+def test_dvc_repro_runs_the_pipeline_without_airflow(clone, tmp_path):
+    """`dvc repro` in a clean clone: every stage runs and the last one scores the demo days."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    params = write_params(tmp_path / "run", training={"window_days": 16, "holdout_days": 4, "cv_folds": 3,
+                                                      "estimator_params": {"max_iter": 40}},
+                          demo={"train_as_of": "2025-03-01", "score_days": ["2025-03-02"]})
+    env = {**os.environ, "PIPELINE_PARAMS": str(params),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=clone, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for stage in ("ingest", "validate", "train", "evaluate", "gate", "score"):
+        assert f"Running stage '{stage}'" in done.stdout
+    gate = json.loads((clone / "reports/dvc/gate.json").read_text())
+    assert gate["gate"]["passed"] and gate["register"]["promoted"]
+    (scored,) = json.loads((clone / "reports/dvc/score.json").read_text())
+    assert scored["rows"] > 0 and scored["model_version"] == gate["register"]["champion"]

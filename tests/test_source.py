@@ -81,3 +81,28 @@ def test_day_assignment_is_stable_and_covers_every_row(tmp_path):
     assert first.notna().all() and len(first) == 300
     assert set(first) == {dt.date(2025, 1, 1), dt.date(2025, 1, 2), dt.date(2025, 1, 3)}
     assert (first == second.loc[first.index]).all()  # depends on the id only, not on row order
+
+
+def test_event_time_column_decides_the_day(tmp_path):
+    from pipeline.ingest import ingest_day
+    from pipeline.storage import open_storage
+
+    csv = ("id,ts,x,y\n"
+           "1,2025-01-01T23:59:00Z,1.0,0\n"
+           "2,2025-01-02T00:00:01Z,2.0,1\n"
+           "3,2025-01-02 10:00:00,3.0,0\n")
+    ds = _dataset(tmp_path, csv, event_time_column="ts", features={})
+    text = read_source_text(ds)
+    assert assign_days(ds, text).tolist() == [dt.date(2025, 1, 1), dt.date(2025, 1, 2), dt.date(2025, 1, 2)]
+    config = load_config(tmp_path / "params.yaml")
+    result = ingest_day(config, open_storage(str(tmp_path / "st")), dt.date(2025, 1, 2))
+    assert result["rows"] == 2
+    raw = pd.read_parquet(tmp_path / "st/raw/toy/dt=2025-01-02")
+    assert list(raw["id"]) == [2, 3] and str(raw["ts"].dtype).startswith("datetime64")
+    assert "y" not in raw.columns  # the target never enters the raw batch
+
+
+def test_unreadable_event_time_is_named(tmp_path):
+    ds = _dataset(tmp_path, "id,ts,y\n1,2025-01-01,0\n2,yesterday,1\n", event_time_column="ts", features={})
+    with pytest.raises(SourceError, match=r"event-time column 'ts': 1 row\(s\) without a readable timestamp \(rows \[1\]\)"):
+        assign_days(ds, read_source_text(ds))
