@@ -13,6 +13,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__API__HOST := 127.0.0.1
 export GX_ANALYTICS_ENABLED := false
+export PIPELINE_PARAMS ?= $(CURDIR)/params.yaml
 # `airflow standalone` starts its components through `airflow` on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
