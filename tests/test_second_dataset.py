@@ -1,7 +1,6 @@
 """Another tabular binary-classification dataset through the whole pipeline, by config only."""
 import shutil
 
-import pandas as pd
 import pytest
 
 from pipeline import registry
