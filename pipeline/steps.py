@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from . import registry
+from . import layout, registry
 from .config import PipelineConfig, load_config
 from .evaluate import evaluate_version, gate_version
 from .ingest import LabelsNotAvailable, ingest_day, ingest_labels
@@ -64,8 +64,6 @@ def ingest_window(as_of: str | dt.date, params: str | None = None, s3_options: d
     """Features and labels of every day in the training window; days already ingested are kept
     unless `force` (their validation stays valid)."""
     config, storage = open_pipeline(params, s3_options)
-    from . import layout
-
     as_of = as_date(as_of)
     days = labelled_window(config, as_of)
     ingested, kept, rows = [], [], 0
@@ -93,8 +91,6 @@ def validate_window(as_of: str | dt.date, params: str | None = None, s3_options:
     """Validate every day of the window not yet validated as published; quarantine failures,
     then raise naming all of them."""
     config, storage = open_pipeline(params, s3_options)
-    from . import layout
-
     as_of = as_date(as_of)
     todo, already = [], 0
     for day in labelled_window(config, as_of):
@@ -145,7 +141,7 @@ def register(version: str, reason: str = "passed the evaluation gate", params: s
              s3_options: dict | None = None) -> dict:
     """Promote to champion if the gate passed; otherwise say why not (and do nothing)."""
     config, storage = open_pipeline(params, s3_options)
-    decision = storage.read_json(f"models/{config.model_name}/versions/{version}/{registry.GATE}")
+    decision = storage.read_json(f"{layout.model_version(config.model_name, version)}/{registry.GATE}")
     if not decision["passed"]:
         current = registry.get_alias(storage, config.model_name)
         return {"version": version, "promoted": False, "reasons": decision["reasons"],
