@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# Resolved now, before PATH gains .venv/bin below: uv is bootstrapped with the system Python.
+BOOT_PY := $(shell command -v python3)
+UV := $(shell command -v uv 2>/dev/null || echo "$(BOOT_PY) -m uv")
 
 # Trust the platform's CA store (corporate proxies and mirrors re-sign TLS); harmless elsewhere.
 export UV_SYSTEM_CERTS ?= 1
@@ -22,7 +24,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || $(BOOT_PY) -m uv --version >/dev/null 2>&1 || $(BOOT_PY) -m pip install --quiet uv
 	@test -x $(PY) || $(UV) venv --quiet --python 3.11 $(VENV)
 	$(UV) pip sync --quiet --python $(PY) requirements.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
