@@ -145,11 +145,12 @@ def track_with_dvc(config: PipelineConfig, data: bytes, meta: dict) -> dict:
     tracked = repo_dir / config.dvc.snapshot_dir
     target = tracked / config.dataset.name
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / ".training.parquet.tmp"
-    tmp.write_bytes(data)
-    os.replace(tmp, target / "training.parquet")
-    (target / "snapshot.json").write_text(json.dumps(
-        {k: meta[k] for k in ("snapshot_id", "sha256", "as_of", "window", "rows")}, indent=2, sort_keys=True) + "\n")
+    summary = json.dumps({k: meta[k] for k in ("snapshot_id", "sha256", "as_of", "window", "rows")},
+                         indent=2, sort_keys=True) + "\n"
+    for name, payload in (("training.parquet", data), ("snapshot.json", summary.encode())):
+        tmp = target / f".{name}.tmp"  # dot-files are excluded by .dvcignore
+        tmp.write_bytes(payload)
+        os.replace(tmp, target / name)
     result = {"enabled": True, "path": str(target), "dvc_file": str(tracked) + ".dvc"}
     if os.environ.get("DVC_STAGE"):
         result["note"] = "written under `dvc repro`; run `dvc add` after the repro to record it"
