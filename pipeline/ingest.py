@@ -26,6 +26,10 @@ class LabelsNotAvailable(IngestError):
     """Labels for that day are not due yet."""
 
 
+class NoRowsForDay(IngestError):
+    """The source has no rows for that day."""
+
+
 def _table(frame) -> pa.Table:
     return pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
 
@@ -45,7 +49,7 @@ def ingest_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     schema = resolve_schema(ds, text)
     rows = day_rows(ds, text, day)
     if rows.empty:
-        raise IngestError(f"source {ds.source.uri} has no rows for {day} (dataset {ds.name})")
+        raise NoRowsForDay(f"source {ds.source.uri} has no rows for {day} (dataset {ds.name})")
     key = layout.raw_partition(ds.name, day)
     try:
         typed = coerce_types(rows, schema, schema.batch_columns)
@@ -77,7 +81,7 @@ def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of:
     schema = resolve_schema(ds, text)
     rows = day_rows(ds, text, day)
     if rows.empty:
-        raise IngestError(f"source {ds.source.uri} has no rows for {day} (dataset {ds.name})")
+        raise NoRowsForDay(f"source {ds.source.uri} has no rows for {day} (dataset {ds.name})")
     typed = coerce_types(rows, schema, [schema.id_column, schema.target_column])
     missing = typed[schema.target_column].isna()
     if missing.any():

@@ -14,7 +14,7 @@ from typing import Any
 from . import layout, registry
 from .config import PipelineConfig, load_config
 from .evaluate import evaluate_version, gate_version
-from .ingest import LabelsNotAvailable, ingest_day, ingest_labels
+from .ingest import LabelsNotAvailable, NoRowsForDay, ingest_day, ingest_labels
 from .score import score_day
 from .snapshot import build_snapshot, labelled_window
 from .storage import Storage, open_storage
@@ -51,9 +51,7 @@ def ingest(day: str | dt.date, params: str | None = None, s3_options: dict | Non
     labelled = day - dt.timedelta(days=config.dataset.batching.label_delay_days)
     try:
         result["labels"] = ingest_labels(config, storage, labelled, as_of=day)
-    except LabelsNotAvailable:
-        result["labels"] = None
-    except ValueError as exc:  # no source rows that day: nothing arrives
+    except (LabelsNotAvailable, NoRowsForDay) as exc:  # nothing arrives today; other errors do fail
         log.info("no labels arrive on %s: %s", day, exc)
         result["labels"] = None
     return result

@@ -136,6 +136,7 @@ def ensure_context(config: PipelineConfig, schema: Schema):
     _quiet_gx()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.exceptions import DataContextError
 
     root = Path(config.validation.gx_root)
     context = gx.get_context(mode="file", context_root_dir=str(root))
@@ -143,7 +144,7 @@ def ensure_context(config: PipelineConfig, schema: Schema):
 
     try:
         source = context.data_sources.get(DATA_SOURCE)
-    except (KeyError, ValueError):
+    except KeyError:
         source = context.data_sources.add_pandas(DATA_SOURCE)
     asset_name = f"{config.dataset.name}_raw"
     try:
@@ -152,33 +153,30 @@ def ensure_context(config: PipelineConfig, schema: Schema):
         asset = source.add_dataframe_asset(asset_name)
     try:
         batch_definition = asset.get_batch_definition(BATCH_DEFINITION)
-    except (KeyError, ValueError, LookupError):
+    except KeyError:
         batch_definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
 
     wanted = build_expectations(config, schema)
     name = suite_name(config)
-    changed = False
+    vd_name = f"{name}_definition"
     try:
         suite = context.suites.get(name)
-        if _signature(suite.expectations) != _signature(wanted):
-            context.suites.delete(name)
-            raise LookupError
-    except Exception:
-        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=wanted))
-        changed = True
-
-    vd_name = f"{name}_definition"
+        changed = _signature(suite.expectations) != _signature(wanted)
+    except DataContextError:  # not stored yet
+        suite, changed = None, True
     if changed:
-        with contextlib.suppress(Exception):
-            context.checkpoints.delete(checkpoint_name(config))
-        with contextlib.suppress(Exception):
-            context.validation_definitions.delete(vd_name)
+        # The config changed (or first run): replace the suite and what refers to it.
+        for store, item in ((context.checkpoints, checkpoint_name(config)),
+                            (context.validation_definitions, vd_name), (context.suites, name)):
+            with contextlib.suppress(DataContextError):
+                store.delete(item)
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=wanted))
     try:
         checkpoint = context.checkpoints.get(checkpoint_name(config))
-    except Exception:
+    except DataContextError:
         try:
             definition = context.validation_definitions.get(vd_name)
-        except Exception:
+        except DataContextError:
             definition = context.validation_definitions.add(
                 gx.ValidationDefinition(name=vd_name, data=batch_definition, suite=suite))
         checkpoint = context.checkpoints.add(gx.Checkpoint(

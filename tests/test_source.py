@@ -104,3 +104,21 @@ def test_unreadable_event_time_is_named(tmp_path):
     ds = _dataset(tmp_path, "id,ts,y\n1,2025-01-01,0\n2,yesterday,1\n", event_time_column="ts", features={})
     with pytest.raises(SourceError, match=r"event-time column 'ts': 1 row\(s\) without a readable timestamp \(rows \[1\]\)"):
         assign_days(ds, read_source_text(ds))
+
+
+def test_a_label_problem_is_not_swallowed_by_daily_ingest(tmp_path):
+    """Days without source rows mean 'no labels arrive'; a missing target value is an error."""
+    from pipeline import steps
+    from pipeline.ingest import IngestError
+
+    rows = "".join(f"{i},{'red' if i % 2 else 'blue'},{'' if i == 4 else i % 2}\n" for i in range(40))
+    _dataset(tmp_path, "id,colour,y\n" + rows)
+    params = str(tmp_path / "params.yaml")
+    first = steps.ingest("2025-01-01", params)  # labels of 2024-12-31: no rows that day
+    assert first["labels"] is None and first["rows"] > 0
+    config = load_config(params)
+    from pipeline.source import assign_days
+
+    day_of_4 = assign_days(config.dataset, read_source_text(config.dataset))[4]
+    with pytest.raises(IngestError, match="no value in target column 'y'"):
+        steps.ingest(day_of_4 + dt.timedelta(days=1), params)

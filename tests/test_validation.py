@@ -62,3 +62,24 @@ def test_bad_batch_is_quarantined_with_named_expectations(tmp_path):
     assert not storage.partition_exists(raw_key)  # nothing downstream can pick it up
     with pytest.raises(ValidationFailed, match="never validated|nothing to validate"):
         steps.validate(DAY, str(params))
+
+
+def test_changed_config_replaces_suite_and_checkpoint(tmp_path):
+    """Tightening a range in params changes the stored suite, and the checkpoint validates with it."""
+    from pipeline.validation import run_validation
+
+    params = write_params(tmp_path)
+    steps.ingest(DAY, str(params))
+    assert steps.validate(DAY, str(params))["success"]
+    stricter = write_params(tmp_path, validation={"ranges": {"AGE": [18, 30]}})
+    config = load_config(stricter)
+    storage = open_storage(config.storage.root)
+    manifest = storage.read_manifest(layout.raw_partition("credit_default", DAY))
+    from pipeline.source import Schema
+
+    frame = storage.read_partition(layout.raw_partition("credit_default", DAY)).to_pandas()
+    (outcome,) = run_validation(config, Schema.from_dict(manifest["schema"]), {"probe": frame}).values()
+    assert not outcome.success
+    assert [(f["expectation"], f["column"]) for f in outcome.failed] == [("expect_column_values_to_be_between", "AGE")]
+    suite = (tmp_path / "great_expectations/expectations/credit_default_raw_batch.json").read_text()
+    assert '"max_value": 30' in suite

@@ -48,10 +48,11 @@ def s3_options() -> dict | None:
     if not config.storage.root.startswith("s3://"):
         return None
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         conn = BaseHook.get_connection(config.storage.aws_conn_id)
-    except Exception:  # not defined: fall back to the env chain
+    except AirflowNotFoundException:  # not defined: the env chain applies; other errors propagate
         log.info("no Airflow connection %r; using AWS_* env vars", config.storage.aws_conn_id)
         return None
     extra = conn.extra_dejson or {}
