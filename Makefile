@@ -19,7 +19,7 @@ export PIPELINE_PARAMS ?= $(CURDIR)/params.yaml
 # `airflow standalone` starts its components through `airflow` on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo test repro airflow-ui lock clean
+.PHONY: install demo demo-drift test repro airflow-ui lock clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 ## The main job on the embedded default: training_pipeline, then batch_scoring of a few days, via Airflow.
 demo: install
 	$(PY) scripts/demo.py
+
+## A drift week end to end: injected drift -> drift_monitoring DAG -> triggered retraining (after `make demo` or on its own).
+demo-drift: install
+	$(PY) scripts/demo_drift.py
 
 ## The test suite (unit, DagBag, end-to-end through Airflow on local storage and on an S3 endpoint).
 test: install

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import registry, steps
 from .config import ConfigError
+from .errors import PipelineError
 
 
 def _emit(result, out: str | None) -> None:
@@ -58,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--date", action="append")
     s = sub.add_parser("run-training", help="the whole training pipeline without Airflow")
     s.add_argument("--as-of")
+    s = sub.add_parser("monitor", help="drift, quality and performance of the week before --as-of; "
+                                       "the retraining decision")
+    s.add_argument("--as-of")
+    s = sub.add_parser("simulate", help="publish deliveries with injected drift (or, with --false-alarms N, "
+                                        "measure how often the policy retrains over N weeks without drift)")
+    s.add_argument("--scenario", default=None,
+                   choices=["none", "covariate_shift", "category_mix", "concept_drift", "data_break"])
+    s.add_argument("--date", action="append", help="a day to deliver (repeatable; default demo.drift_days)")
+    s.add_argument("--column", help="column to change (default: chosen from the champion's importance)")
+    s.add_argument("--strength", type=float, help="size of the change (see python -m pipeline.monitoring.simulate)")
+    s.add_argument("--break-kind", default="null", choices=["null", "unit"])
+    s.add_argument("--false-alarms", type=int, metavar="WEEKS")
     s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from params")
     s = sub.add_parser("models", help="registry: list versions and the champion")
     s.add_argument("action", choices=["list"])
@@ -95,6 +108,21 @@ def run(args: argparse.Namespace) -> dict | list:
         return [steps.score(d, params) for d in days]
     if cmd == "run-training":
         return steps.run_training(args.as_of or _demo_dates(params)[0], params)
+    if cmd == "monitor":
+        config, _ = steps.open_pipeline(params)
+        as_of = args.as_of or config.demo.drift_as_of
+        if not as_of:
+            raise ConfigError("monitor: give --as-of (params has no demo.drift_as_of)")
+        return steps.monitor_drift(as_of, params)
+    if cmd == "simulate":
+        if args.false_alarms:
+            return steps.false_alarms(args.false_alarms, params)
+        config, _ = steps.open_pipeline(params)
+        days = args.date or [str(d) for d in config.demo.drift_days]
+        if not days:
+            raise ConfigError("simulate: give --date (params has no demo.drift_days)")
+        return steps.simulate(days, args.scenario or config.demo.drift_scenario, args.column, args.strength,
+                              args.break_kind, params)
     if cmd == "gx-init":
         from .source import read_source_text, resolve_schema
         from .validation import checkpoint_name, ensure_context, suite_name
@@ -122,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         _emit(run(args), args.out)
-    except (ConfigError, ValueError, RuntimeError) as exc:
+    except (PipelineError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

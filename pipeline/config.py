@@ -23,12 +23,14 @@ from typing import Any, Mapping
 
 import yaml
 
+from .errors import PipelineError
+
 PARAMS_ENV = "PIPELINE_PARAMS"
 STORAGE_ENV = "PIPELINE_STORAGE_URI"
 DEFAULT_PARAMS = "params.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(PipelineError, ValueError):
     """The params file is missing, malformed or inconsistent."""
 
 
@@ -138,10 +140,72 @@ class DvcConfig:
     push: bool = True
 
 
+def _frozen(**values):
+    return dataclasses.field(default_factory=lambda: types.MappingProxyType(dict(values)))
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedDriftThresholds:
+    """The classic per-statistic thresholds (shown beside the calibrated view; the policy
+    uses them only with `policy.flagging: fixed`)."""
+
+    psi: float = 0.1
+    ks_pvalue: float = 0.05
+    wasserstein: float = 0.1
+    jensen_shannon: float = 0.1
+    chi_square_pvalue: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityLimits:
+    """Data-quality breaks: any one makes the run alert instead of retraining."""
+
+    max_missing_share_increase: float = 0.05   # current minus reference, per column
+    max_out_of_range_share: float = 0.01       # outside validation.ranges
+    max_unseen_category_share: float = 0.01    # categories the reference never saw
+    max_scale_ratio: float = 10.0              # median |value| vs reference: a unit change
+    min_rows_share: float = 0.5                # a day below this share of the reference's median rows/day
+    max_quarantined_days: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainPolicyConfig:
+    flagging: str = "calibrated"               # calibrated | fixed
+    important_features: int = 5                # top features by permutation importance
+    persistence_runs: int = 1                  # consecutive runs an important feature must drift
+    min_realized: Mapping[str, float] = _frozen(roc_auc=0.70)
+    min_estimated: Mapping[str, float] = _frozen(roc_auc=0.70)
+    min_labelled_rows: int = 500               # realized performance needs this many labelled rows
+    cooldown_days: int = 14
+    max_retrains: int = 2
+    period_days: int = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitoringConfig:
+    window_days: int = 7                       # scored days compared with the reference
+    performance_window_days: int = 28          # scored days whose labels are looked for
+    reference_sample_size: int = 50000         # per column; the profile is exact below it
+    psi_bins: int = 10
+    bootstrap_resamples: int = 1000
+    fdr: float = 0.05                          # Benjamini-Hochberg across features
+    primary_statistic: Mapping[str, str] = _frozen(numeric="ks", categorical="jensen_shannon")
+    min_effect: Mapping[str, float] = _frozen(ks=0.05, psi=0.05, wasserstein=0.05, jensen_shannon=0.05)
+    fixed_thresholds: FixedDriftThresholds = FixedDriftThresholds()
+    quality: QualityLimits = QualityLimits()
+    policy: RetrainPolicyConfig = RetrainPolicyConfig()
+    random_state: int = 7
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     train_as_of: dt.date | None = None
     score_days: tuple[dt.date, ...] = ()
+    # `make demo-drift`: deliveries with this injected scenario on these days, then the
+    # drift_monitoring DAG as of drift_as_of.
+    drift_scenario: str = "covariate_shift"
+    drift_days: tuple[dt.date, ...] = ()
+    drift_as_of: dt.date | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +218,7 @@ class PipelineConfig:
     scoring: ScoringConfig = ScoringConfig()
     model: ModelConfig = ModelConfig()
     dvc: DvcConfig = DvcConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     demo: DemoConfig = DemoConfig()
     params_path: str = ""
 
@@ -335,6 +400,37 @@ def _check(config: PipelineConfig) -> None:
     for metric in [*config.gate.min_metrics, *config.gate.max_metrics]:
         if metric not in METRIC_NAMES:
             raise ConfigError(f"gate.min_metrics: unknown metric {metric!r}; known: {sorted(METRIC_NAMES)}")
+    _check_monitoring(config.monitoring)
+
+
+# Statistics the drift monitor computes, by column kind.
+NUMERIC_STATISTICS = ("psi", "ks", "wasserstein")
+CATEGORICAL_STATISTICS = ("jensen_shannon", "chi_square")
+MONITORED_METRICS = frozenset({"roc_auc", "pr_auc", "precision", "recall"})
+
+
+def _check_monitoring(m: MonitoringConfig) -> None:
+    if m.window_days < 1 or m.performance_window_days < 1:
+        raise ConfigError("monitoring.window_days and monitoring.performance_window_days must be >= 1")
+    if m.bootstrap_resamples < 100:
+        raise ConfigError("monitoring.bootstrap_resamples must be >= 100 (p-values need resolution)")
+    if not 0 < m.fdr < 1:
+        raise ConfigError("monitoring.fdr must be between 0 and 1")
+    for kind, allowed in (("numeric", NUMERIC_STATISTICS), ("categorical", CATEGORICAL_STATISTICS)):
+        stat = m.primary_statistic.get(kind)
+        if stat not in allowed:
+            raise ConfigError(f"monitoring.primary_statistic.{kind} must be one of {list(allowed)}, got {stat!r}")
+    for stat in m.min_effect:
+        if stat not in NUMERIC_STATISTICS + CATEGORICAL_STATISTICS:
+            raise ConfigError(f"monitoring.min_effect: unknown statistic {stat!r}")
+    p = m.policy
+    if p.flagging not in ("calibrated", "fixed"):
+        raise ConfigError(f"monitoring.policy.flagging must be 'calibrated' or 'fixed', got {p.flagging!r}")
+    if p.persistence_runs < 1 or p.important_features < 1:
+        raise ConfigError("monitoring.policy.persistence_runs and important_features must be >= 1")
+    for metric in [*p.min_realized, *p.min_estimated]:
+        if metric not in MONITORED_METRICS:
+            raise ConfigError(f"monitoring.policy: unknown metric {metric!r}; known: {sorted(MONITORED_METRICS)}")
 
 
 # Metrics the evaluation step computes; gate floors may name any of them.

@@ -11,6 +11,7 @@ import logging
 import pyarrow as pa
 
 from . import layout
+from .errors import PipelineError
 from .config import PipelineConfig
 from .source import SourceError, coerce_types, day_rows, read_source_text, resolve_schema
 from .storage import Storage
@@ -18,7 +19,7 @@ from .storage import Storage
 log = logging.getLogger(__name__)
 
 
-class IngestError(ValueError):
+class IngestError(PipelineError, ValueError):
     """The day's batch could not be ingested; the message names the problem."""
 
 
@@ -60,15 +61,35 @@ def ingest_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
                                 manifest={"reason": reason},
                                 extra_files={"validation_result.json": _json(reason)})
         raise IngestError(f"{day}: batch quarantined at {storage.uri(q_key)}: {exc}") from exc
-    typed = _sorted_by_id(typed, schema.id_column)
+    return publish_batch(config, storage, day, typed, schema, source=ds.source.uri)
+
+
+def publish_batch(config: PipelineConfig, storage: Storage, day: dt.date, typed, schema,
+                  source: str, extra: dict | None = None) -> dict:
+    """Publish a typed daily batch as the day's raw partition (replacing any earlier one)."""
+    ds = config.dataset
+    key = layout.raw_partition(ds.name, day)
+    typed = _sorted_by_id(typed.loc[:, list(schema.batch_columns)], schema.id_column)
     manifest = storage.write_partition(
         key, {"part-00000.parquet": _table(typed)},
-        manifest={"dataset": ds.name, "day": day.isoformat(), "source": ds.source.uri,
-                  "schema": schema.to_dict()},
+        manifest={"dataset": ds.name, "day": day.isoformat(), "source": source,
+                  "schema": schema.to_dict(), **(extra or {})},
     )
     log.info("ingested %s rows for %s into %s", len(typed), day, storage.uri(key))
     return {"day": day.isoformat(), "partition": storage.uri(key), "rows": int(len(typed)),
             "publish_id": manifest["publish_id"]}
+
+
+def publish_labels(config: PipelineConfig, storage: Storage, day: dt.date, typed, schema, as_of: dt.date,
+                   extra: dict | None = None) -> dict:
+    """Publish the labels of `day` (id + target), known as of `as_of`."""
+    ds = config.dataset
+    typed = _sorted_by_id(typed.loc[:, [schema.id_column, schema.target_column]], schema.id_column)
+    key = layout.labels_partition(ds.name, day)
+    storage.write_partition(key, {"part-00000.parquet": _table(typed)},
+                            manifest={"dataset": ds.name, "day": day.isoformat(), "known_as_of": as_of.isoformat(),
+                                      **(extra or {})})
+    return {"day": day.isoformat(), "partition": storage.uri(key), "rows": int(len(typed))}
 
 
 def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of: dt.date) -> dict:
@@ -87,11 +108,7 @@ def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of:
     if missing.any():
         raise IngestError(f"{day}: {int(missing.sum())} row(s) have no value in target column "
                           f"{schema.target_column!r} (rows {list(rows.index[missing][:5])})")
-    typed = _sorted_by_id(typed, schema.id_column)
-    key = layout.labels_partition(ds.name, day)
-    storage.write_partition(key, {"part-00000.parquet": _table(typed)},
-                            manifest={"dataset": ds.name, "day": day.isoformat(), "known_as_of": as_of.isoformat()})
-    return {"day": day.isoformat(), "partition": storage.uri(key), "rows": int(len(typed))}
+    return publish_labels(config, storage, day, typed, schema, as_of)
 
 
 def _json(value) -> bytes:

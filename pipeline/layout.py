@@ -8,6 +8,10 @@
     models/<model>/versions/<version>/        artifact, manifest, metrics, gate decision
     models/<model>/aliases/<alias>.json       e.g. champion -> version
     predictions/<model>/dt=YYYY-MM-DD/        scored batch, one row per input row
+    monitoring/<model>/statistics/dt=…/       drift, quality and performance statistics of a run
+    monitoring/<model>/reports/dt=….html      the drift report of a run
+    monitoring/<model>/decisions/dt=….json    the retraining decision of a run
+    monitoring/<model>/calibration/<version>/ noise floors per sample size (cache)
 """
 from __future__ import annotations
 
@@ -56,3 +60,23 @@ def predictions_partition(model: str, day: dt.date) -> str:
 
 def reports_root() -> str:
     return "reports"
+
+
+def monitoring_statistics(model: str, as_of: dt.date) -> str:
+    return f"monitoring/{model}/statistics/{_dt(as_of)}"
+
+
+def monitoring_report(model: str, as_of: dt.date) -> str:
+    return f"monitoring/{model}/reports/{_dt(as_of)}.html"
+
+
+def monitoring_decisions(model: str) -> str:
+    return f"monitoring/{model}/decisions"
+
+
+def monitoring_decision(model: str, as_of: dt.date) -> str:
+    return f"{monitoring_decisions(model)}/{_dt(as_of)}.json"
+
+
+def monitoring_calibration(model: str, version: str, sample_size: int) -> str:
+    return f"monitoring/{model}/calibration/{version}/n={sample_size}.parquet"

@@ -21,6 +21,7 @@ import logging
 import joblib
 
 from . import layout
+from .errors import PipelineError
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ GATE = "gate.json"
 CHAMPION = "champion"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(PipelineError, RuntimeError):
     """A registry operation was refused; the message says why."""
 
 
@@ -43,8 +44,10 @@ def version_exists(storage: Storage, model: str, version: str) -> bool:
     return storage.exists(f"{layout.model_version(model, version)}/{MANIFEST}")
 
 
-def save_version(storage: Storage, model: str, version: str, estimator, manifest: dict) -> dict:
-    """Store a new version. An existing version is never overwritten."""
+def save_version(storage: Storage, model: str, version: str, estimator, manifest: dict,
+                 extra_files: dict[str, bytes] | None = None) -> dict:
+    """Store a new version (artifact, `extra_files` such as the reference profile, then the
+    manifest). An existing version is never overwritten."""
     key = layout.model_version(model, version)
     if version_exists(storage, model, version):
         log.info("version %s of %s exists; keeping it (versions are immutable)", version, model)
@@ -63,6 +66,8 @@ def save_version(storage: Storage, model: str, version: str, estimator, manifest
         "status": "candidate",
     }
     storage.write_bytes(f"{key}/{ARTIFACT}", artifact)
+    for name, data in (extra_files or {}).items():
+        storage.write_bytes(f"{key}/{name}", data)
     storage.write_json(f"{key}/{MANIFEST}", manifest)  # last: the version now exists
     return manifest
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import layout
+from .errors import PipelineError
 from .config import PipelineConfig
 from .source import Schema
 from .storage import PartitionNotFound, Storage
@@ -33,7 +34,7 @@ SPLIT_COLUMN = "_split"
 DAY_COLUMN = "_day"
 
 
-class SnapshotError(ValueError):
+class SnapshotError(PipelineError, ValueError):
     """The training window cannot be assembled; the message says which days and why."""
 
 

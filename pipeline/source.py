@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 
 from .config import DatasetConfig
+from .errors import PipelineError
 
 # Fixed key: day assignment must never change between runs or machines.
 _HASH_KEY = "pipeline-days-v1"[:16]
 _INTEGRAL_FORM = re.compile(r"^[+-]?(\d+\.\d*|\d*\.\d+|\d+)([eE][+-]?\d+)?$")
 
 
-class SourceError(ValueError):
+class SourceError(PipelineError, ValueError):
     """The source cannot be read or a value does not fit its column."""
 
 

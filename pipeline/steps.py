@@ -170,3 +170,33 @@ def run_training(as_of: str | dt.date, params: str | None = None, s3_options: di
     out["gate"] = gate(version, params, s3_options)
     out["register"] = register(version, params=params, s3_options=s3_options)
     return out
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def monitor_drift(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None,
+                  run_id: str | None = None) -> dict:
+    """Drift, quality and performance of the scored days before `as_of`, and the retraining
+    decision (`retrain`, `reason`)."""
+    from .monitoring.monitor import run_monitoring
+
+    config, storage = open_pipeline(params, s3_options)
+    return run_monitoring(config, storage, as_of_date := as_date(as_of), run_id=run_id) | {"as_of": as_of_date.isoformat()}
+
+
+def simulate(days: list[str | dt.date], scenario: str, column: str | None = None, strength: float | None = None,
+             break_kind: str = "null", params: str | None = None, s3_options: dict | None = None) -> dict:
+    """Publish deliveries with an injected drift scenario for `days` (see monitoring.simulate)."""
+    from .monitoring.simulate import simulate_deliveries
+
+    config, storage = open_pipeline(params, s3_options)
+    return simulate_deliveries(config, storage, [as_date(d) for d in days], scenario, column, strength, break_kind)
+
+
+def false_alarms(weeks: int, params: str | None = None, s3_options: dict | None = None, seed: int = 0) -> dict:
+    """How often the calibrated and the fixed-threshold policy retrain on weeks without drift."""
+    from .monitoring.simulate import false_alarm_rates
+
+    config, storage = open_pipeline(params, s3_options)
+    return false_alarm_rates(config, storage, weeks, seed)

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from . import layout
+from .errors import PipelineError
 from .config import PipelineConfig
 from .source import Schema
 from .storage import PartitionNotFound, Storage
@@ -39,7 +40,7 @@ TEXT_TYPES = ["str"]
 ID_TYPES = ["int", "int64", "str"]
 
 
-class ValidationFailed(ValueError):
+class ValidationFailed(PipelineError, ValueError):
     """A batch broke its expectation suite; the message names the failed expectations."""
 
 

@@ -12,7 +12,7 @@ def _edges(dag):
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"training_pipeline", "batch_scoring"} <= set(dagbag.dag_ids)
+    assert {"training_pipeline", "batch_scoring", "drift_monitoring"} <= set(dagbag.dag_ids)
 
 
 def test_training_pipeline_wiring(dagbag):
@@ -32,6 +32,17 @@ def test_batch_scoring_wiring(dagbag):
     assert dag.max_active_runs >= 1 and dag.doc_md
 
 
+def test_drift_monitoring_wiring(dagbag):
+    dag = dagbag.get_dag("drift_monitoring")
+    assert _edges(dag) == {("monitor", "retraining_needed"), ("retraining_needed", "trigger_training")}
+    assert set(dag.params.keys()) == {"as_of"}
+    trigger = dag.get_task("trigger_training")
+    assert trigger.trigger_dag_id == "training_pipeline"
+    assert set(trigger.conf) == {"as_of", "reason"}  # the training DAG's params
+    assert set(trigger.conf) <= set(dagbag.get_dag("training_pipeline").params.keys())
+    assert "monitoring" in dag.tags and "never on a data-quality break" in dag.doc_md
+
+
 def test_parsing_does_no_pipeline_work():
     """Parsing the DAG folder must not import the heavy libraries or the pipeline's steps."""
     code = (
@@ -44,5 +55,5 @@ def test_parsing_does_no_pipeline_work():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["errors"] == [] and result["dags"] == ["batch_scoring", "training_pipeline"]
+    assert result["errors"] == [] and result["dags"] == ["batch_scoring", "drift_monitoring", "training_pipeline"]
     assert result["heavy"] == [], f"DAG parsing imported {result['heavy']}"

@@ -37,11 +37,12 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
 
     assert run_dag(dagbag, "training_pipeline", "2025-03-01") == "success"
     assert run_dag(dagbag, "batch_scoring", "2025-03-02") == "success"
+    assert run_dag(dagbag, "drift_monitoring", "2025-03-03") == "success"
 
     keys = [o["Key"] for page in admin.get_paginator("list_objects_v2").paginate(Bucket="ml-pipeline")
             for o in page.get("Contents", [])]
     top = {k.split("/")[1] for k in keys}
-    assert {"raw", "labels", "validation", "snapshots", "models", "predictions"} <= top
+    assert {"raw", "labels", "validation", "snapshots", "models", "predictions", "monitoring"} <= top
     assert all(k.startswith("prod/") for k in keys)
     assert not (tmp_path / "storage").exists()  # nothing went to the local default
 
@@ -54,3 +55,7 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
     assert (predictions["model_version"] == version).all()
     assert list(predictions.columns) == ["ID", "score", "prediction", "model_version", "scored_at"]
     assert load_config(params).storage.root == "s3://ml-pipeline/prod"
+    decision = storage.read_json("monitoring/credit_default/decisions/dt=2025-03-03.json")
+    assert decision["champion_version"] == version and decision["rows"] == len(predictions)
+    assert decision["report"].startswith("s3://ml-pipeline/prod/monitoring/credit_default/reports/")
+    assert storage.partition_exists("monitoring/credit_default/statistics/dt=2025-03-03")

@@ -71,16 +71,11 @@ def fail_fast_on_bad_data() -> Iterator[None]:
     pipeline's message. Storage and other transient errors keep their retries."""
     from airflow.exceptions import AirflowFailException
 
-    from pipeline.config import ConfigError
-    from pipeline.ingest import IngestError
-    from pipeline.registry import RegistryError
-    from pipeline.snapshot import SnapshotError
-    from pipeline.source import SourceError
-    from pipeline.validation import ValidationFailed
+    from pipeline.errors import PipelineError
 
     try:
         yield
-    except (ValidationFailed, IngestError, SourceError, SnapshotError, ConfigError, RegistryError) as exc:
+    except PipelineError as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 

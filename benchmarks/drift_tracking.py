@@ -1,0 +1,120 @@
+"""How well estimated performance (CBPE) tracks realized performance on the demo data, and
+how often each policy view retrains on weeks without drift.
+
+    .venv/bin/python benchmarks/drift_tracking.py [--root DIR] [--weeks 100]
+
+Trains the demo champion as of demo.train_as_of in a fresh storage root (default: a temp
+dir), scores every later day of the demo data, lets the labels arrive (as of 45 days after
+the last day), and runs the monitor once with a performance window covering all scored
+days. Writes benchmarks/results/drift_tracking.json: per ISO week the realized and the
+estimated ROC AUC / precision / recall, their differences, and the false-alarm rates.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", help="storage root (default: a new temp dir)")
+    parser.add_argument("--weeks", type=int, default=100)
+    args = parser.parse_args()
+    root = args.root or tempfile.mkdtemp(prefix="drift-tracking-")
+    os.environ["PIPELINE_STORAGE_URI"] = root
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["dvc"] = {"enabled": False}
+    params["dataset"]["source"]["uri"] = str(ROOT / params["dataset"]["source"]["uri"])
+    params["validation"]["gx_root"] = str(Path(root) / "great_expectations")
+    path = Path(root) / "params.yaml"
+    Path(root).mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(params))
+
+    from pipeline import steps
+    from pipeline.config import load_config
+    from pipeline.ingest import ingest_labels
+    from pipeline.monitoring.monitor import run_monitoring
+    from pipeline.storage import open_storage
+
+    config = load_config(path)
+    storage = open_storage(config.storage.root)
+    started = time.monotonic()
+    print(f"training as of {config.demo.train_as_of} in {root}", flush=True)
+    steps.run_training(config.demo.train_as_of, str(path))
+    first = config.demo.train_as_of + dt.timedelta(days=1)
+    last = config.dataset.batching.start_date + dt.timedelta(days=config.dataset.batching.days - 1)
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    labels_as_of = last + dt.timedelta(days=45)
+    for i, day in enumerate(days, 1):
+        steps.ingest(day, str(path))
+        steps.validate(day, str(path))
+        steps.score(day, str(path))
+        ingest_labels(config, storage, day, as_of=labels_as_of)
+        print(f"  [{i}/{len(days)}] scored {day}", flush=True)
+    import dataclasses
+
+    wide = dataclasses.replace(config, monitoring=dataclasses.replace(
+        config.monitoring, performance_window_days=len(days) + 1))
+    as_of = labels_as_of
+    run_monitoring(wide, storage, as_of)
+    record = storage.read_json(f"monitoring/{config.model_name}/decisions/dt={as_of.isoformat()}.json")
+    # Weekly figures pool the week's rows (AUC is not additive over days).
+    import numpy as np
+
+    from pipeline import layout
+    from pipeline.features import target_vector
+    from pipeline.monitoring import performance
+    from pipeline.monitoring.monitor import load_reference
+    from pipeline.monitoring.profile import calibrate
+
+    prof, _ = load_reference(storage, config.model_name, record["champion_version"])
+    weeks: dict[str, dict] = {}
+    for day in days:
+        preds = storage.read_partition(layout.predictions_partition(config.model_name, day)).to_pandas()
+        labels = storage.read_partition(layout.labels_partition(config.dataset.name, day)).to_pandas()
+        joined = preds.merge(labels, on=config.dataset.id_column)
+        week = f"{day.isocalendar().year}-W{day.isocalendar().week:02d}"
+        w = weeks.setdefault(week, {"scores": [], "y": []})
+        w["scores"].append(joined["score"].to_numpy())
+        w["y"].append(target_vector(joined[config.dataset.target.column], config.dataset.target.positive_class))
+    threshold = config.scoring.threshold
+    series = []
+    for week, w in sorted(weeks.items()):
+        s, y = np.concatenate(w["scores"]), np.concatenate(w["y"])
+        real = performance.realized_metrics(y, s, threshold)
+        est = performance.estimated_metrics(calibrate(prof, s), s, threshold)
+        series.append({"week": week, "rows": int(len(s)),
+                       **{f"realized_{k}": round(real[k], 4) for k in ("roc_auc", "precision", "recall")},
+                       **{f"estimated_{k}": round(est[k], 4) for k in ("roc_auc", "precision", "recall")}})
+    diffs = {k: float(np.mean([abs(r[f"estimated_{k}"] - r[f"realized_{k}"]) for r in series]))
+             for k in ("roc_auc", "precision", "recall")}
+    false_alarms = steps.false_alarms(args.weeks, str(path))
+    result = {"model_version": record["champion_version"], "scored_days": [days[0].isoformat(), days[-1].isoformat()],
+              "weekly": series, "mean_abs_difference": diffs, "false_alarms": false_alarms,
+              "wall_seconds": round(time.monotonic() - started, 1)}
+    out = ROOT / "benchmarks" / "results" / "drift_tracking.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for r in series:
+        print(f"  {r['week']}  rows {r['rows']:5d}  ROC AUC realized {r['realized_roc_auc']:.3f} "
+              f"estimated {r['estimated_roc_auc']:.3f}  precision {r['realized_precision']:.3f} / "
+              f"{r['estimated_precision']:.3f}  recall {r['realized_recall']:.3f} / {r['estimated_recall']:.3f}")
+    print(f"mean |estimated - realized|: {diffs}")
+    print(f"false alarms over {args.weeks} weeks: {false_alarms['retrain_rate']}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Drift monitoring DAG: wiring only. The monitoring step is one call into pipeline.steps."""
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+from pipeline_airflow import DEFAULT_ARGS, fail_fast_on_bad_data, run_date, s3_options
+
+DOC = """
+### Drift monitoring
+
+Once a week, compares the last `monitoring.window_days` scored days with the champion's
+**reference profile** (stored with the model at training time) and decides whether to retrain.
+
+`monitor` → `retraining_needed` → `trigger_training`
+
+| task | does | writes (under the storage root) |
+|---|---|---|
+| monitor | drift per feature (PSI, KS, Wasserstein / Jensen-Shannon, χ²) under fixed thresholds and calibrated noise floors (bootstrap + Benjamini-Hochberg); prediction drift; data quality (missing, out of range, unseen categories, unit changes, rows per day, quarantined deliveries); realized performance where labels arrived, estimated (CBPE) where not; the policy decision | `monitoring/<model>/statistics/dt=…/` (Parquet, one row per feature × statistic), `monitoring/<model>/reports/dt=….html`, `monitoring/<model>/decisions/dt=….json` |
+| retraining_needed | continues only if the policy says retrain (skips otherwise) | – |
+| trigger_training | triggers `training_pipeline` with `as_of` and the decision's `reason` (recorded in the new model's manifest); run id `drift_retrain__<as_of>`, so a rerun does not retrain twice | a `training_pipeline` run |
+
+**Policy** (`monitoring.policy` in params.yaml): retrain when an important feature drifts in
+`persistence_runs` consecutive runs, or realized/estimated performance falls below its floor;
+**never on a data-quality break** (the decision carries alerts instead); `cooldown_days` and
+`max_retrains` per `period_days` cap retraining.
+
+**Params**: `as_of` (YYYY-MM-DD): monitor the week before this date instead of the logical date.
+
+**Rerun / backfill**: safe. A rerun for a date replaces its statistics, report and decision.
+"""
+
+
+@dag(
+    dag_id="drift_monitoring",
+    schedule="@weekly",
+    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ml", "monitoring"],
+    doc_md=DOC,
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date",
+                       description="Monitor the scored days before this date (YYYY-MM-DD) instead of the logical date."),
+    },
+)
+def drift_monitoring():
+    @task
+    def monitor(**context) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.monitor_drift(run_date(context, "as_of"), run_id=context["run_id"], s3_options=s3_options())
+
+    @task.short_circuit
+    def retraining_needed(decision: dict) -> bool:
+        return bool(decision["retrain"])
+
+    trigger = TriggerDagRunOperator(
+        task_id="trigger_training",
+        trigger_dag_id="training_pipeline",
+        trigger_run_id="drift_retrain__{{ ti.xcom_pull(task_ids='monitor')['as_of'] }}",
+        conf={
+            "as_of": "{{ ti.xcom_pull(task_ids='monitor')['as_of'] }}",
+            "reason": "drift_monitoring {{ ti.xcom_pull(task_ids='monitor')['as_of'] }}: "
+                      "{{ ti.xcom_pull(task_ids='monitor')['reason'] }}",
+        },
+        skip_when_already_exists=True,
+    )
+    decision = monitor()
+    retraining_needed(decision) >> trigger
+
+
+drift_monitoring()

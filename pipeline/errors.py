@@ -1,0 +1,20 @@
+"""The pipeline's error types that mean "this will not fix itself on retry".
+
+Bad data, bad config and bad artefacts derive from :class:`PipelineError`, so the
+Airflow glue fails the task at once by catching this one base class, without
+importing every stage. Storage errors (``storage.StorageError``) are not
+PipelineErrors: they may be transient and keep their retries.
+"""
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Bad data, config or artefact: the message names what and where; retrying will not help."""
+
+
+class MonitoringError(PipelineError, ValueError):
+    """The drift monitor cannot run (no champion, no reference profile, ...)."""
+
+
+class SimulationError(PipelineError, ValueError):
+    """A drift scenario cannot be simulated as asked (unknown scenario or column)."""

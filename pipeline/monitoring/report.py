@@ -1,0 +1,203 @@
+"""The drift report: one self-contained HTML page per run (plots embedded as PNG, no
+external assets, readable offline)."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+import numpy as np
+import pandas as pd
+
+from .profile import SCORE_COLUMN, category_values, numeric_values
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _numeric_panel(ax, ref: np.ndarray, cur: np.ndarray, title: str) -> None:
+    both = np.concatenate([ref, cur]) if len(cur) else ref
+    lo, hi = np.quantile(both, [0.005, 0.995]) if len(both) else (0, 1)
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    discrete = len(np.unique(ref)) <= 25
+    if discrete:
+        values = np.unique(np.concatenate([ref, cur]))
+        values = values[(values >= lo) & (values <= hi)]
+        r = [np.mean(ref == v) for v in values]
+        c = [np.mean(cur == v) if len(cur) else 0 for v in values]
+        x = np.arange(len(values))
+        ax.bar(x - 0.2, r, 0.4, label="reference", color="#8da0cb")
+        ax.bar(x + 0.2, c, 0.4, label="current", color="#fc8d62")
+        ax.set_xticks(x, [f"{v:g}" for v in values], fontsize=7)
+    else:
+        bins = np.linspace(lo, hi, 31)
+        ax.hist(np.clip(ref, lo, hi), bins=bins, density=True, alpha=0.55, label="reference", color="#8da0cb")
+        if len(cur):
+            ax.hist(np.clip(cur, lo, hi), bins=bins, density=True, alpha=0.55, label="current", color="#fc8d62")
+        ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=9)
+
+
+def _categorical_panel(ax, counts: dict, cur: list, title: str) -> None:
+    present = [v for v in cur if v is not None]
+    cats = sorted(set(counts) | set(present))
+    total = sum(counts.values()) or 1
+    r = [counts.get(c, 0) / total for c in cats]
+    c = [present.count(k) / len(present) if present else 0 for k in cats]
+    x = np.arange(len(cats))
+    ax.bar(x - 0.2, r, 0.4, label="reference", color="#8da0cb")
+    ax.bar(x + 0.2, c, 0.4, label="current", color="#fc8d62")
+    ax.set_xticks(x, cats, fontsize=7)
+    ax.set_title(title, fontsize=9)
+
+
+def _feature_figure(prof, sample, current, scores, primary: dict) -> str:
+    plt = _plt()
+    features = [f for f in prof.get("importance", {}) if f in prof["columns"]]
+    features += [f for f in prof["columns"] if f not in features]
+    panels = features + [SCORE_COLUMN]
+    cols = 4
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(16, 2.6 * rows))
+    axes = np.atleast_1d(axes).ravel()
+    for ax, col in zip(axes, panels):
+        row = primary.get(col)
+        flag = ""
+        if row:
+            flag = f"  {row['statistic']} {row['value']:.3f}" + ("  DRIFT" if row["calibrated_flag"] else "")
+        if col == SCORE_COLUMN:
+            _numeric_panel(ax, sample[SCORE_COLUMN], scores if scores is not None else np.array([]),
+                           "model score (prediction drift)" + flag)
+        elif prof["columns"][col]["kind"] == "numeric":
+            cur = numeric_values(current[col]) if col in current else np.array([])
+            _numeric_panel(ax, sample.get(col, np.array([])), cur[~np.isnan(cur)], col + flag)
+        else:
+            cur = category_values(current[col]) if col in current else []
+            _categorical_panel(ax, prof["columns"][col]["counts"], cur, col + flag)
+        if row and row["calibrated_flag"]:
+            ax.set_facecolor("#fff0f0")
+    for ax in axes[len(panels):]:
+        ax.axis("off")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _performance_figure(perf: dict, floors: dict) -> str | None:
+    if not perf["per_day"]:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 3.6))
+    days = [pd.Timestamp(e["day"]) for e in perf["per_day"]]
+    for ax, metric in zip(axes, ("roc_auc", "precision")):
+        est = [e["estimated"][metric] for e in perf["per_day"]]
+        real = [e["realized"][metric] if e["realized"] else None for e in perf["per_day"]]
+        ax.plot(days, est, "o--", label="estimated (CBPE)", color="#8da0cb")
+        ax.plot(days, [np.nan if v is None else v for v in real], "o-", label="realized (labels)", color="#1b9e77")
+        if metric in floors:
+            ax.axhline(floors[metric], color="#cf222e", ls=":", label=f"floor {floors[metric]}")
+        ax.set_title(f"{metric} per scored day", fontsize=10)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]], highlight=None) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+    body = []
+    for r in rows:
+        style = ' style="background:#ffe3e3"' if highlight and highlight(r) else ""
+        body.append(f"<tr{style}>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k, _ in columns) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def render(record: dict, prof: dict, sample: dict, current: pd.DataFrame, scores, drift_rows: list[dict],
+           quality_rows: list[dict], perf: dict, ranges) -> str:
+    primary = {r["feature"]: r for r in drift_rows if r["is_primary"]}
+    verdict_colour = "#cf222e" if record["retrain"] or record["alerts"] else "#1a7f37"
+    figures = ""
+    if len(current):
+        figures += (f'<h2>Reference vs current, by feature (most important first)</h2>'
+                    f'<img alt="per-feature distributions" src="data:image/png;base64,'
+                    f'{_feature_figure(prof, sample, current, scores, primary)}">')
+    perf_png = _performance_figure(perf, {})
+    perf_rows = []
+    for e in perf["per_day"]:
+        perf_rows.append({"day": e["day"], "week": e["week"],
+                          **{f"est_{k}": e["estimated"][k] for k in ("roc_auc", "precision", "recall", "positive_rate")},
+                          **{f"real_{k}": (e["realized"] or {}).get(k) for k in
+                             ("roc_auc", "precision", "recall", "positive_rate", "rows")}})
+    stat_cols = [("feature", "feature"), ("importance_rank", "importance rank"), ("statistic", "statistic"),
+                 ("value", "value"), ("noise_p95", "noise floor p95"), ("calibrated_pvalue", "calibrated p"),
+                 ("scipy_pvalue", "scipy p"), ("fixed_threshold", "fixed rule"), ("fixed_flag", "fixed flag"),
+                 ("is_primary", "primary"), ("calibrated_flag", "calibrated flag")]
+    ordered = sorted(drift_rows, key=lambda r: (r["kind"] == "prediction", r["importance_rank"] or 999, r["feature"]))
+    e, r = record.get("estimated") or {}, record.get("realized") or {}
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Drift {html.escape(record['model'])} as of {record['as_of']}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1300px}}td,th{{padding:2px 8px;text-align:left;font-size:13px}}
+table{{border-collapse:collapse;margin-bottom:1em}}tr:nth-child(even){{background:#f6f6f6}}img{{max-width:100%}}</style>
+</head><body>
+<h1>Drift monitoring — {html.escape(record['model'])} as of {record['as_of']}</h1>
+<p>Champion <code>{html.escape(record['champion_version'])}</code>; window {' .. '.join(record['window'])}
+({record['rows']} scored rows); reference: {prof['rows']} training rows
+({'exact sorted sample' if prof['exact'] else 'uniform sample of ' + str(prof['sample_cap'])}).
+Run <code>{html.escape(str(record.get("run_id") or "CLI (no Airflow run)"))}</code>.</p>
+<h2 style="color:{verdict_colour}">Decision: {html.escape(record['reason'])}</h2>
+<ul>{''.join(f'<li>{html.escape(a)}</li>' for a in record['alerts']) or '<li>no alerts</li>'}</ul>
+<p>Flagging used by the policy: <b>{record['flagging']}</b>. Drifted (calibrated):
+{html.escape(', '.join(record['drifted_features']) or 'none')}. Drifted (fixed thresholds):
+{html.escape(', '.join(record['drifted_features_fixed']) or 'none')}. Important features:
+{html.escape(', '.join(record['important_features']))}. Prediction drift: {'yes' if record['prediction_drift'] else 'no'}.</p>
+<p>Estimated performance (CBPE) of the window: ROC AUC {_fmt(e.get('roc_auc'))}, precision {_fmt(e.get('precision'))},
+recall {_fmt(e.get('recall'))}. Realized performance on labelled days: ROC AUC {_fmt(r.get('roc_auc'))}
+on {_fmt(r.get('rows'))} rows.</p>
+{figures}
+<h2>Drift statistics (fixed and calibrated views)</h2>
+<p>Calibrated p: share of {record['calibration']['resamples'] if record.get('calibration') else '–'} two-sample bootstrap
+resamples of the reference (at n={record['calibration']['sample_size'] if record.get('calibration') else '–'}) with a
+statistic at least as large; the primary statistic's p-values go through Benjamini-Hochberg across features, and a
+flag also needs the minimum effect size.</p>
+{_table(ordered, stat_cols, highlight=lambda x: x['calibrated_flag'])}
+<h2>Data quality</h2>
+{_table(quality_rows, [('feature', 'column / day'), ('statistic', 'check'), ('value', 'value'),
+                       ('reference', 'reference'), ('limit', 'limit'), ('break', 'break')],
+        highlight=lambda x: x['break'])}
+<h2>Performance over time</h2>
+{f'<img alt="performance over time" src="data:image/png;base64,{perf_png}">' if perf_png else '<p>No scored days.</p>'}
+{_table(perf_rows, [('day', 'day'), ('week', 'week'), ('est_roc_auc', 'est. ROC AUC'), ('real_roc_auc', 'real ROC AUC'),
+                    ('est_precision', 'est. precision'), ('real_precision', 'real precision'),
+                    ('est_recall', 'est. recall'), ('real_recall', 'real recall'),
+                    ('est_positive_rate', 'positive rate'), ('real_rows', 'labelled rows')])}
+<h2>Days in the window</h2>
+{_table(record['days'], [('day', 'day'), ('status', 'status'), ('rows', 'rows')],
+        highlight=lambda x: x['status'] != 'scored')}
+</body></html>"""

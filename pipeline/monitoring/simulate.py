@@ -1,0 +1,195 @@
+"""Demo deliveries with injected drift, and the false-alarm simulation.
+
+:func:`simulate_deliveries` takes each day's rows from the source exactly as ingestion
+does, changes them by scenario, and publishes them as that day's raw partition (and the
+day's labels, known ``label_delay_days`` later) through ingestion's own publishing code.
+Validation and scoring then run on them as on any delivery.
+
+Scenarios:
+  none             the day as it is (a baseline week)
+  covariate_shift  a numeric column shifted by `strength` reference standard deviations
+                   (default: the champion's most important numeric feature), clipped to
+                   its validation range so the delivery stays valid
+  category_mix     `strength` of the rows moved to another category of a categorical column
+  concept_drift    `strength` of the labels flipped; features unchanged
+  data_break       a column becomes null (`break_kind: null`) or changes unit (`unit`, x1000)
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .. import layout, registry
+from ..config import PipelineConfig
+from ..errors import SimulationError
+from ..features import feature_frame, target_vector
+from ..ingest import publish_batch, publish_labels
+from ..source import Schema, coerce_types, day_rows, read_source_text, resolve_schema
+from ..storage import Storage
+
+log = logging.getLogger(__name__)
+
+SCENARIOS = ("none", "covariate_shift", "category_mix", "concept_drift", "data_break")
+DEFAULT_STRENGTH = {"covariate_shift": 1.0, "category_mix": 0.5, "concept_drift": 0.4, "data_break": 1.0, "none": 0.0}
+
+
+def _champion_profile(config: PipelineConfig, storage: Storage) -> dict | None:
+    alias = registry.get_alias(storage, config.model_name)
+    if not alias:
+        return None
+    key = f"{layout.model_version(config.model_name, alias['version'])}/reference_profile.json"
+    return storage.read_json(key) if storage.exists(key) else None
+
+
+def _default_column(scenario: str, schema: Schema, profile: dict | None, frame: pd.DataFrame) -> str:
+    ranked = list((profile or {}).get("important_features", [])) + list(schema.numeric) + list(schema.categorical)
+    if scenario in ("covariate_shift", "data_break"):
+        return next(c for c in ranked if c in schema.numeric)
+    if scenario == "category_mix":
+        if not schema.categorical:
+            raise SimulationError("category_mix needs a categorical feature; this dataset has none")
+        return max(schema.categorical, key=lambda c: frame[c].nunique())
+    return schema.target_column
+
+
+def inject(frame: pd.DataFrame, schema: Schema, scenario: str, column: str, strength: float,
+           rng: np.random.Generator, ranges: dict, positive_class: str, reference_std: float | None = None,
+           break_kind: str = "null") -> pd.DataFrame:
+    """The frame with the scenario applied (a copy). Pure apart from `rng`."""
+    out = frame.copy()
+    if scenario == "none":
+        return out
+    if scenario == "covariate_shift":
+        values = pd.to_numeric(out[column], errors="coerce").astype("float64")
+        shift = strength * (reference_std if reference_std else float(values.std()))
+        integer = bool(np.all(np.mod(values.dropna(), 1) == 0))
+        if integer:
+            shift = float(max(1, round(shift)))
+        shifted = values + shift
+        low, high = ranges.get(column, (None, None))
+        shifted = shifted.clip(lower=low, upper=high)
+        out[column] = shifted.round() if integer else shifted
+        out[column] = out[column].astype(frame[column].dtype)
+        return out
+    if scenario == "category_mix":
+        shares = out[column].value_counts(normalize=True)
+        common = shares[shares >= 0.05]
+        target = common.index[-1] if len(common) > 1 else shares.index[0]
+        move = rng.random(len(out)) < strength
+        out.loc[move, column] = target
+        return out
+    if scenario == "concept_drift":
+        labels = out[schema.target_column].astype(str)
+        others = labels[labels != str(positive_class)]
+        if others.empty:
+            raise SimulationError("concept_drift needs both classes in the day's labels")
+        negative = others.value_counts().index[0]
+        flip = rng.random(len(out)) < strength
+        out[schema.target_column] = np.where(flip, np.where(labels == str(positive_class), negative,
+                                                            str(positive_class)), labels)
+        out[schema.target_column] = out[schema.target_column].astype(frame[schema.target_column].dtype)
+        return out
+    if scenario == "data_break":
+        if break_kind == "null":
+            out[column] = pd.Series([None] * len(out), index=out.index, dtype=frame[column].dtype)
+        elif break_kind == "unit":
+            out[column] = (pd.to_numeric(out[column], errors="coerce") * 1000).astype("float64")
+        else:
+            raise SimulationError(f"data_break kind must be 'null' or 'unit', got {break_kind!r}")
+        return out
+    raise SimulationError(f"unknown scenario {scenario!r}; known: {list(SCENARIOS)}")
+
+
+def simulate_deliveries(config: PipelineConfig, storage: Storage, days: list[dt.date], scenario: str,
+                        column: str | None = None, strength: float | None = None, break_kind: str = "null",
+                        seed: int = 0) -> dict:
+    if scenario not in SCENARIOS:
+        raise SimulationError(f"unknown scenario {scenario!r}; known: {list(SCENARIOS)}")
+    ds = config.dataset
+    text = read_source_text(ds, storage)
+    schema = resolve_schema(ds, text)
+    profile = _champion_profile(config, storage)
+    strength = DEFAULT_STRENGTH[scenario] if strength is None else strength
+    published = []
+    for i, day in enumerate(days):
+        rows = day_rows(ds, text, day)
+        if rows.empty:
+            raise SimulationError(f"source {ds.source.uri} has no rows for {day}")
+        typed = coerce_types(rows, schema, list(schema.batch_columns) + [schema.target_column])
+        col = column or _default_column(scenario, schema, profile, typed)
+        if col not in typed.columns:
+            raise SimulationError(f"column {col!r} is not in dataset {ds.name} (columns: {list(typed.columns)})")
+        ref_std = ((profile or {}).get("columns", {}).get(col) or {}).get("std")
+        changed = inject(typed, schema, scenario, col, strength, np.random.default_rng([seed, i]),
+                         dict(config.validation.ranges), ds.target.positive_class, ref_std, break_kind)
+        note = {"simulated": {"scenario": scenario, "column": col, "strength": strength,
+                              **({"break_kind": break_kind} if scenario == "data_break" else {})}}
+        batch = publish_batch(config, storage, day, changed, schema, source=f"simulate:{scenario}", extra=note)
+        labels = publish_labels(config, storage, day, changed, schema,
+                                as_of=day + dt.timedelta(days=ds.batching.label_delay_days), extra=note)
+        published.append({"day": day.isoformat(), "rows": batch["rows"], "raw": batch["partition"],
+                          "labels": labels["partition"]})
+        log.info("simulated %s on %s (%s, strength %s): %d rows", scenario, day, col, strength, batch["rows"])
+    return {"scenario": scenario, "column": column or (published and col), "strength": strength, "days": published}
+
+
+def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed: int = 0) -> dict:
+    """Weeks without injected drift: each draws a week of rows (the reference's median rows
+    per day x window days) from the days outside the champion's training window, scores
+    them with the champion, and runs drift, quality, performance and the policy under the
+    calibrated and the fixed view (each with its own decision history). Returns how often
+    each would have retrained."""
+    import dataclasses
+
+    from . import drift, performance, policy, quality
+    from .monitor import cached_noise_floors, load_reference
+    from .profile import calibrate
+
+    ds = config.dataset
+    m = config.monitoring
+    version = registry.champion_version(storage, config.model_name)
+    estimator, manifest = registry.load_model(storage, config.model_name, version)
+    prof, sample = load_reference(storage, config.model_name, version)
+    schema = Schema.from_dict(manifest["schema"])
+    text = read_source_text(ds, storage)
+    from ..source import assign_days
+
+    window = manifest["data"]["window"]
+    days = assign_days(ds, text)
+    outside = text[(days < dt.date.fromisoformat(window[0])) | (days > dt.date.fromisoformat(window[1]))]
+    typed = coerce_types(outside, schema, list(schema.batch_columns) + [schema.target_column]).reset_index(drop=True)
+    y_all = target_vector(typed[ds.target.column], ds.target.positive_class)
+    scores_all = estimator.predict_proba(feature_frame(typed, schema))[:, 1]
+    n = int(round(prof["rows_per_day_median"] * m.window_days))
+    floors, size, _ = cached_noise_floors(storage, config, version, prof, sample, n)
+    rng = np.random.default_rng(seed)
+    histories = {"calibrated": [], "fixed": []}
+    retrains = {"calibrated": 0, "fixed": 0}
+    flagged_weeks = {"calibrated": 0, "fixed": 0}
+    start = dt.date(2030, 1, 6)
+    for w in range(weeks):
+        idx = rng.integers(0, len(typed), size=size)
+        current, scores, y = typed.iloc[idx].reset_index(drop=True), scores_all[idx], y_all[idx]
+        rows, drifted = drift.drift_rows(prof, sample, current, scores, floors, m)
+        _, breaks = quality.quality_rows(prof, current, dict(config.validation.ranges), m.quality)
+        realized = performance.realized_metrics(y, scores, manifest["threshold"])
+        estimated = performance.estimated_metrics(calibrate(prof, scores), scores, manifest["threshold"])
+        as_of = start + dt.timedelta(weeks=w)
+        for view in ("calibrated", "fixed"):
+            view_policy = dataclasses.replace(m.policy, flagging=view)
+            decision = policy.decide(view_policy, as_of, prof["important_features"], drifted, breaks, realized,
+                                     estimated, histories[view])
+            histories[view].append(decision)
+            retrains[view] += decision["retrain"]
+            flagged_weeks[view] += bool(drifted[view])
+    return {
+        "weeks": weeks, "rows_per_week": size, "model_version": version,
+        "retrain_rate": {k: v / weeks for k, v in retrains.items()},
+        "retrains": retrains,
+        "weeks_with_any_flagged_feature": flagged_weeks,
+        "policy": {"important_features": prof["important_features"], "persistence_runs": m.policy.persistence_runs,
+                   "cooldown_days": m.policy.cooldown_days, "max_retrains": m.policy.max_retrains},
+    }

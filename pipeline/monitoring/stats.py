@@ -1,0 +1,176 @@
+"""Drift statistics between a reference sample and a current sample. Pure functions.
+
+Observed values come from scipy's reference implementations (``ks_2samp``,
+``wasserstein_distance``, ``jensenshannon``, ``chisquare``) applied to the stored
+reference sample, which is the training column itself (sorted) whenever the
+training set is not larger than ``monitoring.reference_sample_size``: the values are
+then exact, not estimates from a sketch.
+
+The noise floors need thousands of resampled statistics, so :func:`null_statistics`
+computes the same statistics vectorised from counts over the reference's distinct
+values (a resample of the reference only takes values the reference has, so the
+empirical CDFs are step functions on those values and the formulas are exact);
+``tests/test_drift_stats.py`` checks them against scipy.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon
+
+# Keeps PSI finite when a bin is empty on one side (the usual convention).
+PSI_EPSILON = 1e-4
+
+
+def psi_edges(reference_sorted: np.ndarray, bins: int) -> np.ndarray:
+    """Inner bin edges at the reference's quantiles (duplicates merged for discrete columns)."""
+    if len(reference_sorted) == 0:
+        return np.array([])
+    qs = np.quantile(reference_sorted, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.unique(qs)
+
+
+def bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Shares of values per bin; bin i holds edges[i-1] < x <= edges[i] (open ends)."""
+    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
+    return counts / max(len(values), 1)
+
+
+def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
+    r = np.clip(reference_shares, PSI_EPSILON, None)
+    c = np.clip(current_shares, PSI_EPSILON, None)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def numeric_drift(reference_sorted: np.ndarray, current: np.ndarray, edges: np.ndarray,
+                  reference_std: float) -> dict:
+    """PSI, KS (statistic and p-value), Wasserstein normalised by the reference std."""
+    current = current[~np.isnan(current)]
+    if len(current) == 0 or len(reference_sorted) == 0:
+        return {}
+    ks = sps.ks_2samp(reference_sorted, current)
+    w = sps.wasserstein_distance(reference_sorted, current)
+    return {
+        "psi": psi(bin_shares(reference_sorted, edges), bin_shares(current, edges)),
+        "ks": float(ks.statistic),
+        "ks_pvalue": float(ks.pvalue),
+        "wasserstein": float(w / reference_std) if reference_std > 0 else float(w),
+    }
+
+
+def category_counts(values, categories: list[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(categories)}
+    counts = np.zeros(len(categories), dtype="int64")
+    for v in values:
+        if v is not None and v == v:  # not missing
+            counts[index[str(v)]] += 1
+    return counts
+
+
+def categorical_drift(reference_counts: dict[str, int], current_values) -> dict:
+    """Jensen-Shannon distance (base 2) over all categories seen on either side, and the
+    chi-square test of the current counts against the reference shares (over the
+    reference's categories; unseen categories are a data-quality finding instead)."""
+    current = [str(v) for v in current_values if v is not None and v == v]
+    if not current or not reference_counts:
+        return {}
+    categories = sorted(set(reference_counts) | set(current))
+    cur = category_counts(current, categories)
+    ref = np.array([reference_counts.get(c, 0) for c in categories], dtype="float64")
+    known = ref > 0
+    f_obs = cur[known].astype("float64")
+    out = {"jensen_shannon": float(jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2))}
+    if f_obs.sum() > 0 and known.sum() > 1:
+        f_exp = ref[known] / ref[known].sum() * f_obs.sum()
+        chi = sps.chisquare(f_obs, f_exp)
+        out.update(chi_square=float(chi.statistic), chi_square_pvalue=float(chi.pvalue))
+    return out
+
+
+# --------------------------------------------------------------------------- noise floors
+
+
+def count_statistics(values: np.ndarray, current_counts: np.ndarray, reference_counts: np.ndarray,
+                     edges: np.ndarray, reference_std: float) -> dict[str, np.ndarray]:
+    """KS, Wasserstein (normalised) and PSI for rows of counts over the sorted distinct
+    `values` (one row per resample): exact for samples that take only those values."""
+    n_cur = current_counts.sum(axis=1, keepdims=True)
+    n_ref = reference_counts.sum(axis=1, keepdims=True)
+    zeros = np.zeros((len(current_counts), 1))
+    cum_cur = np.concatenate([zeros, np.cumsum(current_counts, axis=1)], axis=1)
+    cum_ref = np.concatenate([zeros, np.cumsum(reference_counts, axis=1)], axis=1)
+    diff = cum_cur[:, 1:] / n_cur - cum_ref[:, 1:] / n_ref
+    w = (np.abs(diff[:, :-1]) * np.diff(values)).sum(axis=1)
+    # Bins of the distinct values, for PSI (contiguous ranges because the values are sorted).
+    value_bin = np.searchsorted(edges, values, side="left")
+    starts = np.searchsorted(value_bin, np.arange(len(edges) + 1), side="left")
+    ends = np.searchsorted(value_bin, np.arange(len(edges) + 1), side="right")
+    r = np.clip((cum_ref[:, ends] - cum_ref[:, starts]) / n_ref, PSI_EPSILON, None)
+    c = np.clip((cum_cur[:, ends] - cum_cur[:, starts]) / n_cur, PSI_EPSILON, None)
+    return {"ks": np.abs(diff).max(axis=1),
+            "wasserstein": w / reference_std if reference_std > 0 else w,
+            "psi": ((c - r) * np.log(c / r)).sum(axis=1)}
+
+
+def null_numeric(reference_sorted: np.ndarray, n_current: int, edges: np.ndarray, reference_std: float,
+                 resamples: int, rng: np.random.Generator, chunk: int = 200) -> dict[str, np.ndarray]:
+    """Statistics between two independent resamples of the reference, of the current and the
+    reference sizes: what sampling alone produces when nothing drifted (two-sample bootstrap)."""
+    values, ids = np.unique(reference_sorted, return_inverse=True)
+    k, n_ref = len(values), len(reference_sorted)
+    out: dict[str, list] = {"psi": [], "ks": [], "wasserstein": []}
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        offsets = (np.arange(b) * k)[:, None]
+        cur = np.bincount((ids[rng.integers(0, n_ref, size=(b, n_current))] + offsets).ravel(),
+                          minlength=b * k).reshape(b, k)
+        ref = np.bincount((ids[rng.integers(0, n_ref, size=(b, n_ref))] + offsets).ravel(),
+                          minlength=b * k).reshape(b, k)
+        for name, vals in count_statistics(values, cur, ref, edges, reference_std).items():
+            out[name].append(vals)
+    return {name: np.sort(np.concatenate(parts)) for name, parts in out.items()}
+
+
+def category_count_statistics(current_counts: np.ndarray, reference_counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Jensen-Shannon distance (base 2) and the chi-square statistic for rows of counts over
+    the reference's categories."""
+    cur = current_counts.astype("float64")
+    ref = reference_counts.astype("float64")
+    pc, pr = cur / cur.sum(axis=1, keepdims=True), ref / ref.sum(axis=1, keepdims=True)
+    m = (pc + pr) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_c = np.where(pc > 0, pc * np.log2(pc / m), 0.0).sum(axis=1)
+        kl_r = np.where(pr > 0, pr * np.log2(pr / m), 0.0).sum(axis=1)
+        expected = pr * cur.sum(axis=1, keepdims=True)
+        chi = np.where(expected > 0, (cur - expected) ** 2 / expected, 0.0).sum(axis=1)
+    return {"jensen_shannon": np.sqrt(np.clip((kl_c + kl_r) / 2, 0, None)), "chi_square": chi}
+
+
+def null_categorical(reference_counts: dict[str, int], n_current: int, resamples: int,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    counts = np.array([reference_counts[c] for c in sorted(reference_counts)], dtype="float64")
+    p = counts / counts.sum()
+    cur = rng.multinomial(n_current, p, size=resamples)
+    ref = rng.multinomial(int(counts.sum()), p, size=resamples)
+    return {name: np.sort(v) for name, v in category_count_statistics(cur, ref).items()}
+
+
+def calibrated_pvalue(null_sorted: np.ndarray, observed: float) -> float:
+    """Share of resampled statistics at least as large as the observed one (add-one rule,
+    so a p-value is never 0)."""
+    exceed = len(null_sorted) - np.searchsorted(null_sorted, observed, side="left")
+    return float((1 + exceed) / (1 + len(null_sorted)))
+
+
+def benjamini_hochberg(pvalues: list[float], fdr: float) -> list[bool]:
+    """Which hypotheses are rejected at false-discovery rate `fdr` (step-up procedure)."""
+    m = len(pvalues)
+    if m == 0:
+        return []
+    order = np.argsort(pvalues)
+    ranked = np.asarray(pvalues)[order]
+    below = np.nonzero(ranked <= fdr * np.arange(1, m + 1) / m)[0]
+    rejected = np.zeros(m, dtype=bool)
+    if len(below):
+        rejected[order[: below[-1] + 1]] = True
+    return rejected.tolist()

@@ -1,0 +1,116 @@
+"""`make demo-drift`: a drift week end to end on the embedded default, through Airflow.
+
+1. If there is no champion with a reference profile yet, runs training_pipeline as `make demo` does.
+2. Publishes a week of deliveries with the injected scenario (`demo.drift_scenario` on
+   `demo.drift_days`, params.yaml) through `python -m pipeline simulate`'s code, then validates
+   and scores each day with the champion.
+3. Runs the drift_monitoring DAG as of `demo.drift_as_of` (dag.test() on the local SQLite DB).
+4. If the policy decided to retrain, runs the training_pipeline run that drift_monitoring
+   triggered (its conf carries `as_of` and the reason) and shows the new version's manifest.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import airflow_env  # noqa: E402
+
+airflow_env.apply()
+
+from demo import _step, run_dag  # noqa: E402
+
+
+def _triggered_run(dag_id: str, run_id: str):
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one_or_none()
+        return (run.logical_date, dict(run.conf or {})) if run else None
+
+
+def main() -> int:
+    import time
+
+    from pipeline import layout, registry, steps
+    from pipeline.config import load_config
+    from pipeline.storage import open_storage
+
+    config = load_config()
+    storage = open_storage(config.storage.root)
+    model = config.model_name
+    as_of, days = config.demo.drift_as_of, list(config.demo.drift_days)
+    if not as_of or not days:
+        raise SystemExit("params.yaml has no demo.drift_as_of / demo.drift_days")
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(airflow_env.ROOT / "dags"))
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+
+    champion = registry.get_alias(storage, model)
+    has_profile = champion and storage.exists(
+        f"{layout.model_version(model, champion['version'])}/reference_profile.json")
+    if not has_profile:
+        _step(f"No champion with a reference profile yet: training_pipeline as of {config.demo.train_as_of}")
+        run_dag(bag, "training_pipeline", config.demo.train_as_of)
+    champion = registry.champion_version(storage, model)
+
+    _step(f"Deliveries with injected {config.demo.drift_scenario} for {days[0]} .. {days[-1]}")
+    sim = steps.simulate([d.isoformat() for d in days], config.demo.drift_scenario)
+    print(f"    column {sim['column']}, strength {sim['strength']}, "
+          f"{sum(d['rows'] for d in sim['days'])} rows over {len(days)} days", flush=True)
+    for i, day in enumerate(days, 1):
+        started = time.monotonic()
+        try:
+            steps.validate(day)
+            scored = steps.score(day)
+            print(f"    [{i}/{len(days)}] {day}: validated, {scored['rows']} rows scored by {scored['model_version']} "
+                  f"in {time.monotonic() - started:.1f}s", flush=True)
+        except Exception as exc:  # a quarantined delivery is part of some scenarios; the monitor reports it
+            print(f"    [{i}/{len(days)}] {day}: not scored: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                  flush=True)
+
+    _step(f"drift_monitoring as of {as_of} (champion {champion})")
+    run_dag(bag, "drift_monitoring", as_of)
+    decision = storage.read_json(layout.monitoring_decision(model, as_of))
+    print(f"    decision: {decision['reason']}")
+    for alert in decision["alerts"]:
+        print(f"    alert: {alert}")
+
+    new_version = None
+    if decision["retrain"]:
+        triggered = _triggered_run("training_pipeline", f"drift_retrain__{as_of.isoformat()}")
+        if not triggered:
+            raise SystemExit("drift_monitoring decided to retrain but no training_pipeline run was triggered")
+        logical_date, conf = triggered
+        _step(f"training_pipeline triggered by drift_monitoring (conf {conf})")
+        dag = bag.dags["training_pipeline"]
+        run = dag.test(logical_date=logical_date, run_conf=conf)
+        state = str(getattr(run.state, "value", run.state))
+        print(f"    training_pipeline: {state}")
+        if state != "success":
+            raise SystemExit("the triggered training run did not succeed; see the task logs above")
+        versions = [m for m in registry.list_versions(storage, model) if m.get("reason") == conf["reason"]]
+        new_version = versions[-1] if versions else None
+
+    _step("Done. Where things are:")
+    print(f"    drift report   {decision['report']}")
+    print(f"    statistics     {decision['statistics']}/part-00000.parquet")
+    print(f"    decision       {storage.uri(layout.monitoring_decision(model, as_of))}")
+    if new_version:
+        print(f"    new version    {new_version['version']} (status {new_version['status']}); its manifest's "
+              f"reason: {new_version['reason']!r}")
+        print(f"    manifest       {storage.uri(layout.model_version(model, new_version['version']))}/manifest.json")
+    print(f"    champion now   {registry.champion_version(storage, model)}")
+    query = (f"select feature, statistic, value, noise_p95, calibrated_pvalue, calibrated_flag "
+             f"from '{decision['statistics']}/*.parquet' where is_primary order by calibrated_pvalue limit 5")
+    print(f"    try:  {Path(sys.executable).parent}/python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

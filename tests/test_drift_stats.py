@@ -1,0 +1,192 @@
+"""Drift statistics, noise floors, performance estimation and the retraining policy:
+pure functions checked against scipy/sklearn and against hand-made histories."""
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon
+from sklearn.metrics import roc_auc_score
+
+from pipeline.config import RetrainPolicyConfig, load_config
+from pipeline.features import build_model, feature_frame
+from pipeline.monitoring import performance, policy, stats
+from pipeline.monitoring.drift import quantised_size
+from pipeline.monitoring.profile import build_profile, read_sample
+from pipeline.source import Schema
+
+TOL = 1e-9
+
+
+def _frame(rng, n, shift=0.0):
+    return pd.DataFrame({
+        "id": np.arange(n),
+        "amount": np.where(rng.random(n) < 0.03, np.nan, rng.lognormal(8 + shift, 1.0, n)),
+        "status": rng.integers(-2, 6, n).astype("float64"),  # discrete, many ties
+        "segment": pd.Series(rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]), dtype=object),
+    })
+
+
+@pytest.fixture(scope="module")
+def stored_profile():
+    rng = np.random.default_rng(1)
+    config = load_config()
+    schema = Schema(id_column="id", target_column="y", event_time_column=None, numeric=("amount", "status"),
+                    categorical=("segment",), pii=(), id_is_integer=True)
+    train = _frame(rng, 3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(train["status"].to_numpy() - 1)))).astype(int)
+    model = build_model(schema, config.training).fit(feature_frame(train, schema), y)
+    hold = _frame(rng, 800)
+    hold_y = (rng.random(800) < 1 / (1 + np.exp(-(hold["status"].to_numpy() - 1)))).astype(int)
+    hold_X = feature_frame(hold, schema)
+    prof, sample_bytes = build_profile(config, schema, train, hold_X, hold_y, model.predict_proba(hold_X)[:, 1],
+                                       model, rows_per_day=300)
+    return {"profile": prof, "sample": read_sample(sample_bytes), "train": train}
+
+
+def test_statistics_from_the_stored_profile_equal_scipy_on_the_raw_data(stored_profile):
+    """The stored reference is the sorted training column (exact), so the monitor's values equal
+    scipy's reference implementations applied to the training data itself."""
+    prof, sample, train = stored_profile["profile"], stored_profile["sample"], stored_profile["train"]
+    assert prof["exact"] is True
+    current = _frame(np.random.default_rng(2), 700, shift=0.3)
+    for col in ("amount", "status"):
+        ref_raw = train[col].dropna().to_numpy()
+        cur_raw = current[col].to_numpy()
+        got = stats.numeric_drift(sample[col], cur_raw, np.asarray(prof["columns"][col]["psi_edges"]),
+                                  prof["columns"][col]["std"])
+        ks = sps.ks_2samp(ref_raw, cur_raw[~np.isnan(cur_raw)])
+        assert abs(got["ks"] - ks.statistic) < TOL and abs(got["ks_pvalue"] - ks.pvalue) < TOL
+        w = sps.wasserstein_distance(ref_raw, cur_raw[~np.isnan(cur_raw)]) / np.std(ref_raw)
+        assert abs(got["wasserstein"] - w) < TOL
+    got = stats.categorical_drift(prof["columns"]["segment"]["counts"], current["segment"].tolist())
+    cats = ["a", "b", "c"]
+    ref_counts = np.array([(train["segment"] == c).sum() for c in cats], dtype=float)
+    cur_counts = np.array([(current["segment"] == c).sum() for c in cats], dtype=float)
+    js = jensenshannon(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum(), base=2)
+    chi = sps.chisquare(cur_counts, ref_counts / ref_counts.sum() * cur_counts.sum())
+    assert abs(got["jensen_shannon"] - js) < TOL
+    assert abs(got["chi_square"] - chi.statistic) < TOL and abs(got["chi_square_pvalue"] - chi.pvalue) < TOL
+
+
+def test_bootstrap_formulas_equal_scipy_on_resamples():
+    """The vectorised statistics used for noise floors, on counts of real resamples."""
+    rng = np.random.default_rng(3)
+    reference = np.sort(np.round(rng.normal(0, 2, 4000), 1))  # heavy ties
+    values, ids = np.unique(reference, return_inverse=True)
+    edges = stats.psi_edges(reference, 10)
+    cur_rows, ref_rows, samples = [], [], []
+    for _ in range(5):
+        a, b = rng.integers(0, len(reference), 600), rng.integers(0, len(reference), len(reference))
+        cur_rows.append(np.bincount(ids[a], minlength=len(values)))
+        ref_rows.append(np.bincount(ids[b], minlength=len(values)))
+        samples.append((reference[a], reference[b]))
+    got = stats.count_statistics(values, np.array(cur_rows), np.array(ref_rows), edges, float(reference.std()))
+    for i, (a, b) in enumerate(samples):
+        assert abs(got["ks"][i] - sps.ks_2samp(b, a).statistic) < TOL
+        assert abs(got["wasserstein"][i] - sps.wasserstein_distance(b, a) / reference.std()) < TOL
+        expected_psi = stats.psi(stats.bin_shares(b, edges), stats.bin_shares(a, edges))
+        assert abs(got["psi"][i] - expected_psi) < TOL
+    cur = rng.multinomial(500, [0.5, 0.3, 0.2], size=4)
+    ref = rng.multinomial(3000, [0.5, 0.3, 0.2], size=4)
+    cat = stats.category_count_statistics(cur, ref)
+    for i in range(4):
+        assert abs(cat["jensen_shannon"][i] - jensenshannon(ref[i] / ref[i].sum(), cur[i] / cur[i].sum(), base=2)) < TOL
+        chi = sps.chisquare(cur[i], ref[i] / ref[i].sum() * cur[i].sum()).statistic
+        assert abs(cat["chi_square"][i] - chi) < TOL
+
+
+def test_noise_floor_matches_the_ks_asymptotics_and_pvalues_are_calibrated():
+    rng = np.random.default_rng(4)
+    reference = np.sort(rng.normal(size=8000))
+    null = stats.null_numeric(reference, 2000, stats.psi_edges(reference, 10), 1.0, 1000, rng)
+    # Kolmogorov's 95% critical value for two samples: 1.358 * sqrt(1/n + 1/m).
+    assert null["ks"][949] == pytest.approx(1.358 * np.sqrt(1 / 2000 + 1 / 8000), rel=0.1)
+    # Fresh samples from the same distribution get roughly uniform calibrated p-values.
+    pvalues = [stats.calibrated_pvalue(null["ks"], sps.ks_2samp(reference, rng.normal(size=2000)).statistic)
+               for _ in range(200)]
+    assert 0.02 <= np.mean(np.asarray(pvalues) < 0.05) <= 0.10
+    assert stats.calibrated_pvalue(null["ks"], 1.0) == pytest.approx(1 / 1001)
+
+
+def test_benjamini_hochberg_matches_scipy():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        p = np.concatenate([rng.random(20), rng.random(4) * 0.004])
+        expected = sps.false_discovery_control(p, method="bh") <= 0.05
+        assert stats.benjamini_hochberg(p.tolist(), 0.05) == expected.tolist()
+    assert stats.benjamini_hochberg([0.01, 0.04, 0.03, 0.005, 0.5], 0.05) == [True, True, True, True, False]
+
+
+def test_cbpe_estimates_realized_metrics_on_calibrated_scores():
+    rng = np.random.default_rng(6)
+    p = rng.beta(2, 5, 40000)
+    y = (rng.random(len(p)) < p).astype(int)
+    est = performance.estimated_metrics(p, p, 0.35)
+    real = performance.realized_metrics(y, p, 0.35)
+    for metric in ("roc_auc", "pr_auc", "precision", "recall", "positive_rate"):
+        assert est[metric] == pytest.approx(real[metric], abs=0.015), metric
+    assert real["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+
+
+def test_quantised_sample_sizes():
+    assert [quantised_size(n) for n in (57, 999, 2254, 2333, 33333)] == [57, 1000, 2300, 2300, 33000]
+
+
+# --------------------------------------------------------------------------- policy
+
+AS_OF = dt.date(2025, 3, 12)
+IMPORTANT = ["PAY_0", "LIMIT_BAL"]
+GOOD = {"rows": 2000, "roc_auc": 0.78}
+
+
+def _decide(pol=RetrainPolicyConfig(), drifted=("PAY_0",), breaks=(), realized=None, estimated=GOOD, history=(),
+            as_of=AS_OF):
+    return policy.decide(pol, as_of, IMPORTANT, {"calibrated": list(drifted), "fixed": list(drifted)},
+                         list(breaks), realized, estimated, list(history))
+
+
+def test_policy_retrains_on_important_drift_only():
+    assert _decide()["retrain"] is True
+    assert "PAY_0" in _decide()["reason"]
+    unimportant = _decide(drifted=("AGE",))
+    assert unimportant["retrain"] is False and unimportant["drifted_features"] == ["AGE"]
+
+
+def test_policy_never_retrains_on_a_data_quality_break():
+    d = _decide(breaks=["LIMIT_BAL: missing share 100.0%"], realized={"rows": 900, "roc_auc": 0.55})
+    assert d["retrain"] is False
+    assert d["triggers"] and any("data-quality break" in a for a in d["alerts"])
+    assert "data-quality break" in d["reason"]
+
+
+def test_policy_persistence_needs_consecutive_runs():
+    pol = RetrainPolicyConfig(persistence_runs=2)
+    assert _decide(pol)["retrain"] is False
+    prev = {"as_of": "2025-03-05", "retrain": False, "drifted_features": ["PAY_0"]}
+    assert _decide(pol, history=[prev])["retrain"] is True
+    gap = {"as_of": "2025-03-05", "retrain": False, "drifted_features": []}
+    assert _decide(pol, history=[prev | {"as_of": "2025-02-26"}, gap])["retrain"] is False
+
+
+def test_policy_performance_floors():
+    d = _decide(drifted=(), realized={"rows": 900, "roc_auc": 0.55})
+    assert d["retrain"] is True and "realized roc_auc 0.550 < 0.7" in d["reason"]
+    too_few = _decide(drifted=(), realized={"rows": 100, "roc_auc": 0.55})
+    assert too_few["retrain"] is False
+    assert _decide(drifted=(), estimated={"rows": 2000, "roc_auc": 0.6})["retrain"] is True
+
+
+def test_policy_cooldown_and_limit():
+    last = {"as_of": "2025-03-05", "retrain": True, "drifted_features": ["PAY_0"]}
+    d = _decide(history=[last])
+    assert d["retrain"] is False and any("cooldown" in s for s in d["suppressed_by"])
+    assert any("suppressed" in a for a in d["alerts"])
+    pol = RetrainPolicyConfig(cooldown_days=0, max_retrains=2, period_days=30)
+    two = [last | {"as_of": "2025-02-20"}, last]
+    limited = _decide(pol, history=two)
+    assert limited["retrain"] is False and any("limit" in s for s in limited["suppressed_by"])
+    assert _decide(pol, history=[last])["retrain"] is True
+    # A rerun of the same date does not count itself as history.
+    assert _decide(history=[last | {"as_of": AS_OF.isoformat()}])["retrain"] is True
