@@ -4,7 +4,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from pipeline_airflow import DEFAULT_ARGS, fail_fast_on_bad_data, run_date, s3_options, skip
+from pipeline_airflow import (DEFAULT_ARGS, actor, approval_operator, approval_required, fail_fast_on_bad_data, run_date,
+                              s3_options, skip)
 
 DOC = """
 ### Training pipeline
@@ -22,8 +23,10 @@ it passes.
 | snapshot | training window joined to labels, time split train/holdout; `dvc add` + `dvc push` | `snapshots/<dataset>/<id>/`, `data.dvc` |
 | train | cross-validation + fit of the sklearn Pipeline, stored as a candidate version | `models/<model>/versions/<version>/` |
 | evaluate | holdout metrics + HTML report | `…/metrics.json`, `…/evaluation.html` |
-| gate | absolute floors from `params.yaml` (`gate:`) | `…/gate.json` |
-| register | sets the `champion` alias if the gate passed; **skipped** (with the reasons) if not | `models/<model>/aliases/champion.json` |
+| gate | floors, fairness limits, cost, and non-regression against the champion on the same holdout (paired bootstrap) | `…/gate.json` |
+| approve | only with `gate.require_approval: true`: waits for a human (Approve / Reject with a reason) without holding a worker; a rejection skips `register` | – |
+| register | moves `registry.promote_to` (`champion`, or `challenger` for shadow/canary) to the version if the gate passed; **skipped** (with the reasons) if not | `models/<model>/aliases/…`, `models/<model>/history/` |
+| record_approval | only with approval: records who approved or rejected and why | `models/<model>/history/` |
 
 **Params**: `as_of` (YYYY-MM-DD) trains as of that date instead of the logical date;
 `reason` is recorded in the model manifest.
@@ -96,17 +99,53 @@ def training_pipeline():
             return steps.gate(evaluated["version"], s3_options=s3_options())
 
     @task
-    def register(decision: dict) -> dict:
+    def register(decision: dict, **context) -> dict:
         from pipeline import steps
 
+        approval = context["ti"].xcom_pull(task_ids="approve", key="response") if needs_approval else None
+        who = ((approval or {}).get("responded_by_user") or {}).get("name") or actor(context)
         with fail_fast_on_bad_data():
-            result = steps.register(decision["version"], s3_options=s3_options())
+            result = steps.register(decision["version"], s3_options=s3_options(), actor=who,
+                                    run_id=context["run_id"])
         if not result["promoted"]:
             skip(f"{decision['version']} not promoted: {'; '.join(result['reasons'])}. "
                  f"Champion stays {result['champion']}.")
         return result
 
-    register(gate(evaluate(train(snapshot(validate(ingest()))))))
+    decision = gate(evaluate(train(snapshot(validate(ingest())))))
+    if not needs_approval:
+        register(decision)
+        return
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def gate_passed(decision: dict) -> bool:
+        return bool(decision["passed"])  # a failed candidate is not put before a human
+
+    approve = approval_operator(
+        task_id="approve",
+        subject="Promote {{ ti.xcom_pull(task_ids='gate')['version'] }}?",
+        body=("Candidate **{{ ti.xcom_pull(task_ids='gate')['version'] }}** passed the gate.\n\n"
+              "Gate decision: `{{ ti.xcom_pull(task_ids='gate')['gate'] }}`\n\n"
+              "Report: `{{ ti.xcom_pull(task_ids='gate')['gate'] | replace('gate.json', 'evaluation.html') }}`\n\n"
+              "Approve to move the alias; Reject (give a reason) to keep the current champion."),
+        params={"reason": Param("", type="string", description="Why (recorded in the model history)")},
+        retries=0,
+    )
+
+    @task(trigger_rule="none_failed")
+    def record_approval(decision: dict, **context) -> dict:
+        from pipeline import steps
+
+        approval = context["ti"].xcom_pull(task_ids="approve", key="response")
+        if not approval:
+            skip("no approval was asked (the gate did not pass)")
+        with fail_fast_on_bad_data():
+            return steps.record_approval(decision["version"], approval, s3_options=s3_options(),
+                                         run_id=context["run_id"])
+
+    promoted = register(decision)
+    gate_passed(decision) >> approve >> promoted >> record_approval(decision)
 
 
+needs_approval = approval_required()
 training_pipeline()

@@ -72,8 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--break-kind", default="null", choices=["null", "unit"])
     s.add_argument("--false-alarms", type=int, metavar="WEEKS")
     s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from params")
-    s = sub.add_parser("models", help="registry: list versions and the champion")
-    s.add_argument("action", choices=["list"])
+    s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
+    s.add_argument("action", choices=["list", "history", "promote", "rollback", "challenger", "clear-challenger",
+                                      "compare-shadow"])
+    s.add_argument("version", nargs="?", help="the version (promote, challenger)")
+    s.add_argument("--reason", default="", help="why (required for moves; recorded in the history)")
+    s.add_argument("--force", action="store_true", help="promote although its gate did not pass (recorded)")
+    s.add_argument("--to", help="rollback target (default: the previous champion in the history)")
+    s.add_argument("--since", help="compare-shadow: first day (YYYY-MM-DD)")
     return p
 
 
@@ -133,12 +139,13 @@ def run(args: argparse.Namespace) -> dict | list:
         return {"gx_root": config.validation.gx_root, "suite": suite_name(config),
                 "checkpoint": checkpoint_name(config)}
     if cmd == "models":
-        config, storage = steps.open_pipeline(params)
-        champion = registry.get_alias(storage, config.model_name)
-        return {"model": config.model_name, "champion": champion,
-                "versions": [{k: m.get(k) for k in ("version", "created_at", "status", "trained_as_of")}
-                             | {"roc_auc": (m.get("metrics") or {}).get("roc_auc")}
-                             for m in registry.list_versions(storage, config.model_name)]}
+        if args.action == "compare-shadow":
+            return steps.compare_shadow(args.since, params)
+        action = {"challenger": "set_challenger", "clear-challenger": "clear_challenger"}.get(args.action, args.action)
+        if args.action == "promote" and args.force and not args.reason.strip():
+            raise ConfigError("models promote --force needs --reason (it is recorded)")
+        version = args.to if args.action == "rollback" else args.version
+        return steps.registry_action(action, version, args.reason, force=args.force, params=params)
     raise SystemExit(f"unknown command {cmd}")
 
 

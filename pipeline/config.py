@@ -119,11 +119,52 @@ class GateConfig:
     min_metrics: Mapping[str, float] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
     # Ceilings for metrics where lower is better (e.g. brier).
     max_metrics: Mapping[str, float] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    # Champion vs candidate on the candidate's holdout: the lower bound of the paired-bootstrap
+    # interval of (candidate - champion) on `primary_metric` must reach `min_improvement`
+    # (negative: "not worse than" by that much).
+    primary_metric: str = "roc_auc"
+    min_improvement: float = -0.005
+    bootstrap_resamples: int = 1000
+    confidence: float = 0.95
+    # Expected cost per 1,000 decisions: the candidate may not exceed the champion's by more.
+    max_cost_increase: float = 0.0
+    max_cost_per_1000: float | None = None
+    # Wait for a human (Airflow HITL ApprovalOperator) between gate and register.
+    require_approval: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CostConfig:
+    """Cost of each kind of error, in any unit. With this section the decision threshold is the
+    one that minimises expected cost on out-of-fold training predictions."""
+
+    false_positive: float = 1.0
+    false_negative: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FairnessConfig:
+    min_group_size: int = 50               # smaller groups are reported as too small, not judged
+    # Bin edges for numeric sensitive attributes (e.g. AGE: [30, 40, 50, 60]).
+    bins: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    min_demographic_parity_ratio: float | None = None   # min / max selection rate across groups
+    max_equal_opportunity_difference: float | None = None  # max - min true positive rate
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryConfig:
+    # Where a candidate that passes the gate goes: straight to `champion`, or to `challenger`
+    # (shadow/canary scoring first; promote it later with `models promote`).
+    promote_to: str = "champion"
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoringConfig:
+    # Used when params have no `cost:` section; otherwise the threshold is chosen by cost.
     threshold: float = 0.5
+    # With a challenger: share of rows (stable hash of the row key) decided by the challenger
+    # in the production partition. 0 = shadow only.
+    canary_share: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +256,9 @@ class PipelineConfig:
     validation: ValidationConfig = ValidationConfig()
     training: TrainingConfig = TrainingConfig()
     gate: GateConfig = GateConfig()
+    cost: CostConfig | None = None
+    fairness: FairnessConfig = FairnessConfig()
+    registry: RegistryConfig = RegistryConfig()
     scoring: ScoringConfig = ScoringConfig()
     model: ModelConfig = ModelConfig()
     dvc: DvcConfig = DvcConfig()
@@ -232,7 +276,7 @@ class PipelineConfig:
 
     def fingerprint(self) -> str:
         """Stable hash of the settings that shape a model (not paths or env)."""
-        relevant = {k: v for k, v in self.as_dict().items() if k in ("dataset", "training", "validation")}
+        relevant = {k: v for k, v in self.as_dict().items() if k in ("dataset", "training", "validation", "cost")}
         relevant["dataset"] = {k: v for k, v in relevant["dataset"].items() if k != "source"}
         relevant["validation"] = {k: v for k, v in relevant["validation"].items() if k != "gx_root"}
         blob = json.dumps(relevant, sort_keys=True).encode()
@@ -401,6 +445,24 @@ def _check(config: PipelineConfig) -> None:
         if metric not in METRIC_NAMES:
             raise ConfigError(f"gate.min_metrics: unknown metric {metric!r}; known: {sorted(METRIC_NAMES)}")
     _check_monitoring(config.monitoring)
+    g = config.gate
+    if g.primary_metric not in METRIC_NAMES - {"brier"}:
+        raise ConfigError(f"gate.primary_metric must be one of {sorted(METRIC_NAMES - {'brier'})}")
+    if g.bootstrap_resamples < 100 or not 0.5 < g.confidence < 1:
+        raise ConfigError("gate.bootstrap_resamples must be >= 100 and gate.confidence in (0.5, 1)")
+    if config.cost and (config.cost.false_positive < 0 or config.cost.false_negative < 0
+                        or config.cost.false_positive + config.cost.false_negative == 0):
+        raise ConfigError("cost.false_positive and cost.false_negative must be >= 0, not both 0")
+    if not 0.0 <= config.scoring.canary_share <= 1.0:
+        raise ConfigError("scoring.canary_share must be between 0 and 1")
+    if config.registry.promote_to not in ("champion", "challenger"):
+        raise ConfigError("registry.promote_to must be 'champion' or 'challenger'")
+    unknown = sorted(set(config.fairness.bins) - set(ds.sensitive_attributes))
+    if unknown:
+        raise ConfigError(f"fairness.bins names {unknown}, not in dataset.sensitive_attributes")
+    for col, edges in config.fairness.bins.items():
+        if list(edges) != sorted(set(edges)):
+            raise ConfigError(f"fairness.bins.{col}: edges must be increasing, got {list(edges)}")
 
 
 # Statistics the drift monitor computes, by column kind.

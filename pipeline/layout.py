@@ -6,8 +6,10 @@
     validation/<dataset>/dt=YYYY-MM-DD.json   the validation verdict for a raw partition
     snapshots/<dataset>/<snapshot_id>/        training snapshot (train + holdout rows)
     models/<model>/versions/<version>/        artifact, manifest, metrics, gate decision
-    models/<model>/aliases/<alias>.json       e.g. champion -> version
+    models/<model>/aliases/<alias>.json       champion | challenger -> version
+    models/<model>/history/<time>-<id>.json   append-only alias moves, refusals, approvals
     predictions/<model>/dt=YYYY-MM-DD/        scored batch, one row per input row
+    predictions_shadow/<model>/dt=YYYY-MM-DD/ the challenger's scores of the day (shadow)
     monitoring/<model>/statistics/dt=…/       drift, quality and performance statistics of a run
     monitoring/<model>/reports/dt=….html      the drift report of a run
     monitoring/<model>/decisions/dt=….json    the retraining decision of a run
@@ -54,8 +56,17 @@ def model_alias(model: str, alias: str) -> str:
     return f"models/{model}/aliases/{alias}.json"
 
 
+def model_history(model: str) -> str:
+    return f"models/{model}/history"
+
+
 def predictions_partition(model: str, day: dt.date) -> str:
     return f"predictions/{model}/{_dt(day)}"
+
+
+def shadow_predictions_partition(model: str, day: dt.date) -> str:
+    """Challenger's scores of a day: never the production decision, never under predictions/."""
+    return f"predictions_shadow/{model}/{_dt(day)}"
 
 
 def reports_root() -> str:

@@ -5,7 +5,14 @@
                                                      (snapshot sha256, DVC md5), params,
                                                      code revision, metrics, created time
     models/<model>/versions/<version>/gate.json      the gate decision
-    models/<model>/aliases/champion.json             {"version": ..., "set_at": ..., "reason": ...}
+    models/<model>/aliases/<alias>.json              champion | challenger -> version, who, why, when
+    models/<model>/history/<time>-<id>.json          append-only: every alias move, refusal and approval
+
+Versions are immutable (the artifact and its lineage; evaluation results are attached once).
+A version's status is derived from the aliases and the history, never stored in it, so
+there is exactly one champion. Alias moves are compare-and-swap writes (S3 If-Match /
+If-None-Match; a lock on local storage): of two concurrent moves one wins and the other
+is refused and recorded as refused.
 
 The manifest is written after the artifact, so a version without a manifest is
 incomplete and never listed. Loading checks the artifact's sha256 against the
@@ -14,15 +21,18 @@ manifest and refuses a mismatch.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import io
 import logging
+import os
+import uuid
 
 import joblib
 
 from . import layout
 from .errors import PipelineError
-from .storage import Storage
+from .storage import PreconditionFailed, Storage
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,8 @@ ARTIFACT = "model.joblib"
 MANIFEST = "manifest.json"
 GATE = "gate.json"
 CHAMPION = "champion"
+CHALLENGER = "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
 
 
 class RegistryError(PipelineError, RuntimeError):
@@ -63,7 +75,6 @@ def save_version(storage: Storage, model: str, version: str, estimator, manifest
         "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
         "artifact_bytes": len(artifact),
         "created_at": _now(),
-        "status": "candidate",
     }
     storage.write_bytes(f"{key}/{ARTIFACT}", artifact)
     for name, data in (extra_files or {}).items():
@@ -97,12 +108,8 @@ def load_model(storage: Storage, model: str, version: str):
     return joblib.load(io.BytesIO(data)), manifest
 
 
-def list_versions(storage: Storage, model: str) -> list[dict]:
-    out = []
-    for version in storage.list_children(f"{layout.model_root(model)}/versions"):
-        if version_exists(storage, model, version):
-            out.append(read_manifest(storage, model, version))
-    return sorted(out, key=lambda m: (m.get("created_at", ""), m["version"]))
+def default_actor() -> str:
+    return os.environ.get("PIPELINE_ACTOR") or getpass.getuser()
 
 
 def get_alias(storage: Storage, model: str, alias: str = CHAMPION) -> dict | None:
@@ -120,24 +127,110 @@ def champion_version(storage: Storage, model: str) -> str:
     return alias["version"]
 
 
-def set_alias(storage: Storage, model: str, version: str, alias: str, reason: str) -> dict:
-    if not version_exists(storage, model, version):
-        raise RegistryError(f"cannot point {alias} at missing version {version} of {model}")
-    previous = get_alias(storage, model, alias)
-    record = {"model": model, "alias": alias, "version": version, "set_at": _now(), "reason": reason,
-              "previous_version": previous["version"] if previous else None}
-    storage.write_json(layout.model_alias(model, alias), record)
+def history(storage: Storage, model: str) -> list[dict]:
+    """Every alias move, refusal and approval, oldest first."""
+    keys = sorted(k for k in storage.list_keys(layout.model_history(model)) if k.endswith(".json"))
+    return [storage.read_json(k) for k in keys]
+
+
+def record_event(storage: Storage, model: str, event: dict) -> dict:
+    """Append one record (a new object per event: nothing is rewritten)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    record = {"model": model, "at": now.isoformat(timespec="microseconds"), **event}
+    storage.write_json(f"{layout.model_history(model)}/{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json", record)
     return record
 
 
-def promote(storage: Storage, model: str, version: str, reason: str) -> dict:
-    """Make `version` the champion. Only a version whose gate decision passed may be promoted."""
+def list_versions(storage: Storage, model: str) -> list[dict]:
+    """Manifests with `status` derived from the aliases: champion, challenger, retired (was
+    champion once) or candidate."""
+    aliases = {a: (get_alias(storage, model, a) or {}).get("version") for a in ALIASES}
+    retired = {h.get("previous_version") for h in history(storage, model)
+               if h.get("alias") == CHAMPION and h.get("outcome") == "done"}
+    out = []
+    for version in storage.list_children(f"{layout.model_root(model)}/versions"):
+        if version_exists(storage, model, version):
+            manifest = read_manifest(storage, model, version)
+            if version == aliases[CHAMPION]:
+                status = CHAMPION
+            elif version == aliases[CHALLENGER]:
+                status = CHALLENGER
+            elif version in retired:
+                status = "retired"
+            else:
+                status = "candidate"
+            out.append({**manifest, "status": status})
+    return sorted(out, key=lambda m: (m.get("created_at", ""), m["version"]))
+
+
+def move_alias(storage: Storage, model: str, alias: str, version: str | None, reason: str, action: str,
+               actor: str | None = None, run_id: str | None = None, extra: dict | None = None) -> dict:
+    """Point `alias` at `version` (None: remove it) as one compare-and-swap; the attempt is
+    recorded in the history whether it succeeds or is refused."""
+    if alias not in ALIASES:
+        raise RegistryError(f"unknown alias {alias!r}; known: {list(ALIASES)}")
+    key = layout.model_alias(model, alias)
+    current, tag = storage.read_json_versioned(key)
+    previous = current["version"] if current else None
+    event = {"action": action, "alias": alias, "version": version, "previous_version": previous,
+             "reason": reason, "actor": actor or default_actor(), "run_id": run_id, **(extra or {})}
+
+    def refuse(why: str):
+        record_event(storage, model, {**event, "outcome": "refused", "refused_because": why})
+        raise RegistryError(f"{action} of {model} {version or '(none)'} as {alias} refused: {why}")
+
+    if version is not None and not version_exists(storage, model, version):
+        refuse(f"version {version} does not exist")
+    if previous == version:
+        refuse(f"{version} is already the {alias}" if version else f"there is no {alias}")
+    record = {**event, "model": model, "set_at": _now()}
+    try:
+        storage.write_json_if(key, record if version else {"model": model, "alias": alias, "version": None,
+                                                           "set_at": record["set_at"]}, tag)
+    except PreconditionFailed:
+        refuse(f"the {alias} alias changed while this move was in flight (another move won)")
+    # Read back: a store whose conditional writes are not atomic still shows who won.
+    after, _ = storage.read_json_versioned(key)
+    if (after or {}).get("set_at") != record["set_at"] or (after or {}).get("version") != version:
+        refuse(f"the {alias} alias changed while this move was in flight (another move won)")
+    if version is None:
+        storage.delete(key)
+    record_event(storage, model, {**event, "outcome": "done"})
+    return record
+
+
+def promote(storage: Storage, model: str, version: str, reason: str, alias: str = CHAMPION,
+            actor: str | None = None, run_id: str | None = None, force: bool = False) -> dict:
+    """Make `version` the champion (or challenger). Only a version whose gate passed, unless
+    `force` (recorded, with the reason)."""
     try:
         gate = storage.read_json(f"{layout.model_version(model, version)}/{GATE}")
-    except FileNotFoundError as exc:
-        raise RegistryError(f"{model} {version} has no gate decision; evaluate and gate it first") from exc
-    if not gate.get("passed"):
-        raise RegistryError(f"{model} {version} failed its gate: {'; '.join(gate.get('reasons', []))}")
-    record = set_alias(storage, model, version, CHAMPION, reason)
-    update_manifest(storage, model, version, status="champion", promoted_at=record["set_at"])
+    except FileNotFoundError:
+        gate = None
+    extra = {"forced": bool(force)}
+    if gate is None or not gate.get("passed"):
+        why = ("has no gate decision; evaluate and gate it first" if gate is None
+               else f"failed its gate: {'; '.join(gate.get('reasons', []))}")
+        if not force:
+            record_event(storage, model, {"action": "promote", "alias": alias, "version": version,
+                                          "reason": reason, "actor": actor or default_actor(), "run_id": run_id,
+                                          "outcome": "refused", "refused_because": f"{version} {why}"})
+            raise RegistryError(f"{model} {version} {why}")
+        extra["forced_over"] = why
+    record = move_alias(storage, model, alias, version, reason, "promote", actor, run_id, extra)
+    challenger = get_alias(storage, model, CHALLENGER)
+    if alias == CHAMPION and challenger and challenger.get("version") == version:
+        move_alias(storage, model, CHALLENGER, None, f"{version} became champion", "clear", actor, run_id)
     return record
+
+
+def rollback(storage: Storage, model: str, reason: str, to: str | None = None, actor: str | None = None,
+             run_id: str | None = None) -> dict:
+    """Point the champion back at `to`, by default the champion before the current one."""
+    if to is None:
+        moves = [h for h in history(storage, model)
+                 if h.get("alias") == CHAMPION and h.get("outcome") == "done" and h.get("previous_version")]
+        if not moves:
+            raise RegistryError(f"model {model} has no previous champion in its history to roll back to")
+        to = moves[-1]["previous_version"]
+    return move_alias(storage, model, CHAMPION, to, reason, "rollback", actor, run_id)

@@ -136,17 +136,72 @@ def gate(version: str, params: str | None = None, s3_options: dict | None = None
 
 
 def register(version: str, reason: str = "passed the evaluation gate", params: str | None = None,
-             s3_options: dict | None = None) -> dict:
-    """Promote to champion if the gate passed; otherwise say why not (and do nothing)."""
+             s3_options: dict | None = None, actor: str | None = None, run_id: str | None = None) -> dict:
+    """Move `registry.promote_to` (champion, or challenger for shadow/canary first) to the
+    version if its gate passed; otherwise say why not (and do nothing)."""
     config, storage = open_pipeline(params, s3_options)
     decision = storage.read_json(f"{layout.model_version(config.model_name, version)}/{registry.GATE}")
+    current = registry.get_alias(storage, config.model_name)
     if not decision["passed"]:
-        current = registry.get_alias(storage, config.model_name)
         return {"version": version, "promoted": False, "reasons": decision["reasons"],
                 "champion": current["version"] if current else None}
-    record = registry.promote(storage, config.model_name, version, reason)
-    return {"version": version, "promoted": True, "champion": version,
-            "previous_champion": record["previous_version"]}
+    alias = config.registry.promote_to
+    record = registry.promote(storage, config.model_name, version, reason, alias=alias, actor=actor, run_id=run_id)
+    return {"version": version, "promoted": True, "alias": alias,
+            "champion": registry.champion_version(storage, config.model_name),
+            "previous": record["previous_version"]}
+
+
+def registry_action(action: str, version: str | None = None, reason: str = "", force: bool = False,
+                    params: str | None = None, s3_options: dict | None = None, actor: str | None = None,
+                    run_id: str | None = None) -> dict:
+    """promote | rollback | set_challenger | clear_challenger | history | list, as the CLI and
+    the model_registry DAG offer them. Every move needs a reason and is recorded."""
+    config, storage = open_pipeline(params, s3_options)
+    model = config.model_name
+    if action in ("promote", "rollback", "set_challenger", "clear_challenger") and not reason.strip():
+        raise registry.RegistryError(f"{action} needs a reason (it is recorded in the history)")
+    if action == "promote":
+        if not version:
+            raise registry.RegistryError("promote needs a version")
+        record = registry.promote(storage, model, version, reason, actor=actor, run_id=run_id, force=force)
+    elif action == "rollback":
+        record = registry.rollback(storage, model, reason, to=version, actor=actor, run_id=run_id)
+    elif action == "set_challenger":
+        if not version:
+            raise registry.RegistryError("set_challenger needs a version")
+        record = registry.promote(storage, model, version, reason, alias=registry.CHALLENGER, actor=actor,
+                                  run_id=run_id, force=force)
+    elif action == "clear_challenger":
+        record = registry.move_alias(storage, model, registry.CHALLENGER, None, reason, "clear", actor, run_id)
+    elif action == "history":
+        return {"model": model, "history": registry.history(storage, model)}
+    elif action == "list":
+        return {"model": model, "champion": registry.get_alias(storage, model),
+                "challenger": registry.get_alias(storage, model, registry.CHALLENGER),
+                "versions": [{k: m.get(k) for k in ("version", "status", "created_at", "trained_as_of", "reason")}
+                             | {"roc_auc": (m.get("metrics") or {}).get("roc_auc"),
+                                "gate_passed": (m.get("gate") or {}).get("passed")}
+                             for m in registry.list_versions(storage, model)]}
+    else:
+        raise registry.RegistryError(f"unknown registry action {action!r}")
+    return {"action": action, "alias": record.get("alias"), "version": record.get("version"),
+            "previous_version": record.get("previous_version"), "reason": reason,
+            "champion": (registry.get_alias(storage, model) or {}).get("version")}
+
+
+def record_approval(version: str, approval: dict | None, params: str | None = None,
+                    s3_options: dict | None = None, run_id: str | None = None) -> dict:
+    """Record a human approval or rejection of a candidate (from the HITL task) in the history."""
+    config, storage = open_pipeline(params, s3_options)
+    approval = approval or {}
+    chosen = (approval.get("chosen_options") or [None])[0]
+    by = approval.get("responded_by_user") or approval.get("responded_by") or {}
+    event = {"action": "approval", "version": version, "outcome": "approved" if chosen == "Approve" else "rejected",
+             "actor": by.get("name") if isinstance(by, dict) else str(by),
+             "reason": (approval.get("params_input") or {}).get("reason") or "", "run_id": run_id}
+    registry.record_event(storage, config.model_name, event)
+    return event
 
 
 # --------------------------------------------------------------------------- scoring
@@ -200,3 +255,12 @@ def false_alarms(weeks: int, params: str | None = None, s3_options: dict | None 
 
     config, storage = open_pipeline(params, s3_options)
     return false_alarm_rates(config, storage, weeks, seed)
+
+
+def compare_shadow(since: str | dt.date | None = None, params: str | None = None,
+                   s3_options: dict | None = None) -> dict:
+    """Champion vs challenger on the shadow-scored days whose labels have arrived."""
+    from .model.shadow import compare_shadow as run
+
+    config, storage = open_pipeline(params, s3_options)
+    return run(config, storage, as_date(since) if since else None)

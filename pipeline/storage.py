@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import io
+import hashlib
 import json
 import os
 import shutil
@@ -41,6 +42,10 @@ STAGING_DIR = "_staging"
 
 class StorageError(RuntimeError):
     """A storage operation failed or found something it cannot accept."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write lost: the object changed since it was read (another writer won)."""
 
 
 class PartitionNotFound(StorageError):
@@ -127,6 +132,32 @@ class LocalBackend:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """The object's bytes and a version tag (sha256 of the content), or (None, None)."""
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def write_if(self, key: str, data: bytes, expected: str | None) -> str:
+        """Write only if the object's version tag is still `expected` (None: must not exist).
+        An exclusive lock beside the object serialises writers across processes."""
+        import fcntl
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _, current = self.read_versioned(key)
+                if current != expected:
+                    raise PreconditionFailed(f"{self.uri(key)} changed since it was read")
+                self.write_bytes(key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return hashlib.sha256(data).hexdigest()
 
     def list_keys(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -240,6 +271,26 @@ class S3Backend:
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)  # a PUT is atomic
 
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None, None
+        return obj["Body"].read(), obj["ETag"]
+
+    def write_if(self, key: str, data: bytes, expected: str | None) -> str:
+        """Conditional PUT: If-Match the ETag read before, or If-None-Match: * when there was none."""
+        from botocore.exceptions import ClientError
+
+        condition = {"IfMatch": expected} if expected else {"IfNoneMatch": "*"}
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)["ETag"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey"):
+                raise PreconditionFailed(f"{self.uri(key)} changed since it was read ({code})") from exc
+            raise
+
     def list_keys(self, prefix: str) -> list[str]:
         full = self._key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
@@ -349,6 +400,17 @@ class Storage:
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))
+
+    def read_json_versioned(self, key: str) -> tuple[Any, str | None]:
+        """The JSON value (None if absent) and its version tag, for :meth:`write_json_if`."""
+        data, tag = self.backend.read_versioned(_check_key(key))
+        return (json.loads(data) if data is not None else None), tag
+
+    def write_json_if(self, key: str, value: Any, expected: str | None) -> str:
+        """Compare-and-swap: write only if the object is still at version `expected` (None: absent);
+        raises PreconditionFailed otherwise. Returns the new version tag."""
+        data = json.dumps(value, indent=2, sort_keys=True, default=str).encode()
+        return self.backend.write_if(_check_key(key), data, expected)
 
     def write_json(self, key: str, value: Any) -> None:
         self.write_bytes(key, json.dumps(value, indent=2, sort_keys=True, default=str).encode())

@@ -7,12 +7,16 @@ import hashlib
 import json
 import logging
 
-from sklearn.model_selection import StratifiedKFold, cross_validate
+import numpy as np
+from sklearn import metrics as skm
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold
 
 from . import registry
 from .config import PipelineConfig
 from .features import build_model, feature_frame, target_vector
 from .lineage import code_revision, library_versions
+from .model.cost import choose_threshold
 from .monitoring import profile as reference
 from .snapshot import DAY_COLUMN, SPLIT_COLUMN, read_snapshot
 from .source import Schema
@@ -46,14 +50,30 @@ def train_candidate(config: PipelineConfig, storage: Storage, snapshot: dict, as
     t = config.training
     folds = StratifiedKFold(n_splits=t.cv_folds, shuffle=True, random_state=t.random_state)
     log.info("cross-validating %s on %d rows, %d features (%d folds)", t.estimator, len(X), X.shape[1], t.cv_folds)
-    scores = cross_validate(build_model(schema, t), X, y, cv=folds, scoring=["roc_auc", "average_precision"])
+    # Out-of-fold predictions: fold metrics, and honest scores to choose the threshold on
+    # (never the holdout, which judges the model).
+    oof = np.zeros(len(y))
+    fold_auc, fold_ap = [], []
+    for fit_idx, val_idx in folds.split(X, y):
+        fold_model = clone(build_model(schema, t)).fit(X.iloc[fit_idx], y[fit_idx])
+        oof[val_idx] = fold_model.predict_proba(X.iloc[val_idx])[:, 1]
+        fold_auc.append(skm.roc_auc_score(y[val_idx], oof[val_idx]))
+        fold_ap.append(skm.average_precision_score(y[val_idx], oof[val_idx]))
     cv = {
         "folds": t.cv_folds,
-        "roc_auc_mean": round(float(scores["test_roc_auc"].mean()), 6),
-        "roc_auc_std": round(float(scores["test_roc_auc"].std()), 6),
-        "pr_auc_mean": round(float(scores["test_average_precision"].mean()), 6),
-        "pr_auc_std": round(float(scores["test_average_precision"].std()), 6),
+        "roc_auc_mean": round(float(np.mean(fold_auc)), 6),
+        "roc_auc_std": round(float(np.std(fold_auc)), 6),
+        "pr_auc_mean": round(float(np.mean(fold_ap)), 6),
+        "pr_auc_std": round(float(np.std(fold_ap)), 6),
     }
+    if config.cost:
+        selection = {"method": "minimum expected cost on out-of-fold training predictions",
+                     **choose_threshold(y, oof, config.cost)}
+        threshold = selection["threshold"]
+    else:
+        threshold = config.scoring.threshold
+        selection = {"method": "scoring.threshold from params (no cost section)", "threshold": threshold}
+    log.info("decision threshold %.3f (%s)", threshold, selection["method"])
     model = build_model(schema, t).fit(X, y)
     # The drift monitor's reference: training columns, holdout scores, calibration and
     # importance, stored with the version so the weekly run never reloads the training set.
@@ -62,7 +82,8 @@ def train_candidate(config: PipelineConfig, storage: Storage, snapshot: dict, as
     holdout_y = target_vector(holdout[ds.target.column], ds.target.positive_class)
     rows_per_day = float(train.groupby(DAY_COLUMN).size().median()) if DAY_COLUMN in train else float(len(train))
     profile, sample = reference.build_profile(config, schema, train, holdout_X, holdout_y,
-                                              model.predict_proba(holdout_X)[:, 1], model, rows_per_day)
+                                              model.predict_proba(holdout_X)[:, 1], model, rows_per_day,
+                                              threshold)
     manifest = registry.save_version(storage, config.model_name, version, model, {
         "dataset": ds.name,
         "trained_as_of": as_of.isoformat(),
@@ -74,11 +95,13 @@ def train_candidate(config: PipelineConfig, storage: Storage, snapshot: dict, as
             "dvc": snapshot.get("dvc", {}),
             "window": snap_meta["window"],
             "train_rows": int(len(train)),
+            "train_days": sorted(set(train[DAY_COLUMN])) if DAY_COLUMN in train else [],
             "holdout_rows": snap_meta["holdout_rows"],
         },
         "schema": schema.to_dict(),
         "positive_class": ds.target.positive_class,
-        "threshold": config.scoring.threshold,
+        "threshold": threshold,
+        "threshold_selection": selection,
         "params": config.as_dict(),
         "params_fingerprint": config.fingerprint(),
         "code_revision": code_rev,

@@ -12,7 +12,7 @@ def _edges(dag):
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"training_pipeline", "batch_scoring", "drift_monitoring"} <= set(dagbag.dag_ids)
+    assert {"training_pipeline", "batch_scoring", "drift_monitoring", "model_registry"} <= set(dagbag.dag_ids)
 
 
 def test_training_pipeline_wiring(dagbag):
@@ -55,5 +55,5 @@ def test_parsing_does_no_pipeline_work():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["errors"] == [] and result["dags"] == ["batch_scoring", "drift_monitoring", "training_pipeline"]
+    assert result["errors"] == [] and result["dags"] == ["batch_scoring", "drift_monitoring", "model_registry", "training_pipeline"]
     assert result["heavy"] == [], f"DAG parsing imported {result['heavy']}"

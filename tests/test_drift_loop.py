@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import write_params
+from conftest import ROOT, write_params
 from helpers import run_dag, task_states
 from pipeline import layout, registry, steps
 from pipeline.config import load_config
@@ -93,7 +93,11 @@ def test_covariate_shift_triggers_retraining_through_airflow(dagbag, pipeline_co
                                            DagRun.run_id == f"drift_retrain__{AS_OF}").one()
         logical_date, conf = run.logical_date, dict(run.conf)
     assert conf["as_of"] == AS_OF and "drift in important feature" in conf["reason"]
-    run = dagbag.get_dag("training_pipeline").test(logical_date=logical_date, run_conf=conf)
+    # A private DagBag: dag.test(run_conf=...) leaves the conf in the DAG object's params, which
+    # would leak into later tests sharing the session's DagBag.
+    from airflow.dag_processing.dagbag import DagBag
+
+    run = DagBag(str(ROOT / "dags")).get_dag("training_pipeline").test(logical_date=logical_date, run_conf=conf)
     assert str(getattr(run.state, "value", run.state)) == "success"
     new = [m for m in registry.list_versions(storage, config.model_name) if m["version"] != champion]
     assert len(new) == 1 and new[0]["reason"] == conf["reason"] and new[0]["trained_as_of"] == AS_OF

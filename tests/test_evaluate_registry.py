@@ -66,4 +66,6 @@ def test_promotion_needs_a_passed_gate(store):
     store.write_json("models/m/versions/v1/gate.json", {"passed": True, "reasons": []})
     registry.promote(store, "m", "v1", "test")
     assert registry.champion_version(store, "m") == "v1"
-    assert registry.read_manifest(store, "m", "v1")["status"] == "champion"
+    # Status comes from the aliases, never from the (immutable) manifest.
+    assert [m["status"] for m in registry.list_versions(store, "m")] == ["champion"]
+    assert "status" not in registry.read_manifest(store, "m", "v1")

@@ -87,7 +87,8 @@ def drift_rows(profile: dict, sample: dict[str, np.ndarray], current: pd.DataFra
                nulls: dict, config: MonitoringConfig) -> tuple[list[dict], dict[str, list[str]]]:
     """One row per column x statistic (features, then the score as prediction drift) and the
     flagged features under both views."""
-    ranks = {f: i + 1 for i, f in enumerate(profile.get("importance", {}))}
+    ranked = sorted(profile.get("importance", {}).items(), key=lambda kv: -kv[1]["mean"])
+    ranks = {f: i + 1 for i, (f, _) in enumerate(ranked)}
     rows: list[dict] = []
     for col, info in profile["columns"].items():
         if col not in current.columns:

@@ -76,7 +76,8 @@ def permutation_importance_summary(model, X: pd.DataFrame, y: np.ndarray, random
 
 
 def build_profile(config: PipelineConfig, schema, train: pd.DataFrame, holdout_X: pd.DataFrame,
-                  holdout_y: np.ndarray, holdout_scores: np.ndarray, model, rows_per_day: float) -> tuple[dict, bytes]:
+                  holdout_y: np.ndarray, holdout_scores: np.ndarray, model, rows_per_day: float,
+                  threshold: float | None = None) -> tuple[dict, bytes]:
     """The profile (JSON-able) and the sorted reference sample (Parquet bytes)."""
     from sklearn.isotonic import IsotonicRegression
 
@@ -119,7 +120,7 @@ def build_profile(config: PipelineConfig, schema, train: pd.DataFrame, holdout_X
         "calibration": {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()},
         "importance": importance,
         "important_features": top,
-        "threshold": config.scoring.threshold,
+        "threshold": config.scoring.threshold if threshold is None else threshold,
     }
     table = pa.table({"column": pa.array(np.concatenate(sample_cols), type=pa.string()),
                       "value": pa.array(np.concatenate(sample_vals), type=pa.float64())})

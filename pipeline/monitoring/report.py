@@ -70,7 +70,8 @@ def _categorical_panel(ax, counts: dict, cur: list, title: str) -> None:
 
 def _feature_figure(prof, sample, current, scores, primary: dict) -> str:
     plt = _plt()
-    features = [f for f in prof.get("importance", {}) if f in prof["columns"]]
+    ranked = sorted(prof.get("importance", {}).items(), key=lambda kv: -kv[1]["mean"])
+    features = [f for f, _ in ranked if f in prof["columns"]]
     features += [f for f in prof["columns"] if f not in features]
     panels = features + [SCORE_COLUMN]
     cols = 4

@@ -79,6 +79,38 @@ def fail_fast_on_bad_data() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
+def approval_required() -> bool:
+    """`gate.require_approval` from params: the training DAG's shape depends on it (read at parse
+    time; the config loader imports only yaml)."""
+    from pipeline.config import load_config
+
+    return load_config().gate.require_approval
+
+
+def approval_operator(**kwargs):
+    """Airflow's ApprovalOperator that also keeps the response (who, what, why) in XCom under
+    `response`: on Reject the operator skips downstream before its return value is pushed."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    class RecordedApprovalOperator(ApprovalOperator):
+        def execute_complete(self, context, event):
+            by = event.get("responded_by_user") or {}
+            context["ti"].xcom_push(key="response", value={
+                "chosen_options": list(event.get("chosen_options") or []),
+                "params_input": dict(event.get("params_input") or {}),
+                "responded_by_user": dict(by) if isinstance(by, dict) else {"name": str(by)},
+            })
+            return super().execute_complete(context, event)
+
+    return RecordedApprovalOperator(**kwargs)
+
+
+def actor(context: dict[str, Any]) -> str:
+    """Who a run acts for: the user who triggered it, else the scheduler."""
+    run = context.get("dag_run")
+    return getattr(run, "triggering_user_name", None) or "airflow-scheduler"
+
+
 def skip(message: str) -> None:
     from airflow.exceptions import AirflowSkipException
 

@@ -1,0 +1,61 @@
+"""Model registry DAG (manual): wiring only. One call into pipeline.steps."""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from pipeline_airflow import actor, fail_fast_on_bad_data, s3_options
+
+DOC = """
+### Model registry
+
+Manual runs only (*Trigger* with params). Moves the registry's aliases, with a reason that is
+recorded, like `python -m pipeline models …`:
+
+| action | does |
+|---|---|
+| promote | makes `version` the champion; refused if its gate did not pass, unless `force` (recorded) |
+| rollback | points the champion back at `version`, or by default at the previous champion in the history |
+| set_challenger | makes `version` the challenger: `batch_scoring` scores it in shadow (and canary, with `scoring.canary_share`) |
+| clear_challenger | removes the challenger |
+| history | shows the append-only history (who, what, when, why, run id) in the task log / XCom |
+
+Every attempt, including refused ones, is appended to `models/<model>/history/`.
+Alias moves are compare-and-swap writes: of two concurrent moves one wins, the other is refused.
+"""
+
+
+@dag(
+    dag_id="model_registry",
+    schedule=None,
+    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "ml-platform", "retries": 0},
+    tags=["ml", "registry"],
+    doc_md=DOC,
+    params={
+        "action": Param("history", type="string",
+                        enum=["promote", "rollback", "set_challenger", "clear_challenger", "history"],
+                        description="What to do."),
+        "version": Param(None, type=["null", "string"],
+                         description="The version (promote, set_challenger; rollback target, optional)."),
+        "reason": Param("", type="string", description="Why. Required for every move; recorded."),
+        "force": Param(False, type="boolean", description="promote although the gate did not pass (recorded)."),
+    },
+)
+def model_registry():
+    @task
+    def apply(**context) -> dict:
+        from pipeline import steps
+
+        p = context["params"]
+        with fail_fast_on_bad_data():
+            return steps.registry_action(p["action"], p.get("version"), p.get("reason") or "",
+                                         force=bool(p.get("force")), s3_options=s3_options(),
+                                         actor=actor(context), run_id=context["run_id"])
+
+    apply()
+
+
+model_registry()
