@@ -87,7 +87,9 @@ def main() -> int:
         w = weeks.setdefault(week, {"scores": [], "y": []})
         w["scores"].append(joined["score"].to_numpy())
         w["y"].append(target_vector(joined[config.dataset.target.column], config.dataset.target.positive_class))
-    threshold = config.scoring.threshold
+    from pipeline import registry
+
+    threshold = registry.read_manifest(storage, config.model_name, record["champion_version"])["threshold"]
     series = []
     for week, w in sorted(weeks.items()):
         s, y = np.concatenate(w["scores"]), np.concatenate(w["y"])
@@ -99,7 +101,7 @@ def main() -> int:
     diffs = {k: float(np.mean([abs(r[f"estimated_{k}"] - r[f"realized_{k}"]) for r in series]))
              for k in ("roc_auc", "precision", "recall")}
     false_alarms = steps.false_alarms(args.weeks, str(path))
-    result = {"model_version": record["champion_version"], "scored_days": [days[0].isoformat(), days[-1].isoformat()],
+    result = {"model_version": record["champion_version"], "threshold": threshold, "scored_days": [days[0].isoformat(), days[-1].isoformat()],
               "weekly": series, "mean_abs_difference": diffs, "false_alarms": false_alarms,
               "wall_seconds": round(time.monotonic() - started, 1)}
     out = ROOT / "benchmarks" / "results" / "drift_tracking.json"

@@ -53,7 +53,7 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
     raw = read_parquet_objects(storage, "raw/credit_default/dt=2025-03-02")
     assert len(predictions) == len(raw) and set(predictions["ID"]) == set(raw["ID"])
     assert (predictions["model_version"] == version).all()
-    assert list(predictions.columns) == ["ID", "score", "prediction", "model_version", "scored_at"]
+    assert list(predictions.columns) == ["ID", "score", "prediction", "model_version", "scored_at", "decided_by"]
     assert load_config(params).storage.root == "s3://ml-pipeline/prod"
     decision = storage.read_json("monitoring/credit_default/decisions/dt=2025-03-03.json")
     assert decision["champion_version"] == version and decision["rows"] == len(predictions)
