@@ -42,6 +42,9 @@ class Schema:
     categorical: tuple[str, ...]
     pii: tuple[str, ...]
     id_is_integer: bool
+    # Sensitive attributes excluded from the features: kept in batches and snapshots for the
+    # fairness checks, never given to the model.
+    sensitive: tuple[str, ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -53,7 +56,7 @@ class Schema:
         cols = (self.id_column,)
         if self.event_time_column:
             cols += (self.event_time_column,)
-        return cols + self.features + self.pii
+        return cols + self.features + self.pii + self.sensitive
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -139,8 +142,9 @@ def _parses_as_number(values: pd.Series) -> bool:
 
 def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame) -> Schema:
     """Roles from the config; unlisted feature columns typed by their content."""
+    sensitive = tuple(c for c in cfg.sensitive_attributes if c in cfg.features.exclude)
     required = [cfg.id_column, cfg.target.column, *cfg.features.numeric, *cfg.features.categorical,
-                *cfg.pii_columns]
+                *cfg.pii_columns, *sensitive]
     if cfg.event_time_column:
         required.append(cfg.event_time_column)
     missing = [c for c in required if c not in text.columns]
@@ -165,6 +169,7 @@ def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame) -> Schema:
         categorical=tuple(categorical),
         pii=tuple(cfg.pii_columns),
         id_is_integer=id_is_integer,
+        sensitive=sensitive,
     )
 
 
@@ -240,7 +245,7 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
                 problems.append(f"event-time column {col!r}: {int(bad.sum())} value(s) are not timestamps "
                                 f"(rows {_row_numbers(bad)})")
             out[col] = parsed
-        elif col in schema.categorical or col == schema.target_column:
+        elif col in schema.categorical or col == schema.target_column or col in schema.sensitive:
             out[col] = canonical_label(values)
         else:
             out[col] = values.astype("str")

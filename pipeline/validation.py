@@ -99,7 +99,10 @@ def build_expectations(config: PipelineConfig, schema: Schema) -> list:
         exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=mostly))
         if col in v.categories:
             exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(v.categories[col])))
-    unknown = sorted((set(v.ranges) | set(v.categories)) - set(schema.features))
+    for col in schema.sensitive:  # not features, but the fairness checks read them
+        if col in v.categories:
+            exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(v.categories[col])))
+    unknown = sorted((set(v.ranges) | set(v.categories)) - set(schema.features) - set(schema.sensitive))
     if unknown:
         raise ValueError(f"validation.ranges/categories name column(s) that are not features: {unknown}")
     return exps

@@ -382,3 +382,19 @@ def test_approval_in_the_airflow_ui_path(airflow_db, copy_of, monkeypatch):
     assert registry.champion_version(storage, "credit_default") == candidate
     rejected = [h for h in registry.history(storage, "credit_default") if h["action"] == "approval"][-1]
     assert (rejected["outcome"], rejected["actor"], rejected["reason"]) == ("rejected", "alice", "holdout too small")
+
+
+def test_a_sensitive_attribute_excluded_from_features_is_still_judged(tmp_path):
+    params = str(write_params(tmp_path, training=SMALL))
+    data = yaml.safe_load(open(params))
+    data["dataset"]["features"] = {"categorical": ["EDUCATION", "MARRIAGE"], "numeric": [], "exclude": ["SEX"]}
+    open(params, "w").write(yaml.safe_dump(data, sort_keys=False))
+    result = steps.run_training("2025-03-01", params)
+    storage = open_storage(load_config(params).storage.root)
+    version = result["train"]["version"]
+    manifest = registry.read_manifest(storage, "credit_default", version)
+    assert "SEX" not in manifest["schema"]["categorical"] + manifest["schema"]["numeric"]
+    assert manifest["schema"]["sensitive"] == ["SEX"]
+    evaluation = storage.read_json(f"{layout.model_version('credit_default', version)}/evaluation.json")
+    assert [g["group"] for g in evaluation["fairness"]["SEX"]["groups"]] == ["1", "2"]
+    assert evaluation["fairness"]["SEX"]["demographic_parity_ratio"] is not None
