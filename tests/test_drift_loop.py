@@ -130,6 +130,11 @@ def test_concept_drift_retrains_once_labels_arrive(pipeline_copy):
     assert after["retrain"] is True and "realized roc_auc" in after["reason"]
     assert decision["realized"]["rows"] >= 500 and decision["realized"]["roc_auc"] < 0.65
     assert decision["estimated"]["roc_auc"] > 0.7  # CBPE cannot see concept drift: labels can
+    # Per ISO week too (pooled rows), realized where labels arrived and estimated everywhere.
+    week = decision["performance_by_week"]["2025-W10"]
+    assert week["labelled_days"] == 3 and week["realized"]["roc_auc"] < 0.65 and week["estimated"]["roc_auc"] > 0.7
+    stats = pd.read_parquet(f"{decision['statistics']}/part-00000.parquet")
+    assert {"week 2025-W10", "day 2025-03-05"} <= set(stats[stats.category == "performance_realized"].feature)
 
 
 def test_data_break_alerts_and_does_not_retrain(pipeline_copy):

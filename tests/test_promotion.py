@@ -398,3 +398,18 @@ def test_a_sensitive_attribute_excluded_from_features_is_still_judged(tmp_path):
     evaluation = storage.read_json(f"{layout.model_version('credit_default', version)}/evaluation.json")
     assert [g["group"] for g in evaluation["fairness"]["SEX"]["groups"]] == ["1", "2"]
     assert evaluation["fairness"]["SEX"]["demographic_parity_ratio"] is not None
+
+
+def test_model_registry_dag_rolls_back_from_the_ui(airflow_db, copy_of):
+    import pendulum
+    from airflow.dag_processing.dagbag import DagBag
+
+    storage = copy_of["storage"]
+    steps.registry_action("promote", copy_of["candidate"], "try the new one", force=True, params=copy_of["params"])
+    dag = DagBag(str(ROOT / "dags")).get_dag("model_registry")  # private: run_conf stays in the DAG object
+    run = dag.test(logical_date=pendulum.now("UTC"), run_conf={"action": "rollback", "reason": "from the UI"})
+    assert str(getattr(run.state, "value", run.state)) == "success"
+    assert registry.champion_version(storage, "credit_default") == copy_of["champion"]
+    last = registry.history(storage, "credit_default")[-1]
+    assert (last["action"], last["reason"], last["outcome"]) == ("rollback", "from the UI", "done")
+    assert last["run_id"] == run.run_id and last["actor"]

@@ -126,12 +126,13 @@ def _performance(config: PipelineConfig, storage: Storage, as_of: dt.date, id_co
             entry = {"day": day.isoformat(), "week": f"{day.isocalendar().year}-W{day.isocalendar().week:02d}",
                      "estimated": performance.estimated_metrics(profile_mod.calibrate(prof, preds["score"]),
                                                                 preds["score"].to_numpy(), threshold),
-                     "realized": None}
+                     "realized": None, "_scores": preds["score"].to_numpy()}
             labels = _labels(config, storage, day, as_of)
             if labels is not None:
                 joined = preds.merge(labels, on=id_column, how="inner")
                 y = target_vector(joined[ds.target.column], ds.target.positive_class)
                 entry["realized"] = performance.realized_metrics(y, joined["score"].to_numpy(), threshold)
+                entry["_y"], entry["_lscores"] = y, joined["score"].to_numpy()
                 pooled_y.append(y)
                 pooled_s.append((joined["score"].to_numpy(), threshold))
             per_day.append(entry)
@@ -146,11 +147,23 @@ def _performance(config: PipelineConfig, storage: Storage, as_of: dt.date, id_co
     if scored:
         scores = np.concatenate([d["predictions"]["score"].to_numpy() for d in scored])
         estimated = performance.estimated_metrics(profile_mod.calibrate(prof, scores), scores, scored[-1]["threshold"])
+    # Per ISO week, pooled over the week's rows (AUC is not additive over days).
     weeks: dict[str, dict] = {}
     for entry in per_day:
-        weeks.setdefault(entry["week"], {"days": 0, "labelled_days": 0})
-        weeks[entry["week"]]["days"] += 1
-        weeks[entry["week"]]["labelled_days"] += entry["realized"] is not None
+        w = weeks.setdefault(entry["week"], {"days": 0, "labelled_days": 0, "scores": [], "y": [], "lscores": []})
+        w["days"] += 1
+        w["scores"].append(entry.pop("_scores"))
+        if entry["realized"] is not None:
+            w["labelled_days"] += 1
+            w["y"].append(entry.pop("_y"))
+            w["lscores"].append(entry.pop("_lscores"))
+        entry.pop("_y", None), entry.pop("_lscores", None)
+    threshold = prof["threshold"]
+    for week, w in weeks.items():
+        scores = np.concatenate(w.pop("scores"))
+        w["estimated"] = performance.estimated_metrics(profile_mod.calibrate(prof, scores), scores, threshold)
+        ys, ls = w.pop("y"), w.pop("lscores")
+        w["realized"] = performance.realized_metrics(np.concatenate(ys), np.concatenate(ls), threshold) if ys else None
     return {"per_day": per_day, "realized": realized, "estimated": estimated, "weeks": weeks}
 
 
@@ -212,6 +225,12 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
                 if metric != "rows" and value is not None:
                     stat_rows.append({**base, "category": f"performance_{kind}", "feature": f"day {entry['day']}",
                                       "statistic": metric, "value": float(value)})
+    for week, w in perf["weeks"].items():
+        for kind in ("realized", "estimated"):
+            for metric, value in (w[kind] or {}).items():
+                if metric != "rows" and value is not None:
+                    stat_rows.append({**base, "category": f"performance_{kind}", "feature": f"week {week}",
+                                      "statistic": metric, "value": float(value)})
     stats_key = layout.monitoring_statistics(model, as_of)
     storage.write_partition(stats_key, {"part-00000.parquet": _statistics_table(stat_rows)},
                             manifest={"model": model, "model_version": version, "as_of": as_of.isoformat()})
@@ -223,6 +242,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         "window": [window[0].isoformat(), window[-1].isoformat()],
         "days": [{k: d[k] for k in ("day", "status", "rows")} for d in days],
         "rows": int(len(current)), "realized": perf["realized"], "estimated": perf["estimated"],
+        "performance_by_week": perf["weeks"],
         "prediction_drift": any(r["calibrated_flag"] for r in drift_rows if r["kind"] == "prediction"),
         "calibration": calibration, "reference_exact": prof["exact"],
         "statistics": storage.uri(stats_key), "report": storage.uri(report_key),
