@@ -35,6 +35,7 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
 
 @dag(
     dag_id="batch_scoring",
+    description="Daily: ingest, validate and score the day with the champion (and challenger in shadow/canary)",
     schedule="@daily",
     # Early, so backfills of historical batches are possible; catchup=False keeps the
     # scheduler from creating those runs by itself.

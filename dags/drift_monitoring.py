@@ -34,6 +34,7 @@ Once a week, compares the last `monitoring.window_days` scored days with the cha
 
 @dag(
     dag_id="drift_monitoring",
+    description="Weekly: drift, data quality and performance vs the reference; triggers retraining by policy",
     schedule="@weekly",
     start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
     catchup=False,

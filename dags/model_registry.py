@@ -27,6 +27,7 @@ Alias moves are compare-and-swap writes: of two concurrent moves one wins, the o
 
 @dag(
     dag_id="model_registry",
+    description="Manual: promote, roll back, set or clear the challenger; every move recorded with a reason",
     schedule=None,
     start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
     catchup=False,

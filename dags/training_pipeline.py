@@ -39,6 +39,7 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
 
 @dag(
     dag_id="training_pipeline",
+    description="Weekly: train a candidate, evaluate it against the champion, gate, (approve,) register",
     schedule="@weekly",
     # Early, so backfills of historical batches are possible; catchup=False keeps the
     # scheduler from creating those runs by itself.
