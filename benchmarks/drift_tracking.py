@@ -68,40 +68,20 @@ def main() -> int:
     as_of = labels_as_of
     run_monitoring(wide, storage, as_of)
     record = storage.read_json(f"monitoring/{config.model_name}/decisions/dt={as_of.isoformat()}.json")
-    # Weekly figures pool the week's rows (AUC is not additive over days).
+    # The monitor's own weekly figures (pooled rows), realized and estimated side by side.
     import numpy as np
 
-    from pipeline import layout
-    from pipeline.features import target_vector
-    from pipeline.monitoring import performance
-    from pipeline.monitoring.monitor import load_reference
-    from pipeline.monitoring.profile import calibrate
-
-    prof, _ = load_reference(storage, config.model_name, record["champion_version"])
-    weeks: dict[str, dict] = {}
-    for day in days:
-        preds = storage.read_partition(layout.predictions_partition(config.model_name, day)).to_pandas()
-        labels = storage.read_partition(layout.labels_partition(config.dataset.name, day)).to_pandas()
-        joined = preds.merge(labels, on=config.dataset.id_column)
-        week = f"{day.isocalendar().year}-W{day.isocalendar().week:02d}"
-        w = weeks.setdefault(week, {"scores": [], "y": []})
-        w["scores"].append(joined["score"].to_numpy())
-        w["y"].append(target_vector(joined[config.dataset.target.column], config.dataset.target.positive_class))
-    from pipeline import registry
-
-    threshold = registry.read_manifest(storage, config.model_name, record["champion_version"])["threshold"]
     series = []
-    for week, w in sorted(weeks.items()):
-        s, y = np.concatenate(w["scores"]), np.concatenate(w["y"])
-        real = performance.realized_metrics(y, s, threshold)
-        est = performance.estimated_metrics(calibrate(prof, s), s, threshold)
-        series.append({"week": week, "rows": int(len(s)),
-                       **{f"realized_{k}": round(real[k], 4) for k in ("roc_auc", "precision", "recall")},
-                       **{f"estimated_{k}": round(est[k], 4) for k in ("roc_auc", "precision", "recall")}})
+    for week, w in sorted(record["performance_by_week"].items()):
+        if not w["realized"]:
+            continue
+        series.append({"week": week, "rows": int(w["realized"]["rows"]),
+                       **{f"realized_{k}": round(w["realized"][k], 4) for k in ("roc_auc", "precision", "recall")},
+                       **{f"estimated_{k}": round(w["estimated"][k], 4) for k in ("roc_auc", "precision", "recall")}})
     diffs = {k: float(np.mean([abs(r[f"estimated_{k}"] - r[f"realized_{k}"]) for r in series]))
              for k in ("roc_auc", "precision", "recall")}
     false_alarms = steps.false_alarms(args.weeks, str(path))
-    result = {"model_version": record["champion_version"], "threshold": threshold, "scored_days": [days[0].isoformat(), days[-1].isoformat()],
+    result = {"model_version": record["champion_version"], "scored_days": [days[0].isoformat(), days[-1].isoformat()],
               "weekly": series, "mean_abs_difference": diffs, "false_alarms": false_alarms,
               "wall_seconds": round(time.monotonic() - started, 1)}
     out = ROOT / "benchmarks" / "results" / "drift_tracking.json"
