@@ -63,9 +63,10 @@ def main() -> int:
         print(f"  [{i}/{len(days)}] scored {day}", flush=True)
     import dataclasses
 
-    wide = dataclasses.replace(config, monitoring=dataclasses.replace(
-        config.monitoring, performance_window_days=len(days) + 1))
     as_of = labels_as_of
+    # A performance window reaching back to the first scored day.
+    wide = dataclasses.replace(config, monitoring=dataclasses.replace(
+        config.monitoring, performance_window_days=(as_of - first).days + 1))
     run_monitoring(wide, storage, as_of)
     record = storage.read_json(f"monitoring/{config.model_name}/decisions/dt={as_of.isoformat()}.json")
     # The monitor's own weekly figures (pooled rows), realized and estimated side by side.
@@ -78,6 +79,8 @@ def main() -> int:
         series.append({"week": week, "rows": int(w["realized"]["rows"]),
                        **{f"realized_{k}": round(w["realized"][k], 4) for k in ("roc_auc", "precision", "recall")},
                        **{f"estimated_{k}": round(w["estimated"][k], 4) for k in ("roc_auc", "precision", "recall")}})
+    if not series:
+        raise SystemExit("no labelled week in the monitor's performance: nothing to compare")
     diffs = {k: float(np.mean([abs(r[f"estimated_{k}"] - r[f"realized_{k}"]) for r in series]))
              for k in ("roc_auc", "precision", "recall")}
     false_alarms = steps.false_alarms(args.weeks, str(path))
