@@ -71,7 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strength", type=float, help="size of the change (see python -m pipeline.monitoring.simulate)")
     s.add_argument("--break-kind", default="null", choices=["null", "unit"])
     s.add_argument("--false-alarms", type=int, metavar="WEEKS")
-    s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from params")
+    s = sub.add_parser("run-scoring", help="ingest, validate and score days, like the batch_scoring DAG")
+    s.add_argument("--date", action="append", required=True)
+    s = sub.add_parser("contract", help="the frozen data contract: show it, or update it from params")
+    s.add_argument("action", choices=["show", "update", "history"])
+    s.add_argument("--reason", default="", help="update: why the contract changes (recorded)")
+    s.add_argument("--from-day", help="update: re-read column types from this day's delivery")
+    s = sub.add_parser("quarantine", help="quarantined deliveries and their reasons")
+    s.add_argument("action", choices=["list"])
+    s.add_argument("--dataset")
+    s.add_argument("--since", help="first day (YYYY-MM-DD)")
+    s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from the data contract")
     s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
     s.add_argument("action", choices=["list", "history", "promote", "rollback", "challenger", "clear-challenger",
                                       "compare-shadow"])
@@ -129,15 +139,16 @@ def run(args: argparse.Namespace) -> dict | list:
             raise ConfigError("simulate: give --date (params has no demo.drift_days)")
         return steps.simulate(days, args.scenario or config.demo.drift_scenario, args.column, args.strength,
                               args.break_kind, params)
+    if cmd == "run-scoring":
+        return [steps.run_scoring(d, params) for d in args.date]
+    if cmd == "contract":
+        if args.action == "update":
+            return steps.contract_update(args.reason, args.from_day, params)
+        return steps.contract_show(params, history=args.action == "history")
+    if cmd == "quarantine":
+        return steps.quarantine_list(args.dataset, args.since, params)
     if cmd == "gx-init":
-        from .source import read_source_text, resolve_schema
-        from .validation import checkpoint_name, ensure_context, suite_name
-
-        config, _ = steps.open_pipeline(params)
-        schema = resolve_schema(config.dataset, read_source_text(config.dataset))
-        ensure_context(config, schema)
-        return {"gx_root": config.validation.gx_root, "suite": suite_name(config),
-                "checkpoint": checkpoint_name(config)}
+        return steps.gx_init(params)
     if cmd == "models":
         if args.action == "compare-shadow":
             return steps.compare_shadow(args.since, params)

@@ -34,12 +34,31 @@ class ConfigError(PipelineError, ValueError):
     """The params file is missing, malformed or inconsistent."""
 
 
+DEFAULT_NA_VALUES = ("", "nan", "NaN", "NA", "N/A", "null", "NULL", "None")
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
+    # One file holding every day (days assigned by event time or a stable hash), or one
+    # delivery per day: a template with {date} (e.g. s3://landing/credit/dt={date}/*.csv,
+    # {date:%Y%m%d} for other spellings), optionally with glob characters.
     uri: str
     format: str = "csv"  # csv | parquet
     csv_delimiter: str = ","
-    na_values: tuple[str, ...] = ("", "nan", "NaN", "NA", "N/A", "null", "NULL", "None")
+    # Extra spellings of "missing", added to DEFAULT_NA_VALUES (e.g. ["?"]) ...
+    na_values: tuple[str, ...] = ()
+    # ... or, when true, used instead of them.
+    replace_default_na_values: bool = False
+
+    @property
+    def missing_tokens(self) -> tuple[str, ...]:
+        if self.replace_default_na_values:
+            return tuple(self.na_values)
+        return tuple(dict.fromkeys(DEFAULT_NA_VALUES + tuple(self.na_values)))
+
+    @property
+    def is_per_day(self) -> bool:
+        return "{date" in self.uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +92,10 @@ class BatchingConfig:
 class DatasetConfig:
     name: str
     source: SourceConfig
-    id_column: str
     target: TargetConfig
     batching: BatchingConfig
+    # Without an id column a stable row key is derived from each row's values (ROW_KEY).
+    id_column: str | None = None
     event_time_column: str | None = None
     features: FeaturesConfig = FeaturesConfig()
     sensitive_attributes: tuple[str, ...] = ()
@@ -88,6 +108,10 @@ class StorageConfig:
     # Airflow connection holding the S3 endpoint and credentials (used by the
     # DAGs when it exists; otherwise the standard AWS_* env vars apply).
     aws_conn_id: str = "aws_default"
+    # S3 budget: a hung endpoint fails within about attempts x (connect + read) seconds.
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 15.0
+    max_attempts: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +123,18 @@ class ValidationConfig:
     max_null_fraction: float = 0.05
     ranges: Mapping[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
     categories: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    # Share of values that must pass, per column and check (range | in_set | not_null);
+    # unlisted: range and in_set 1.0, not_null 1 - max_null_fraction.
+    mostly: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    # A batch larger than this many times the contract's typical day fails.
+    max_rows_factor: float = 5.0
+    # Rows that cannot be typed (text in a number column, missing id, conflicting duplicate
+    # ids): fail_batch, or quarantine_rows (they go to quarantine with their reason; the rest
+    # publish) as long as they are at most max_bad_row_share of the delivery.
+    row_policy: str = "fail_batch"
+    max_bad_row_share: float = 0.0
+    # A delivery with columns the contract does not know: fail | ignore (dropped, logged).
+    extra_columns: str = "fail"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,6 +370,12 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         except ValueError as exc:
             raise ConfigError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from exc
     if tp is str:
+        if value is None:
+            raise ConfigError(f"{where}: expected text, got nothing (null)")
+        if isinstance(value, bool):
+            # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans.
+            raise ConfigError(f"{where}: got the boolean {value!r}; YAML reads unquoted yes/no/true/false "
+                              f"as booleans, so quote the value (e.g. \"Yes\")")
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected text, got {type(value).__name__}")
         return str(value)
@@ -420,13 +462,133 @@ def _finalise(config: PipelineConfig, base: Path) -> PipelineConfig:
     return config
 
 
+MOSTLY_CHECKS = ("range", "in_set", "not_null")
+
+
+def _check_dataset(config: PipelineConfig) -> None:
+    ds, v = config.dataset, config.validation
+    if ds.id_column is not None:
+        if ds.id_column == ds.target.column:
+            raise ConfigError(f"dataset.id_column {ds.id_column!r} is also the target column")
+        if ds.id_column in ds.pii_columns:
+            raise ConfigError(f"dataset.id_column {ds.id_column!r} is listed in dataset.pii_columns: the id is "
+                              "kept in every output (predictions join on it), so it cannot be PII. Use a "
+                              "pseudonymous id, or set id_column: null to derive a row key")
+        if ds.id_column in ds.sensitive_attributes:
+            raise ConfigError(f"dataset.id_column {ds.id_column!r} is listed in dataset.sensitive_attributes")
+    if ds.target.column in ds.pii_columns or ds.target.column in ds.features.exclude:
+        raise ConfigError(f"dataset.target.column {ds.target.column!r} is listed as PII or excluded")
+    roles = {ds.id_column, ds.target.column, ds.event_time_column, *ds.pii_columns} - {None}
+    for section in ("ranges", "categories", "mostly"):
+        clash = sorted(set(getattr(v, section)) & roles)
+        if clash:
+            raise ConfigError(f"validation.{section} names id/target/event-time/PII column(s) {clash}")
+    for col, bounds in v.ranges.items():
+        lo, hi = bounds
+        if lo is not None and hi is not None and lo > hi:
+            raise ConfigError(f"validation.ranges.{col}: [{lo}, {hi}] is not ordered (minimum above maximum); "
+                              f"did you mean [{hi}, {lo}]?")
+    for col, values in v.categories.items():
+        if not values:
+            raise ConfigError(f"validation.categories.{col}: empty list (no value could pass)")
+    for col, checks in v.mostly.items():
+        for check, share in checks.items():
+            if check not in MOSTLY_CHECKS:
+                raise ConfigError(f"validation.mostly.{col}: unknown check {check!r}; known: {list(MOSTLY_CHECKS)}")
+            if not 0.0 < float(share) <= 1.0:
+                raise ConfigError(f"validation.mostly.{col}.{check}: {share} is not a share in (0, 1]")
+    if not 0.0 <= v.max_null_fraction < 1.0:
+        raise ConfigError("validation.max_null_fraction must be in [0, 1)")
+    if v.row_policy not in ("fail_batch", "quarantine_rows"):
+        raise ConfigError(f"validation.row_policy must be 'fail_batch' or 'quarantine_rows', got {v.row_policy!r}")
+    if not 0.0 <= v.max_bad_row_share < 1.0:
+        raise ConfigError("validation.max_bad_row_share must be in [0, 1)")
+    if v.extra_columns not in ("fail", "ignore"):
+        raise ConfigError(f"validation.extra_columns must be 'fail' or 'ignore', got {v.extra_columns!r}")
+    if v.max_rows_factor <= 1.0 or (v.max_rows is not None and v.max_rows < v.min_rows):
+        raise ConfigError("validation.max_rows_factor must be > 1 and max_rows >= min_rows")
+    s = config.storage
+    if s.connect_timeout_seconds <= 0 or s.read_timeout_seconds <= 0 or not 1 <= s.max_attempts <= 10:
+        raise ConfigError("storage: timeouts must be > 0 and max_attempts between 1 and 10")
+    _check_against_header(config)
+
+
+def named_columns(config: PipelineConfig) -> dict[str, list[str]]:
+    """Every column the params name, by where they name it."""
+    ds, v = config.dataset, config.validation
+    named = {
+        "dataset.id_column": [ds.id_column] if ds.id_column else [],
+        "dataset.target.column": [ds.target.column],
+        "dataset.event_time_column": [ds.event_time_column] if ds.event_time_column else [],
+        "dataset.features.numeric": list(ds.features.numeric),
+        "dataset.features.categorical": list(ds.features.categorical),
+        "dataset.features.exclude": list(ds.features.exclude),
+        "dataset.sensitive_attributes": list(ds.sensitive_attributes),
+        "dataset.pii_columns": list(ds.pii_columns),
+        "validation.ranges": list(v.ranges),
+        "validation.categories": list(v.categories),
+        "validation.mostly": list(v.mostly),
+        "fairness.bins": list(config.fairness.bins),
+    }
+    return {k: cols for k, cols in named.items() if cols}
+
+
+def check_columns_exist(config: PipelineConfig, header: list[str], where: str) -> None:
+    """Every column the params name is in `header` (the source's columns); raise naming them."""
+    present = set(header)
+    problems = []
+    for key, cols in named_columns(config).items():
+        missing = [c for c in cols if c not in present]
+        if missing:
+            problems.append(f"{key} names {missing}")
+    if problems:
+        import difflib
+
+        hints = []
+        for key, cols in named_columns(config).items():
+            for c in cols:
+                if c not in present:
+                    close = difflib.get_close_matches(c, header, n=1)
+                    if close:
+                        hints.append(f"{c!r} -> {close[0]!r}?")
+        raise ConfigError(f"params name column(s) that {where} does not have: {'; '.join(problems)}. "
+                          f"Its columns: {header}" + (f". Did you mean: {', '.join(hints)}" if hints else ""))
+
+
+def read_local_header(uri: str, fmt: str, delimiter: str) -> list[str] | None:
+    """The column names of a local single-file source, or None if it cannot be read cheaply."""
+    if "://" in uri or "{date" in uri or any(ch in uri for ch in "*?[") or not os.path.isfile(uri):
+        return None
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(uri).names)
+        import csv
+        import gzip
+
+        opener = gzip.open if uri.endswith(".gz") else open
+        with opener(uri, "rt", encoding="utf-8", newline="") as fh:
+            return [c.strip() for c in next(csv.reader(fh, delimiter=delimiter))]
+    except Exception:  # an unreadable source is reported, with its row, when a day is read
+        return None
+
+
+def _check_against_header(config: PipelineConfig) -> None:
+    src = config.dataset.source
+    header = read_local_header(src.uri, src.format, src.csv_delimiter)
+    if header is not None:
+        check_columns_exist(config, header, f"the source {src.uri}")
+
+
 def _check(config: PipelineConfig) -> None:
     ds = config.dataset
+    _check_dataset(config)
     if ds.source.format not in ("csv", "parquet"):
         raise ConfigError(f"dataset.source.format must be 'csv' or 'parquet', got {ds.source.format!r}")
     if not ds.name.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"dataset.name {ds.name!r} must be letters, digits, '-' or '_' (it names storage paths)")
-    special = {ds.id_column, ds.target.column} | ({ds.event_time_column} if ds.event_time_column else set())
+    special = {ds.id_column, ds.target.column, ds.event_time_column} - {None}
     listed = set(ds.features.numeric) | set(ds.features.categorical)
     clash = sorted(listed & (special | set(ds.pii_columns)))
     if clash:

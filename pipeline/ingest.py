@@ -1,26 +1,38 @@
-"""Ingestion: the day's batch from the source into ``raw/<dataset>/dt=YYYY-MM-DD/``.
+"""Ingestion, the *write* of write-audit-publish: a day's delivery is read, checked against
+the data contract, typed row by row and staged under ``staging/<dataset>/dt=…/<delivery>/``.
 
-Labels arrive later than features (``batching.label_delay_days``), so they are a
-separate partition, published only once they are due.
+Nothing committed changes here: the audit (:mod:`pipeline.validation`) publishes the staged
+delivery as ``raw/<dataset>/dt=…/`` or quarantines it. A delivery that cannot be read, lacks
+contract columns or has rows that do not fit (text in a number column, missing or
+conflicting ids) is quarantined with its verdict under ``quarantine/<dataset>/dt=…/<delivery>/``;
+with ``validation.row_policy: quarantine_rows`` only its bad rows are, up to a share.
+
+Labels arrive later than features (``batching.label_delay_days``), so they are a separate
+partition, published only once they are due.
 """
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
 
+import pandas as pd
 import pyarrow as pa
 
 from . import layout
-from .errors import PipelineError
 from .config import PipelineConfig
-from .source import SourceError, coerce_types, day_rows, read_source_text, resolve_schema
+from .data import contract as contracts
+from .data import quarantine
+from .data.delivery import NoDelivery, read_delivery, resolution_sample
+from .errors import PipelineError
+from .source import SourceError, type_rows
 from .storage import Storage
 
 log = logging.getLogger(__name__)
 
 
 class IngestError(PipelineError, ValueError):
-    """The day's batch could not be ingested; the message names the problem."""
+    """The day's delivery could not be ingested; the message names the problem."""
 
 
 class LabelsNotAvailable(IngestError):
@@ -39,45 +51,138 @@ def _sorted_by_id(frame, id_column: str):
     return frame.sort_values(id_column, kind="mergesort").reset_index(drop=True)
 
 
-def ingest_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
-    """Publish the day's batch (id, features, event time, PII; no target) as a raw partition.
-
-    A rerun replaces the partition completely. Values that do not fit their
-    column send the day's rows, as text, to quarantine and raise.
-    """
-    ds = config.dataset
-    text = read_source_text(ds, storage)
-    schema = resolve_schema(ds, text)
-    rows = day_rows(ds, text, day)
-    if rows.empty:
-        raise NoRowsForDay(f"source {ds.source.uri} has no rows for {day} (dataset {ds.name})")
-    key = layout.raw_partition(ds.name, day)
+def _read(config: PipelineConfig, storage: Storage, day: dt.date):
     try:
-        typed = coerce_types(rows, schema, schema.batch_columns)
+        return read_delivery(config, storage, day)
+    except NoDelivery as exc:
+        raise NoRowsForDay(str(exc)) from exc
     except SourceError as exc:
-        q_key = layout.quarantine_partition(ds.name, day)
-        reason = {"stage": "ingest", "day": day.isoformat(), "error": str(exc)}
-        storage.write_partition(q_key, {"part-00000.parquet": _table(rows.astype("str"))},
-                                manifest={"reason": reason},
-                                extra_files={"validation_result.json": _json(reason)})
-        raise IngestError(f"{day}: batch quarantined at {storage.uri(q_key)}: {exc}") from exc
-    return publish_batch(config, storage, day, typed, schema, source=ds.source.uri)
+        where = ""
+        if config.dataset.source.is_per_day:
+            # Keep what arrived, even unreadable, as evidence.
+            import hashlib
+
+            from .data.delivery import _list_files, day_pattern
+
+            files = {u: storage.read_external(u) for u in _list_files(day_pattern(config, day), storage)}
+            digest = hashlib.sha256(b"".join(files.values())).hexdigest()
+            delivery_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{digest[:8]}"
+            where = quarantine.keep_unread(storage, config.dataset.name, day, delivery_id, files, [str(exc)],
+                                           list(files))
+            mark_rejected(config, storage, day, delivery_id, where, [str(exc)])
+            where = f" Delivery kept in {where}."
+        raise IngestError(f"{day}: delivery cannot be read: {exc}.{where}") from exc
+
+
+def mark_rejected(config: PipelineConfig, storage: Storage, day: dt.date, delivery_id: str, where: str,
+                  reasons: list[str]) -> None:
+    """A day with nothing committed is recorded as quarantined (training leaves it out and says so);
+    a day with a committed partition keeps its record: that partition is still the valid one."""
+    if storage.partition_exists(layout.raw_partition(config.dataset.name, day)):
+        return
+    storage.write_json(layout.validation_record(config.dataset.name, day), {
+        "dataset": config.dataset.name, "day": day.isoformat(), "delivery_id": delivery_id, "success": False,
+        "stage": "ingest", "reasons": reasons, "quarantine": where,
+        "validated_at": dt.datetime.now(dt.timezone.utc).isoformat()})
+
+
+def header_problems(contract, columns: list[str], delimiter: str, extra_policy: str) -> list[str]:
+    present = set(columns)
+    missing = [c for c in contract.required_columns if c not in present]
+    extra = [c for c in columns if c not in contract.source_columns]
+    problems = []
+    if len(columns) == 1 and any(d in columns[0] for d in (";", "\t", "|", ",") if d != delimiter):
+        found = next(d for d in (";", "\t", "|", ",") if d != delimiter and d in columns[0])
+        problems.append(f"the header is one column {columns[0][:60]!r}: the file seems delimited by {found!r}, "
+                        f"not {delimiter!r} (dataset.source.csv_delimiter)")
+        return problems
+    for col in missing:
+        close = difflib.get_close_matches(col, extra, n=1)
+        problems.append(f"column {col!r} of contract v{contract.version} is missing"
+                        + (f" (renamed to {close[0]!r}?)" if close else ""))
+    if extra and extra_policy == "fail":
+        problems.append(f"column(s) {extra} are not in contract v{contract.version} "
+                        "(validation.extra_columns: fail; change the contract with `contract update` to accept them)")
+    return problems
+
+
+def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
+    """Read, check and type the day's delivery, and stage it for the audit."""
+    ds, v = config.dataset, config.validation
+    delivery = _read(config, storage, day)
+    contract = contracts.require(config, storage, resolution_sample(config, storage, delivery))
+    schema = contract.schema
+    name = ds.name
+
+    def reject(stage: str, reasons: list[str], rows=None, **extra) -> IngestError:
+        where = quarantine.keep_delivery(storage, delivery, name, stage, reasons, rows=rows, **extra)
+        mark_rejected(config, storage, day, delivery.delivery_id, where, reasons)
+        return IngestError(f"{name} delivery {delivery.delivery_id} for {day} rejected: {'; '.join(reasons)}. "
+                           f"Delivery kept in {where}; the committed partition "
+                           f"{storage.uri(layout.raw_partition(name, day))} is unchanged.")
+
+    problems = header_problems(contract, list(delivery.text.columns), ds.source.csv_delimiter, v.extra_columns)
+    if problems:
+        raise reject("contract", problems)
+    extra = [c for c in delivery.text.columns if c not in contract.source_columns]
+    if extra:
+        log.warning("%s: dropping column(s) %s that contract v%d does not know", day, extra, contract.version)
+    rows = type_rows(delivery.text, schema, schema.target_column, delivery.row_label)
+    delivered = len(delivery.text)
+    bad_share = len(rows.bad) / delivered
+    if len(rows.bad):
+        limit = v.max_bad_row_share if v.row_policy == "quarantine_rows" else 0.0
+        if bad_share > limit:
+            raise reject("typing", rows.problems + [
+                f"{len(rows.bad)} of {delivered} rows ({bad_share:.2%}) do not fit contract v{contract.version}; "
+                f"limit {limit:.2%} (validation.row_policy: {v.row_policy})"], rows_bad=len(rows.bad))
+    good = rows.typed.drop(index=rows.bad.index)
+    quarantined_rows = None
+    if len(rows.bad):
+        bad_text = delivery.text.loc[rows.bad.index].assign(_reason=rows.bad)
+        quarantined_rows = quarantine.keep_delivery(
+            storage, delivery, name, "typing", rows.problems, rows=bad_text, partial=True,
+            rows_bad=len(rows.bad), rows_published=len(good))
+        log.warning("%s: %d of %d rows (%.2f%%) quarantined at %s: %s", day, len(rows.bad), delivered,
+                    100 * bad_share, quarantined_rows, "; ".join(rows.problems))
+    if rows.duplicates_dropped:
+        log.info("%s: %d exact duplicate row(s) dropped", day, rows.duplicates_dropped)
+    features = _sorted_by_id(good.loc[:, list(schema.batch_columns)], schema.id_column)
+    key = layout.staging_delivery(name, day, delivery.delivery_id)
+    storage.write_partition(key, {"part-00000.parquet": _table(features)}, manifest={
+        "dataset": name, "day": day.isoformat(), "delivery_id": delivery.delivery_id,
+        "source": ds.source.uri, "source_files": delivery.files, "source_sha256": delivery.digest,
+        "schema": schema.to_dict(), "contract": contract.summary(),
+        "rows_delivered": delivered, "duplicates_dropped": rows.duplicates_dropped,
+        "rows_quarantined": len(rows.bad), "quarantined_rows": quarantined_rows,
+    })
+    log.info("%s: staged %d of %d delivered rows (delivery %s)", day, len(features), delivered, delivery.delivery_id)
+    return {"day": day.isoformat(), "delivery_id": delivery.delivery_id, "staged": storage.uri(key),
+            "rows": int(len(features)), "rows_delivered": delivered,
+            "duplicates_dropped": rows.duplicates_dropped, "rows_quarantined": len(rows.bad),
+            "contract_version": contract.version}
+
+
+ingest_day = stage_day
 
 
 def publish_batch(config: PipelineConfig, storage: Storage, day: dt.date, typed, schema,
                   source: str, extra: dict | None = None) -> dict:
-    """Publish a typed daily batch as the day's raw partition (replacing any earlier one)."""
+    """Stage an already-typed batch (simulated deliveries) for the audit, like stage_day."""
+    import hashlib
+    import uuid
+
     ds = config.dataset
-    key = layout.raw_partition(ds.name, day)
+    delivery_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{hashlib.sha256(uuid.uuid4().bytes).hexdigest()[:8]}"
+    contract = contracts.require(config, storage)
     typed = _sorted_by_id(typed.loc[:, list(schema.batch_columns)], schema.id_column)
-    manifest = storage.write_partition(
-        key, {"part-00000.parquet": _table(typed)},
-        manifest={"dataset": ds.name, "day": day.isoformat(), "source": source,
-                  "schema": schema.to_dict(), **(extra or {})},
-    )
-    log.info("ingested %s rows for %s into %s", len(typed), day, storage.uri(key))
-    return {"day": day.isoformat(), "partition": storage.uri(key), "rows": int(len(typed)),
-            "publish_id": manifest["publish_id"]}
+    key = layout.staging_delivery(ds.name, day, delivery_id)
+    storage.write_partition(key, {"part-00000.parquet": _table(typed)}, manifest={
+        "dataset": ds.name, "day": day.isoformat(), "delivery_id": delivery_id, "source": source,
+        "schema": schema.to_dict(), "contract": contract.summary(), "rows_delivered": int(len(typed)),
+        **(extra or {})})
+    log.info("staged %s rows for %s (delivery %s)", len(typed), day, delivery_id)
+    return {"day": day.isoformat(), "delivery_id": delivery_id, "staged": storage.uri(key), "rows": int(len(typed))}
 
 
 def publish_labels(config: PipelineConfig, storage: Storage, day: dt.date, typed, schema, as_of: dt.date,
@@ -93,25 +198,23 @@ def publish_labels(config: PipelineConfig, storage: Storage, day: dt.date, typed
 
 
 def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of: dt.date) -> dict:
-    """Publish the labels of `day`, which are known as of `as_of`."""
+    """Publish the labels of `day`, which are known as of `as_of` (rows that do not fit the
+    contract are left out: their features were quarantined)."""
     ds = config.dataset
     due = day + dt.timedelta(days=ds.batching.label_delay_days)
     if due > as_of:
         raise LabelsNotAvailable(f"labels of {day} arrive on {due}, after {as_of}")
-    text = read_source_text(ds, storage)
-    schema = resolve_schema(ds, text)
-    rows = day_rows(ds, text, day)
-    if rows.empty:
-        raise NoRowsForDay(f"source {ds.source.uri} has no rows for {day} (dataset {ds.name})")
-    typed = coerce_types(rows, schema, [schema.id_column, schema.target_column])
+    delivery = _read(config, storage, day)
+    contract = contracts.require(config, storage, resolution_sample(config, storage, delivery))
+    schema = contract.schema
+    if schema.target_column not in delivery.text.columns:
+        raise IngestError(f"{day}: the delivery ({', '.join(delivery.files)}) has no target column "
+                          f"{schema.target_column!r}")
+    rows = type_rows(delivery.text, schema, schema.target_column, delivery.row_label)
+    typed = rows.typed.drop(index=rows.bad.index)
     missing = typed[schema.target_column].isna()
     if missing.any():
         raise IngestError(f"{day}: {int(missing.sum())} row(s) have no value in target column "
-                          f"{schema.target_column!r} (rows {list(rows.index[missing][:5])})")
+                          f"{schema.target_column!r} ({delivery.row_label}s {list(typed.index[missing][:5])}, "
+                          f"{', '.join(delivery.files)})")
     return publish_labels(config, storage, day, typed, schema, as_of)
-
-
-def _json(value) -> bytes:
-    import json
-
-    return json.dumps(value, indent=2, sort_keys=True, default=str).encode()

@@ -2,7 +2,10 @@
 
     raw/<dataset>/dt=YYYY-MM-DD/              the day's batch (features, id; no target)
     labels/<dataset>/dt=YYYY-MM-DD/           labels of that day, published once they arrive
-    quarantine/<dataset>/dt=YYYY-MM-DD/       a batch that failed validation + the result
+    staging/<dataset>/dt=YYYY-MM-DD/<delivery>/     a typed delivery awaiting validation (write-audit-publish)
+    quarantine/<dataset>/dt=YYYY-MM-DD/<delivery>/  a failed delivery (or its bad rows) + verdict.json
+    contracts/<dataset>/v0001.json, current.json    the frozen data contract and its versions
+    cache/source/<dataset>/<fingerprint>/     a single-file source split by day (read once)
     validation/<dataset>/dt=YYYY-MM-DD.json   the validation verdict for a raw partition
     snapshots/<dataset>/<snapshot_id>/        training snapshot (train + holdout rows)
     models/<model>/versions/<version>/        artifact, manifest, metrics, gate decision
@@ -32,8 +35,36 @@ def labels_partition(dataset: str, day: dt.date) -> str:
     return f"labels/{dataset}/{_dt(day)}"
 
 
-def quarantine_partition(dataset: str, day: dt.date) -> str:
+def quarantine_day(dataset: str, day: dt.date) -> str:
     return f"quarantine/{dataset}/{_dt(day)}"
+
+
+def quarantine_delivery(dataset: str, day: dt.date, delivery_id: str) -> str:
+    return f"quarantine/{dataset}/{_dt(day)}/{delivery_id}"
+
+
+def staging_day(dataset: str, day: dt.date) -> str:
+    return f"staging/{dataset}/{_dt(day)}"
+
+
+def staging_delivery(dataset: str, day: dt.date, delivery_id: str) -> str:
+    return f"staging/{dataset}/{_dt(day)}/{delivery_id}"
+
+
+def contract_root(dataset: str) -> str:
+    return f"contracts/{dataset}"
+
+
+def contract_version(dataset: str, version: int) -> str:
+    return f"contracts/{dataset}/v{version:04d}.json"
+
+
+def contract_current(dataset: str) -> str:
+    return f"contracts/{dataset}/current.json"
+
+
+def source_index(dataset: str, fingerprint: str) -> str:
+    return f"cache/source/{dataset}/{fingerprint}"
 
 
 def validation_record(dataset: str, day: dt.date) -> str:

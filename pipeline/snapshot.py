@@ -65,13 +65,20 @@ def _window_frames(config: PipelineConfig, storage: Storage, days: list[dt.date]
         except PartitionNotFound as exc:
             raise SnapshotError(f"training window day {day} has no labels yet: {exc}") from exc
         features = storage.read_partition(layout.raw_partition(ds.name, day)).to_pandas()
-        joined = features.merge(labels, on=ds.id_column, how="inner", validate="one_to_one")
+        joined = features.merge(labels, on=schema.id_column, how="inner", validate="one_to_one")
         if len(joined) != len(features):
             log.warning("%s: %d of %d rows have no label and are left out", day,
                         len(features) - len(joined), len(features))
         joined[DAY_COLUMN] = day.isoformat()
         frames.append(joined)
     return frames, excluded, schema
+
+
+def _contract_summary(config: PipelineConfig, storage: Storage) -> dict | None:
+    from .data import contract as contracts
+
+    current = contracts.current(config, storage)
+    return current.summary() if current else None
 
 
 def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date) -> dict:
@@ -85,7 +92,7 @@ def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date) -> 
     frame = frame.drop(columns=[c for c in schema.pii if c in frame.columns])
     holdout_from = days[-config.training.holdout_days].isoformat()
     frame[SPLIT_COLUMN] = (frame[DAY_COLUMN] >= holdout_from).map({True: "holdout", False: "train"})
-    frame = frame.sort_values([DAY_COLUMN, ds.id_column], kind="mergesort").reset_index(drop=True)
+    frame = frame.sort_values([DAY_COLUMN, schema.id_column], kind="mergesort").reset_index(drop=True)
     counts = frame[SPLIT_COLUMN].value_counts().to_dict()
     if counts.get("train", 0) == 0 or counts.get("holdout", 0) == 0:
         raise SnapshotError(f"snapshot needs rows in both train and holdout, got {counts}")
@@ -115,6 +122,7 @@ def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date) -> 
         "holdout_rows": int(counts["holdout"]),
         "positive_rate": round(positives / len(frame), 6),
         "schema": schema.to_dict(),
+        "contract": _contract_summary(config, storage),
     }
     if not storage.partition_exists(key):  # content-addressed: same id, same bytes
         with storage.staging() as staged:

@@ -31,6 +31,28 @@ class SourceError(PipelineError, ValueError):
     """The source cannot be read or a value does not fit its column."""
 
 
+# The derived key of datasets without an id column: blake2b-64 (hex) of the row's values
+# (every source column but the target, in source order, after stripping and turning the
+# missing spellings into nulls), so the same input row gets the same key on every rerun.
+ROW_KEY = "row_key"
+
+
+def row_keys(text: pd.DataFrame, target_column: str | None, rows: pd.Index | None = None) -> np.ndarray:
+    """Row keys of `text` (all rows, or only `rows`), as an object array aligned with `text`."""
+    import hashlib
+
+    cols = [c for c in text.columns if c not in (target_column, "_line")]
+    out = np.full(len(text), None, dtype=object)
+    subset = text if rows is None else text.loc[rows]
+    if subset.empty:
+        return out
+    joined = subset[cols].astype(object).where(subset[cols].notna(), "\x00").astype(str).agg("\x1f".join, axis=1)
+    keys = [hashlib.blake2b(v.encode(), digest_size=8).hexdigest() for v in joined]
+    positions = np.arange(len(text)) if rows is None else text.index.get_indexer(rows)
+    out[positions] = keys
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Schema:
     """The resolved roles and types of a dataset's columns."""
@@ -45,6 +67,13 @@ class Schema:
     # Sensitive attributes excluded from the features: kept in batches and snapshots for the
     # fairness checks, never given to the model.
     sensitive: tuple[str, ...] = ()
+    # True when the dataset has no id column and id_column is the derived ROW_KEY.
+    id_derived: bool = False
+
+    @property
+    def protected(self) -> tuple[str, ...]:
+        """Columns whose values never appear in validation outputs (counts and shares only)."""
+        return (self.id_column,) + self.pii + self.sensitive
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -95,11 +124,10 @@ def read_source_text(cfg: DatasetConfig, storage=None) -> pd.DataFrame:
     uri = cfg.source.uri
     if uri.startswith("s3://"):
         return _parse_source(_read_uri_bytes(uri, storage), uri, cfg.source.format, cfg.source.csv_delimiter,
-                             cfg.source.na_values)
-    # Local sources are parsed once per process and file version (a training run reads
-    # the same file for every day of its window).
+                             cfg.source.missing_tokens)
+    # Local sources are parsed once per process and file version.
     return _read_local_cached(uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter,
-                              cfg.source.na_values).copy()
+                              cfg.source.missing_tokens).copy()
 
 
 @functools.lru_cache(maxsize=4)
@@ -140,10 +168,11 @@ def _parses_as_number(values: pd.Series) -> bool:
     return bool(len(present)) and bool(pd.to_numeric(present, errors="coerce").notna().all())
 
 
-def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame) -> Schema:
-    """Roles from the config; unlisted feature columns typed by their content."""
+def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame, numeric_columns: list[str] | None = None) -> Schema:
+    """Roles from the config; unlisted feature columns typed by their content (or, when given,
+    by `numeric_columns`: the columns whose every value parses as a number)."""
     sensitive = tuple(c for c in cfg.sensitive_attributes if c in cfg.features.exclude)
-    required = [cfg.id_column, cfg.target.column, *cfg.features.numeric, *cfg.features.categorical,
+    required = [*([cfg.id_column] if cfg.id_column else []), cfg.target.column, *cfg.features.numeric, *cfg.features.categorical,
                 *cfg.pii_columns, *sensitive]
     if cfg.event_time_column:
         required.append(cfg.event_time_column)
@@ -156,13 +185,18 @@ def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame) -> Schema:
     numeric = list(cfg.features.numeric)
     categorical = list(cfg.features.categorical)
     for col in text.columns:
-        if col in special or col in numeric or col in categorical:
+        if col in special or col in numeric or col in categorical or col == "_line":
             continue
-        (numeric if _parses_as_number(text[col]) else categorical).append(col)
-    id_values = text[cfg.id_column].dropna()
-    id_is_integer = bool(len(id_values)) and bool(id_values.str.fullmatch(r"[+-]?\d{1,18}").all())
+        is_number = col in numeric_columns if numeric_columns is not None else _parses_as_number(text[col])
+        (numeric if is_number else categorical).append(col)
+    if cfg.id_column:
+        id_values = text[cfg.id_column].dropna().astype(str)
+        id_is_integer = bool(len(id_values)) and bool(id_values.str.fullmatch(r"[+-]?\d{1,18}").all())
+    else:
+        id_is_integer = False
     return Schema(
-        id_column=cfg.id_column,
+        id_column=cfg.id_column or ROW_KEY,
+        id_derived=cfg.id_column is None,
         target_column=cfg.target.column,
         event_time_column=cfg.event_time_column,
         numeric=tuple(numeric),
@@ -257,17 +291,26 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
 # --------------------------------------------------------------------------- days
 
 
-def assign_days(cfg: DatasetConfig, text: pd.DataFrame) -> pd.Series:
-    """The day each row belongs to (a Series of datetime.date)."""
+def assign_days(cfg: DatasetConfig, text: pd.DataFrame, strict: bool = True) -> pd.Series:
+    """The day each row belongs to (a Series of datetime.date; None for rows without a
+    readable event time unless `strict`)."""
     if cfg.event_time_column:
         ts = parse_timestamps(text[cfg.event_time_column])
+        if not strict:
+            return pd.Series(np.where(ts.isna(), None, ts.dt.date.astype(object)), index=text.index)
         if ts.isna().any():
             bad = ts.isna()
             raise SourceError(f"event-time column {cfg.event_time_column!r}: {int(bad.sum())} row(s) "
                               f"without a readable timestamp (rows {_row_numbers(bad)})")
         return ts.dt.date
-    ids = text[cfg.id_column].fillna("").to_numpy(dtype=object)
-    hashed = pd.util.hash_array(ids, hash_key=_HASH_KEY, categorize=False)
+    ids = (text[cfg.id_column].to_numpy(dtype=object) if cfg.id_column
+           else np.full(len(text), None, dtype=object))
+    # Rows without an id (or datasets without one) are placed by their row key.
+    missing = pd.isna(ids) | (ids == "")
+    if missing.any():
+        ids = ids.copy()
+        ids[missing] = row_keys(text, cfg.target.column, text.index[missing])[missing]
+    hashed = pd.util.hash_array(ids.astype(object), hash_key=_HASH_KEY, categorize=False)
     offsets = (hashed % np.uint64(cfg.batching.days)).astype("int64")
     start = cfg.batching.start_date
     lookup = np.array([start + dt.timedelta(days=i) for i in range(cfg.batching.days)], dtype=object)
@@ -281,3 +324,87 @@ def day_rows(cfg: DatasetConfig, text: pd.DataFrame, day: dt.date) -> pd.DataFra
 
 def available_days(cfg: DatasetConfig, text: pd.DataFrame) -> list[dt.date]:
     return sorted(set(assign_days(cfg, text)))
+
+
+# --------------------------------------------------------------------------- row-level typing
+
+
+@dataclasses.dataclass
+class TypedRows:
+    """A delivery typed against its contract: good rows, and the rows that did not fit."""
+
+    typed: pd.DataFrame                   # every row, typed (misfits as null)
+    bad: pd.Series                        # row label -> reasons ("column 'AGE': not a number; ...")
+    problems: list[str]                   # one line per column and kind, with counts and rows
+    duplicates_dropped: int = 0
+
+
+def _mask_rows(mask: pd.Series, limit: int = 5) -> list:
+    return [i.item() if hasattr(i, "item") else i for i in mask[mask].index[:limit]]
+
+
+def type_rows(text: pd.DataFrame, schema: Schema, target_column: str | None = None,
+              row_label: str = "line") -> TypedRows:
+    """Type every contract column; misfits are reported per row and column, never coerced
+    into another type. Values themselves are never quoted (some columns are PII)."""
+    columns = [c for c in schema.batch_columns if not (schema.id_derived and c == schema.id_column)]
+    if target_column and target_column in text.columns:
+        columns.append(target_column)
+    reasons: dict[str, pd.Series] = {}
+    problems: list[str] = []
+    out = {}
+
+    def flag(mask: pd.Series, what: str, col: str) -> None:
+        if mask.any():
+            reasons[f"{col}:{what}"] = mask.map({True: f"column {col!r}: {what}", False: None})
+            problems.append(f"column {col!r}: {int(mask.sum())} value(s) {what} "
+                            f"({row_label}s {_mask_rows(mask)})")
+
+    for col in columns:
+        values = text[col]
+        if col in schema.numeric:
+            parsed = pd.to_numeric(values, errors="coerce").astype("float64")
+            flag(values.notna() & parsed.isna(), "not a number", col)
+            out[col] = parsed
+        elif col == schema.id_column:
+            flag(values.isna(), "missing (no id)", col)
+            if schema.id_is_integer:
+                is_whole = values.astype(object).where(values.notna(), "").astype(str).str.fullmatch(r"[+-]?\d{1,18}")
+                flag(values.notna() & ~is_whole, "not a whole-number id", col)
+                out[col] = pd.to_numeric(values.where(is_whole), errors="coerce").astype("Int64")
+            else:
+                out[col] = values.astype("str")
+        elif col == schema.event_time_column:
+            parsed = parse_timestamps(values)
+            flag(values.notna() & parsed.isna(), "not a timestamp", col)
+            out[col] = parsed
+        elif col in schema.categorical or col == schema.target_column or col in schema.sensitive:
+            out[col] = canonical_label(values)
+        else:
+            out[col] = values.astype("str")
+    typed = pd.DataFrame(out, index=text.index)
+    if schema.id_derived:
+        typed.insert(0, schema.id_column, pd.Series(row_keys(text, target_column), index=text.index, dtype="str"))
+    bad = pd.Series(None, index=text.index, dtype=object)
+    if reasons:
+        frame = pd.DataFrame(reasons, index=text.index)
+        flagged = frame.notna().any(axis=1)
+        bad[flagged] = frame[flagged].apply(lambda r: "; ".join(v for v in r if v), axis=1)
+    # Exact duplicate rows are dropped (counted); different rows sharing an id are rejected.
+    ok = bad.isna()
+    dup_exact = typed[ok].duplicated(keep="first")
+    duplicates = int(dup_exact.sum())
+    if duplicates:
+        typed = typed.drop(index=dup_exact[dup_exact].index)
+        bad = bad.drop(index=dup_exact[dup_exact].index)
+        ok = bad.isna()
+    ids = typed.loc[ok, schema.id_column]
+    conflicting = ids.duplicated(keep=False)
+    if conflicting.any():
+        mask = pd.Series(False, index=typed.index)
+        mask[conflicting[conflicting].index] = True
+        n_ids = int(ids[conflicting].nunique())
+        bad = bad.where(~mask, f"column {schema.id_column!r}: id shared by rows with different values")
+        problems.append(f"column {schema.id_column!r}: {n_ids} id(s) appear on {int(mask.sum())} rows with "
+                        f"different values ({row_label}s {_mask_rows(mask)}); conflicting duplicates are rejected")
+    return TypedRows(typed=typed, bad=bad.dropna(), problems=problems, duplicates_dropped=duplicates)

@@ -14,10 +14,10 @@ from typing import Any
 from . import layout, registry
 from .config import PipelineConfig, load_config
 from .evaluate import evaluate_version, gate_version
-from .ingest import LabelsNotAvailable, NoRowsForDay, ingest_day, ingest_labels
+from .ingest import IngestError, LabelsNotAvailable, NoRowsForDay, ingest_day, ingest_labels
 from .score import score_day
 from .snapshot import build_snapshot, labelled_window
-from .storage import Storage, open_storage
+from .storage import PartitionNotFound, Storage, open_storage
 from .train import train_candidate
 from .validation import ValidationFailed, data_docs_index, validate_day, validate_days
 
@@ -26,7 +26,15 @@ log = logging.getLogger(__name__)
 
 def open_pipeline(params: str | None = None, s3_options: dict | None = None) -> tuple[PipelineConfig, Storage]:
     config = load_config(params)
-    return config, open_storage(config.storage.root, s3_options)
+    return config, storage_for(config, s3_options)
+
+
+def storage_for(config: PipelineConfig, s3_options: dict | None = None) -> Storage:
+    """Storage at the configured root, with the configured S3 timeouts and retry budget."""
+    st = config.storage
+    budget = {"connect_timeout": st.connect_timeout_seconds, "read_timeout": st.read_timeout_seconds,
+              "max_attempts": st.max_attempts}
+    return open_storage(st.root, {**budget, **(s3_options or {})})
 
 
 def as_date(value: str | dt.date) -> dt.date:
@@ -59,56 +67,62 @@ def ingest(day: str | dt.date, params: str | None = None, s3_options: dict | Non
 
 def ingest_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None,
                   force: bool = False) -> dict:
-    """Features and labels of every day in the training window; days already ingested are kept
-    unless `force` (their validation stays valid)."""
+    """Stage the deliveries and publish the labels of every day in the training window; days
+    already published and validated are kept unless `force`."""
+    from .validation import require_validated
+
     config, storage = open_pipeline(params, s3_options)
     as_of = as_date(as_of)
     days = labelled_window(config, as_of)
-    ingested, kept, rows = [], [], 0
+    staged, kept, rejected, rows = [], [], [], 0
     for i, day in enumerate(days, 1):
-        raw = layout.raw_partition(config.dataset.name, day)
         labels = layout.labels_partition(config.dataset.name, day)
-        if not force and storage.partition_exists(raw) and storage.partition_exists(labels):
-            kept.append(day.isoformat())
+        if not force and storage.partition_exists(labels):
+            try:
+                require_validated(config, storage, day)
+                kept.append(day.isoformat())
+                continue
+            except (ValidationFailed, PartitionNotFound):
+                pass
+        try:
+            r = ingest_day(config, storage, day)
+        except NoRowsForDay:
+            raise
+        except IngestError as exc:  # quarantined; the snapshot leaves the day out and says so
+            log.error("ingest window: day %d/%d (%s) rejected: %s", i, len(days), day, exc)
+            rejected.append({"day": day.isoformat(), "error": str(exc)})
             continue
-        r = ingest_day(config, storage, day)
         ingest_labels(config, storage, day, as_of=as_of)
         rows += r["rows"]
-        ingested.append(day.isoformat())
-        log.info("ingest window: day %d/%d (%s) %d rows", i, len(days), day, r["rows"])
+        staged.append(day.isoformat())
+        log.info("ingest window: day %d/%d (%s) %d rows staged", i, len(days), day, r["rows"])
     return {"as_of": as_of.isoformat(), "window": [days[0].isoformat(), days[-1].isoformat()],
-            "ingested_days": len(ingested), "kept_days": len(kept), "rows_ingested": rows}
+            "staged_days": len(staged), "kept_days": len(kept), "rejected_days": rejected, "rows_staged": rows}
 
 
-def validate(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
+def validate(day: str | dt.date, params: str | None = None, s3_options: dict | None = None,
+             delivery_id: str | None = None) -> dict:
+    """Audit the day's staged delivery (the given one, or the latest) and publish or quarantine it."""
     config, storage = open_pipeline(params, s3_options)
-    return validate_day(config, storage, as_date(day))
+    return validate_day(config, storage, as_date(day), delivery_id)
 
 
 def validate_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
-    """Validate every day of the window not yet validated as published; quarantine failures,
-    then raise naming all of them."""
+    """Audit every staged delivery of the window; quarantine failures, then raise naming all of them."""
+    from .validation import staged_deliveries
+
     config, storage = open_pipeline(params, s3_options)
     as_of = as_date(as_of)
-    todo, already = [], 0
-    for day in labelled_window(config, as_of):
-        raw = layout.raw_partition(config.dataset.name, day)
-        if not storage.partition_exists(raw):
-            continue  # quarantined earlier, or not ingested: the snapshot step says which
-        try:
-            record = storage.read_json(layout.validation_record(config.dataset.name, day))
-            if record.get("success") and record.get("raw_publish_id") == storage.read_manifest(raw)["publish_id"]:
-                already += 1
-                continue
-        except FileNotFoundError:
-            pass
-        todo.append(day)
-    log.info("validating %d day(s) of the window (%d already valid)", len(todo), already)
+    window = labelled_window(config, as_of)
+    todo = [d for d in window if staged_deliveries(storage, config.dataset.name, d)]
+    log.info("validating %d staged day(s) of the window (%d kept)", len(todo), len(window) - len(todo))
     passed, failures = validate_days(config, storage, todo)
-    if failures:
-        raise ValidationFailed(f"{len(failures)} day(s) of the window failed validation:\n" + "\n".join(failures))
-    return {"as_of": as_of.isoformat(), "validated_days": len(passed), "already_valid_days": already,
-            "data_docs": data_docs_index(config)}
+    if failures and not passed and len(failures) == len(window):
+        raise ValidationFailed(f"every day of the window failed validation:\n" + "\n".join(failures))
+    for failure in failures:  # quarantined: the snapshot leaves these days out and records why
+        log.error("window day quarantined: %s", failure)
+    return {"as_of": as_of.isoformat(), "validated_days": len(passed), "already_valid_days": len(window) - len(todo),
+            "quarantined_days": len(failures), "data_docs": data_docs_index(config)}
 
 
 # --------------------------------------------------------------------------- training
@@ -213,6 +227,13 @@ def score(day: str | dt.date, params: str | None = None, s3_options: dict | None
     return score_day(config, storage, as_date(day), version=version)
 
 
+def run_scoring(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict[str, Any]:
+    """The batch_scoring DAG without an orchestrator: ingest -> validate -> score."""
+    staged = ingest(day, params, s3_options)
+    validated = validate(day, params, s3_options, delivery_id=staged["delivery_id"])
+    return {"ingest": staged, "validate": validated, "score": score(day, params, s3_options)}
+
+
 def run_training(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None,
                  reason: str = "manual") -> dict[str, Any]:
     """The training pipeline without an orchestrator (CLI and DVC)."""
@@ -225,6 +246,58 @@ def run_training(as_of: str | dt.date, params: str | None = None, s3_options: di
     out["gate"] = gate(version, params, s3_options)
     out["register"] = register(version, params=params, s3_options=s3_options)
     return out
+
+
+# --------------------------------------------------------------------------- contract, quarantine
+
+
+def contract_show(params: str | None = None, s3_options: dict | None = None, history: bool = False) -> dict:
+    from .data import contract as contracts
+
+    config, storage = open_pipeline(params, s3_options)
+    if history:
+        return {"dataset": config.dataset.name,
+                "versions": [{**c.summary(), "created_at": c.created_at, "reason": c.reason, "actor": c.actor}
+                             for c in contracts.history(config, storage)]}
+    current = contracts.current(config, storage)
+    if current is None:
+        return {"dataset": config.dataset.name, "contract": None,
+                "hint": "no contract yet: the first ingest resolves one from params and the data"}
+    diff = contracts.differences(current.terms, contracts.terms_from_params(config))
+    return {"contract": current.to_dict(), "params_differ": diff}
+
+
+def contract_update(reason: str, from_day: str | None = None, params: str | None = None,
+                    s3_options: dict | None = None, actor: str | None = None) -> dict:
+    """A new contract version from the params (and, with `from_day`, that day's column types)."""
+    from .data import contract as contracts
+    from .data.delivery import read_delivery, resolution_sample
+
+    config, storage = open_pipeline(params, s3_options)
+    sample = None
+    if from_day:
+        sample = resolution_sample(config, storage, read_delivery(config, storage, as_date(from_day)))
+    return contracts.update(config, storage, reason, sample, actor)
+
+
+def quarantine_list(dataset: str | None = None, since: str | None = None, params: str | None = None,
+                    s3_options: dict | None = None) -> list[dict]:
+    from .data.quarantine import list_quarantined
+
+    config, storage = open_pipeline(params, s3_options)
+    return list_quarantined(storage, dataset, as_date(since) if since else None)
+
+
+def gx_init(params: str | None = None, s3_options: dict | None = None) -> dict:
+    """Write the suite and checkpoint of the current data contract into the Data Context."""
+    from .data import contract as contracts
+    from .validation import checkpoint_name, suite_name, write_suite
+
+    config, storage = open_pipeline(params, s3_options)
+    contract = contracts.require(config, storage)
+    write_suite(config, contract)
+    return {"gx_root": config.validation.gx_root, "suite": suite_name(config),
+            "checkpoint": checkpoint_name(config), "contract": contract.summary()}
 
 
 # --------------------------------------------------------------------------- monitoring

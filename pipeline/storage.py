@@ -62,11 +62,16 @@ class S3Options:
     secret_access_key: str | None = None
     session_token: str | None = None
     region: str | None = None
+    # A hung endpoint fails within about max_attempts x (connect + read) seconds.
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    max_attempts: int = 3
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> "S3Options":
         values = values or {}
-        return cls(**{k: values.get(k) or None for k in cls.__dataclass_fields__})
+        fields = cls.__dataclass_fields__
+        return cls(**{k: values[k] for k in fields if values.get(k) not in (None, "")})
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -237,7 +242,9 @@ class S3Backend:
             "s3",
             endpoint_url=opts.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
             config=Config(
-                retries={"max_attempts": 5, "mode": "standard"},
+                retries={"max_attempts": opts.max_attempts, "mode": "standard"},
+                connect_timeout=opts.connect_timeout,
+                read_timeout=opts.read_timeout,
                 # S3-compatible stores (MinIO, older Ceph) reject the default
                 # checksums that boto3 >= 1.36 sends (boto/boto3#4392).
                 request_checksum_calculation="when_required",
@@ -397,6 +404,39 @@ class Storage:
             return S3Backend(f"s3://{bucket}", options).read_bytes(key)
         with open(uri, "rb") as fh:
             return fh.read()
+
+    def _external_s3(self, uri: str) -> tuple["S3Backend", str]:
+        bucket, key = _split_s3(uri)
+        options = self.backend.options if isinstance(self.backend, S3Backend) else None
+        return S3Backend(f"s3://{bucket}", options), key
+
+    def external_version(self, uri: str) -> str | None:
+        """A tag that changes whenever the file at `uri` changes (None if it does not exist)."""
+        if uri.startswith("s3://"):
+            backend, key = self._external_s3(uri)
+            try:
+                head = backend.client.head_object(Bucket=backend.bucket, Key=key)
+            except backend.client.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+            return f"{head['ContentLength']}-{head['ETag']}"
+        try:
+            st = os.stat(uri)
+        except FileNotFoundError:
+            return None
+        return f"{st.st_size}-{st.st_mtime_ns}"
+
+    def external_exists(self, uri: str) -> bool:
+        return self.external_version(uri) is not None
+
+    def list_external(self, prefix_uri: str) -> list[str]:
+        """s3:// URIs of every object whose key starts with the prefix (no directory semantics)."""
+        backend, prefix = self._external_s3(prefix_uri)
+        out = []
+        for page in backend.client.get_paginator("list_objects_v2").paginate(Bucket=backend.bucket, Prefix=prefix):
+            out += [f"s3://{backend.bucket}/{obj['Key']}" for obj in page.get("Contents", [])]
+        return sorted(out)
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))

@@ -99,6 +99,7 @@ def train_candidate(config: PipelineConfig, storage: Storage, snapshot: dict, as
             "holdout_rows": snap_meta["holdout_rows"],
         },
         "schema": schema.to_dict(),
+        "data_contract": snap_meta.get("contract"),
         "positive_class": ds.target.positive_class,
         "threshold": threshold,
         "threshold_selection": selection,

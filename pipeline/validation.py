@@ -1,14 +1,16 @@
-"""Great Expectations validation of a raw daily batch.
+"""Great Expectations validation of a staged delivery: the *audit* of write-audit-publish.
 
-The expectation suite is *built from the dataset config* (columns, types, nulls,
-ranges, category sets, row count, unique ids), so another dataset gets its own
-suite by config only. It lives in the file Data Context in ``great_expectations/``
-together with a validation definition and a checkpoint that also builds Data
-Docs. The context is updated only when the suite built from config differs from
-the stored one, so committed suite files do not churn.
+The expectation suite is built from the dataset's frozen data contract
+(:mod:`pipeline.data.contract`: columns, types, null tolerances, ranges and category
+sets with their ``mostly`` shares, row count, unique ids), so another dataset gets its
+own suite by config only, and no batch can change it. It lives in the file Data Context
+in ``great_expectations/`` with a validation definition and a checkpoint.
 
-A failing batch is moved to ``quarantine/`` with the validation result, and
-:class:`ValidationFailed` names the failed expectations.
+A delivery that passes is published as the day's raw partition (replacing the earlier
+one atomically); one that fails goes to ``quarantine/<dataset>/dt=…/<delivery>/`` with
+its verdict and the committed partition stays as it was. :class:`ValidationFailed`
+names the failed expectations with shares and limits, and links the failing page of
+the Data Docs. Results keep no values of id, PII or sensitive columns.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class ValidationOutcome:
     failed: list[dict[str, Any]] = field(default_factory=list)
     evaluated: int = 0
     result: dict[str, Any] = field(default_factory=dict)
+    docs_page: str | None = None
 
     def summary(self) -> str:
         return "; ".join(_describe(f) for f in self.failed)
@@ -59,10 +62,19 @@ def _describe(failure: dict[str, Any]) -> str:
     text = failure["expectation"]
     if failure.get("column"):
         text += f"(column={failure['column']})"
-    if failure.get("unexpected_count") is not None:
-        text += f": {failure['unexpected_count']} unexpected"
+    count, total = failure.get("unexpected_count"), failure.get("element_count")
+    if count is not None:
+        share = failure.get("unexpected_percent")
+        text += f": {count} of {total} value(s) unexpected" if total else f": {count} unexpected"
+        if share is not None:
+            allowed = 100.0 * (1.0 - (failure.get("mostly") or 1.0))
+            text += f" ({share:.2f}%; limit {allowed:.2f}%)"
     if failure.get("observed_value") is not None:
         text += f": observed {failure['observed_value']}"
+        if failure.get("limits"):
+            text += f", allowed {failure['limits']}"
+    if failure.get("exception"):
+        text += f": {failure['exception']}"
     return text
 
 
@@ -74,13 +86,13 @@ def checkpoint_name(config: PipelineConfig) -> str:
     return f"{config.dataset.name}_raw_batch_checkpoint"
 
 
-def build_expectations(config: PipelineConfig, schema: Schema) -> list:
-    """The suite's expectations, from the dataset config and resolved schema."""
+def build_expectations(contract) -> list:
+    """The suite's expectations, from the data contract (never from a batch)."""
     import great_expectations.expectations as gxe
 
-    v = config.validation
-    mostly = round(1.0 - v.max_null_fraction, 6)
-    exps: list = [gxe.ExpectTableRowCountToBeBetween(min_value=v.min_rows, max_value=v.max_rows)]
+    schema: Schema = contract.schema
+    v = contract.validation
+    exps: list = [gxe.ExpectTableRowCountToBeBetween(min_value=v["min_rows"], max_value=contract.max_rows)]
     for col in schema.batch_columns:
         exps.append(gxe.ExpectColumnToExist(column=col))
     exps += [
@@ -88,23 +100,28 @@ def build_expectations(config: PipelineConfig, schema: Schema) -> list:
         gxe.ExpectColumnValuesToBeUnique(column=schema.id_column),
         gxe.ExpectColumnValuesToBeInTypeList(column=schema.id_column, type_list=ID_TYPES),
     ]
+
+    def _checks(col: str) -> None:
+        if col in v["ranges"]:
+            lo, hi = v["ranges"][col]
+            exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi,
+                                                          mostly=contract.mostly(col, "range")))
+        if col in v["categories"]:
+            exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(v["categories"][col]),
+                                                        mostly=contract.mostly(col, "in_set")))
+
     for col in schema.numeric:
         exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
-        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=mostly))
-        if col in v.ranges:
-            lo, hi = v.ranges[col]
-            exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
+        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=contract.mostly(col, "not_null")))
+        _checks(col)
     for col in schema.categorical:
         exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=TEXT_TYPES))
-        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=mostly))
-        if col in v.categories:
-            exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(v.categories[col])))
+        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=contract.mostly(col, "not_null")))
+        _checks(col)
     for col in schema.sensitive:  # not features, but the fairness checks read them
-        if col in v.categories:
-            exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(v.categories[col])))
-    unknown = sorted((set(v.ranges) | set(v.categories)) - set(schema.features) - set(schema.sensitive))
-    if unknown:
-        raise ValueError(f"validation.ranges/categories name column(s) that are not features: {unknown}")
+        if col in v["mostly"] and "not_null" in v["mostly"][col]:
+            exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, mostly=contract.mostly(col, "not_null")))
+        _checks(col)
     return exps
 
 
@@ -135,8 +152,11 @@ def _quiet_gx() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def ensure_context(config: PipelineConfig, schema: Schema):
-    """Open the file Data Context and make its suite/definition/checkpoint match the config."""
+def ensure_context(config: PipelineConfig, contract):
+    """Open the file Data Context and make its suite/definition/checkpoint match the contract.
+
+    The suite is rewritten only when it differs from the contract's, which changes only
+    through `contract update`: a batch can never change it."""
     _quiet_gx()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -160,7 +180,7 @@ def ensure_context(config: PipelineConfig, schema: Schema):
     except KeyError:
         batch_definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
 
-    wanted = build_expectations(config, schema)
+    wanted = build_expectations(contract)
     name = suite_name(config)
     vd_name = f"{name}_definition"
     try:
@@ -174,7 +194,10 @@ def ensure_context(config: PipelineConfig, schema: Schema):
                             (context.validation_definitions, vd_name), (context.suites, name)):
             with contextlib.suppress(DataContextError):
                 store.delete(item)
-        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=wanted))
+        suite = context.suites.add(gx.ExpectationSuite(
+            name=name, expectations=wanted,
+            meta={"data_contract": f"{contract.dataset} v{contract.version}",
+                  "note": "generated from the data contract; change it with `python -m pipeline contract update`"}))
     try:
         checkpoint = context.checkpoints.get(checkpoint_name(config))
     except DataContextError:
@@ -186,8 +209,8 @@ def ensure_context(config: PipelineConfig, schema: Schema):
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name=checkpoint_name(config),
             validation_definitions=[definition],
-            # Data Docs are built once per batch of validated days (see validate_days),
-            # not once per day: the site builder re-reads every stored result.
+            # Data Docs are updated per validation, after the result is scrubbed of
+            # protected values (run_validation), not rebuilt by an action.
             actions=[],
             result_format={"result_format": "SUMMARY"},
         ))
@@ -217,6 +240,22 @@ def _prune_results(root: Path, keep: int = KEEP_GX_RESULTS) -> None:
         path.unlink(missing_ok=True)
 
 
+_SAMPLE_KEYS = ("partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list",
+                "unexpected_list", "unexpected_index_list", "unexpected_index_query", "unexpected_rows")
+
+
+def scrub(vr, protected: tuple[str, ...]) -> None:
+    """Remove sampled values of protected columns (id, PII, sensitive) from a validation result;
+    counts and shares stay."""
+    for r in vr.results:
+        column = r.expectation_config.kwargs.get("column")
+        if column in protected and r.result:
+            for key in _SAMPLE_KEYS:
+                r.result.pop(key, None)
+            if "details" in r.result:
+                r.result.pop("details", None)
+
+
 def _outcome(vr) -> ValidationOutcome:
     failed, evaluated = [], 0
     for r in vr.results:
@@ -226,11 +265,18 @@ def _outcome(vr) -> ValidationOutcome:
         conf = r.expectation_config
         res = r.result or {}
         exc = r.exception_info if isinstance(r.exception_info, dict) else {}
+        kwargs = conf.kwargs
+        limits = None
+        if "min_value" in kwargs or "max_value" in kwargs:
+            limits = [kwargs.get("min_value"), kwargs.get("max_value")]
         failed.append({
             "expectation": conf.type,
-            "column": conf.kwargs.get("column"),
+            "column": kwargs.get("column"),
             "unexpected_count": res.get("unexpected_count"),
             "unexpected_percent": res.get("unexpected_percent"),
+            "element_count": res.get("element_count"),
+            "mostly": kwargs.get("mostly"),
+            "limits": limits if "unexpected_count" not in res else None,
             "observed_value": res.get("observed_value") if "unexpected_count" not in res else None,
             "exception": exc.get("exception_message") if exc.get("raised_exception") else None,
         })
@@ -238,96 +284,166 @@ def _outcome(vr) -> ValidationOutcome:
                              result=vr.to_json_dict())
 
 
-def run_validation(config: PipelineConfig, schema: Schema, frames: dict[str, pd.DataFrame]) -> dict[str, ValidationOutcome]:
-    """Validate batches (run name -> frame) with the checkpoint, then rebuild Data Docs once."""
+def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFrame]) -> dict[str, ValidationOutcome]:
+    """Validate batches (run name -> frame) with the checkpoint; store each result without
+    protected values and update Data Docs for it (not the whole site)."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     root = Path(config.validation.gx_root)
     outcomes = {}
     with _context_lock(root):
-        context, checkpoint = ensure_context(config, schema)
+        context, checkpoint = ensure_context(config, contract)
         for run_name, frame in frames.items():
             result = checkpoint.run(batch_parameters={"dataframe": _for_gx(frame)},
                                     run_id=RunIdentifier(run_name=run_name))
-            (vr,) = result.run_results.values()
-            outcomes[run_name] = _outcome(vr)
+            ((key, vr),) = result.run_results.items()
+            scrub(vr, contract.protected)
+            context.validation_results_store.set(key, vr)
+            context.build_data_docs(resource_identifiers=[key])
+            outcome = _outcome(vr)
+            outcome.docs_page = _docs_page(context, key)
+            outcomes[run_name] = outcome
         _prune_results(root)
-        context.build_data_docs()
     return outcomes
+
+
+def _docs_page(context, key) -> str | None:
+    try:
+        sites = context.get_docs_sites_urls(resource_identifier=key)
+    except Exception:  # a docs site without a page for this result: fall back to the index
+        return None
+    for site in sites or []:
+        url = site.get("site_url")
+        if url:
+            return url.removeprefix("file://")
+    return None
+
+
+def write_suite(config: PipelineConfig, contract) -> None:
+    """Make the committed suite match `contract` (called when a contract version is stored)."""
+    root = Path(config.validation.gx_root)
+    with _context_lock(root):
+        ensure_context(config, contract)
 
 
 def data_docs_index(config: PipelineConfig) -> str:
     return str(Path(config.validation.gx_root) / "uncommitted" / "data_docs" / "local_site" / "index.html")
 
 
-def validate_days(config: PipelineConfig, storage: Storage, days: list[dt.date]) -> tuple[list[dict], list[str]]:
-    """Validate raw partitions; record verdicts; quarantine failures.
+# --------------------------------------------------------------------------- write-audit-publish
 
-    Returns (records of passed days, messages of failed days).
-    """
+
+def staged_deliveries(storage: Storage, dataset: str, day: dt.date) -> list[str]:
+    """Delivery ids staged for `day` and not yet judged, oldest first."""
+    return sorted(storage.list_children(layout.staging_day(dataset, day)))
+
+
+def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, delivery_id: str,
+           outcome: ValidationOutcome, frame: pd.DataFrame) -> tuple[dict | None, str | None]:
     ds = config.dataset
-    frames, manifests, schema = {}, {}, None
+    staged = layout.staging_delivery(ds.name, day, delivery_id)
+    raw_key = layout.raw_partition(ds.name, day)
+    staged_manifest = storage.read_manifest(staged)
+    docs = getattr(outcome, "docs_page", None) or data_docs_index(config)
+    record = {
+        "dataset": ds.name,
+        "day": day.isoformat(),
+        "delivery_id": delivery_id,
+        "success": outcome.success,
+        "rows": int(len(frame)),
+        "expectations_evaluated": outcome.evaluated,
+        "failed_expectations": outcome.failed,
+        "suite": suite_name(config),
+        "contract": contract.summary(),
+        "data_docs": docs,
+        "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    if outcome.success:
+        keep = {k: v for k, v in staged_manifest.items() if k not in ("files", "file_map", "publish_id", "row_count")}
+        published = storage.copy_partition(staged, raw_key, manifest={**keep, "validation": {
+            "expectations_evaluated": outcome.evaluated, "data_docs": docs}})
+        record["raw_publish_id"] = published["publish_id"]
+        storage.write_json(layout.validation_record(ds.name, day), record)
+        storage.delete(staged)
+        log.info("%s: delivery %s passed %d expectations on %d rows; published at %s", day, delivery_id,
+                 outcome.evaluated, len(frame), storage.uri(raw_key))
+        return {k: record[k] for k in ("day", "delivery_id", "success", "rows", "expectations_evaluated")} | {
+            "partition": storage.uri(raw_key), "data_docs": docs}, None
+    from .data import quarantine
+
+    q_uri = quarantine.from_staging(storage, staged, ds.name, day, delivery_id, stage="validate",
+                                    reasons=[_describe(f) for f in outcome.failed],
+                                    details={"summary": record, "great_expectations": outcome.result})
+    storage.delete(staged)
+    record["quarantine"] = q_uri
+    committed = storage.partition_exists(raw_key)
+    if not committed:  # nothing good for that day: training and monitoring must see it as quarantined
+        storage.write_json(layout.validation_record(ds.name, day), record)
+    message = (f"{ds.name} delivery {delivery_id} for {day} failed {len(outcome.failed)} of {outcome.evaluated} "
+               f"expectations of contract v{contract.version}: {outcome.summary()}. Delivery kept in {q_uri}; "
+               + (f"the committed partition {storage.uri(raw_key)} is unchanged; " if committed else "")
+               + f"failing validation page: {docs}")
+    log.error(message)
+    return None, message
+
+
+def validate_days(config: PipelineConfig, storage: Storage, days: list[dt.date],
+                  deliveries: dict[dt.date, str] | None = None) -> tuple[list[dict], list[str]]:
+    """Audit the staged delivery of each day (the given one, or the latest) and publish it or
+    quarantine it. Returns (records of published days, messages of failed days)."""
+    from .data import contract as contracts
+
+    ds = config.dataset
+    contract = contracts.require(config, storage)
+    frames, chosen = {}, {}
     for day in days:
-        raw_key = layout.raw_partition(ds.name, day)
+        delivery_id = (deliveries or {}).get(day)
+        if delivery_id is None:
+            staged = staged_deliveries(storage, ds.name, day)
+            if not staged:
+                raise ValidationFailed(f"{day}: no staged delivery to validate under "
+                                       f"{storage.uri(layout.staging_day(ds.name, day))} (run ingestion first: "
+                                       f"python -m pipeline ingest --date {day})")
+            delivery_id = staged[-1]
+            for older in staged[:-1]:  # superseded by a later delivery of the same day
+                storage.delete(layout.staging_delivery(ds.name, day, older))
+        key = layout.staging_delivery(ds.name, day, delivery_id)
         try:
-            manifests[day] = storage.read_manifest(raw_key)
+            frames[f"{ds.name}-{day.isoformat()}-{delivery_id}"] = storage.read_partition(key).to_pandas()
         except PartitionNotFound as exc:
-            raise ValidationFailed(f"{day}: nothing to validate, {exc} (run ingestion first)") from exc
-        schema = Schema.from_dict(manifests[day]["schema"])
-        frames[f"{ds.name}-{day.isoformat()}"] = storage.read_partition(raw_key).to_pandas()
+            raise ValidationFailed(f"{day}: delivery {delivery_id} is not staged ({exc}); run ingestion again") from exc
+        chosen[day] = delivery_id
     if not frames:
         return [], []
-    outcomes = run_validation(config, schema, frames)
+    outcomes = run_validation(config, contract, frames)
     passed, failures = [], []
-    for day in days:
-        name = f"{ds.name}-{day.isoformat()}"
-        outcome, frame = outcomes[name], frames[name]
-        record = {
-            "dataset": ds.name,
-            "day": day.isoformat(),
-            "success": outcome.success,
-            "raw_publish_id": manifests[day]["publish_id"],
-            "rows": int(len(frame)),
-            "expectations_evaluated": outcome.evaluated,
-            "failed_expectations": outcome.failed,
-            "suite": suite_name(config),
-            "data_docs": data_docs_index(config),
-            "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        }
-        if outcome.success:
-            storage.write_json(layout.validation_record(ds.name, day), record)
-            passed.append({k: record[k] for k in ("day", "success", "rows", "expectations_evaluated")})
-            log.info("%s: %d expectations passed on %d rows", day, outcome.evaluated, len(frame))
-            continue
-        raw_key = layout.raw_partition(ds.name, day)
-        q_key = layout.quarantine_partition(ds.name, day)
-        result_bytes = json.dumps({"summary": record, "great_expectations": outcome.result},
-                                  indent=2, sort_keys=True, default=str).encode()
-        storage.copy_partition(raw_key, q_key, extra_files={"validation_result.json": result_bytes},
-                               manifest={"reason": {"stage": "validate", "failed_expectations": outcome.failed}})
-        storage.delete(raw_key)  # scoring and training must not pick it up
-        record["quarantine"] = storage.uri(q_key)
-        storage.write_json(layout.validation_record(ds.name, day), record)
-        failures.append(
-            f"{ds.name} batch {day} failed {len(outcome.failed)} of {outcome.evaluated} expectations: "
-            f"{outcome.summary()}. Batch moved to {storage.uri(q_key)}; Data Docs: {record['data_docs']}")
-        log.error(failures[-1])
+    for day, delivery_id in chosen.items():
+        name = f"{ds.name}-{day.isoformat()}-{delivery_id}"
+        ok, failure = _judge(config, storage, contract, day, delivery_id, outcomes[name], frames[name])
+        if ok:
+            passed.append(ok)
+        else:
+            failures.append(failure)
     return passed, failures
 
 
-def validate_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
-    """Validate the day's raw partition; quarantine it and raise if it fails."""
-    passed, failures = validate_days(config, storage, [day])
+def validate_day(config: PipelineConfig, storage: Storage, day: dt.date, delivery_id: str | None = None) -> dict:
+    """Audit the day's staged delivery; publish it, or quarantine it and raise."""
+    passed, failures = validate_days(config, storage, [day], {day: delivery_id} if delivery_id else None)
     if failures:
         raise ValidationFailed(failures[0])
-    return {**passed[0], "data_docs": data_docs_index(config)}
+    return passed[0]
 
 
 def require_validated(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     """The raw partition's manifest, provided it passed validation as published now."""
     ds = config.dataset
     raw_key = layout.raw_partition(ds.name, day)
-    manifest = storage.read_manifest(raw_key)
+    try:
+        manifest = storage.read_manifest(raw_key)
+    except PartitionNotFound as exc:
+        raise PartitionNotFound(f"{exc}: day {day} was not ingested and validated; run "
+                                f"`python -m pipeline run-scoring --date {day}` (ingest, validate, score)") from exc
     try:
         record = storage.read_json(layout.validation_record(ds.name, day))
     except FileNotFoundError as exc:

@@ -51,10 +51,11 @@ def test_text_in_numeric_column_names_column_and_rows(tmp_path):
         coerce_types(text, schema)
 
 
-def test_missing_configured_column_is_named(tmp_path):
-    ds = _dataset(tmp_path, "id,colour,y\n1,red,0\n", features={"categorical": ["colour"], "numeric": ["amount"]})
-    with pytest.raises(SourceError, match=r"lacks configured column\(s\) \['amount'\]"):
-        resolve_schema(ds, read_source_text(ds))
+def test_missing_configured_column_is_refused_at_load(tmp_path):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"dataset.features.numeric names \['amount'\]"):
+        _dataset(tmp_path, "id,colour,y\n1,red,0\n", features={"categorical": ["colour"], "numeric": ["amount"]})
 
 
 def test_inference_and_na_spellings(tmp_path):
@@ -95,7 +96,7 @@ def test_event_time_column_decides_the_day(tmp_path):
     config = load_config(tmp_path / "params.yaml")
     result = ingest_day(config, open_storage(str(tmp_path / "st")), dt.date(2025, 1, 2))
     assert result["rows"] == 2
-    raw = pd.read_parquet(tmp_path / "st/raw/toy/dt=2025-01-02")
+    raw = pd.read_parquet(result["staged"])  # staged for the audit; nothing published yet
     assert list(raw["id"]) == [2, 3] and str(raw["ts"].dtype).startswith("datetime64")
     assert "y" not in raw.columns  # the target never enters the raw batch
 

@@ -108,17 +108,22 @@ def simulate_deliveries(config: PipelineConfig, storage: Storage, days: list[dt.
                         seed: int = 0) -> dict:
     if scenario not in SCENARIOS:
         raise SimulationError(f"unknown scenario {scenario!r}; known: {list(SCENARIOS)}")
+    from ..data import contract as contracts
+    from ..data.delivery import NoDelivery, read_delivery
+    from ..source import type_rows
+
     ds = config.dataset
-    text = read_source_text(ds, storage)
-    schema = resolve_schema(ds, text)
+    schema = contracts.require(config, storage).schema
     profile = _champion_profile(config, storage)
     strength = DEFAULT_STRENGTH[scenario] if strength is None else strength
     published = []
     for i, day in enumerate(days):
-        rows = day_rows(ds, text, day)
-        if rows.empty:
-            raise SimulationError(f"source {ds.source.uri} has no rows for {day}")
-        typed = coerce_types(rows, schema, list(schema.batch_columns) + [schema.target_column])
+        try:
+            delivery = read_delivery(config, storage, day)
+        except NoDelivery as exc:
+            raise SimulationError(f"source {ds.source.uri} has no rows for {day}") from exc
+        rows = type_rows(delivery.text, schema, schema.target_column)
+        typed = rows.typed.drop(index=rows.bad.index)
         col = column or _default_column(scenario, schema, profile, typed)
         if col not in typed.columns:
             raise SimulationError(f"column {col!r} is not in dataset {ds.name} (columns: {list(typed.columns)})")
@@ -130,7 +135,7 @@ def simulate_deliveries(config: PipelineConfig, storage: Storage, days: list[dt.
         batch = publish_batch(config, storage, day, changed, schema, source=f"simulate:{scenario}", extra=note)
         labels = publish_labels(config, storage, day, changed, schema,
                                 as_of=day + dt.timedelta(days=ds.batching.label_delay_days), extra=note)
-        published.append({"day": day.isoformat(), "rows": batch["rows"], "raw": batch["partition"],
+        published.append({"day": day.isoformat(), "rows": batch["rows"], "staged": batch["staged"],
                           "labels": labels["partition"]})
         log.info("simulated %s on %s (%s, strength %s): %d rows", scenario, day, col, strength, batch["rows"])
     return {"scenario": scenario, "column": column or (published and col), "strength": strength, "days": published}

@@ -1,0 +1,1 @@
+"""Data intake: the frozen data contract, reading a day's delivery, and quarantine."""
