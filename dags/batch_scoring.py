@@ -15,8 +15,8 @@ Scores the day's batch with the current **champion** model.
 
 | task | does | writes (under the storage root) |
 |---|---|---|
-| ingest | the day's batch from the source (and the labels that arrive that day) | `raw/<dataset>/dt=YYYY-MM-DD/`, `labels/…` |
-| validate | Great Expectations suite; a failing batch goes to quarantine and the task fails naming the expectations | `validation/…`, `quarantine/<dataset>/dt=…/` |
+| ingest | reads the day's delivery, checks it against the data contract, types it row by row and stages it (and publishes the labels that arrive that day); a delivery that does not fit goes to quarantine | `staging/<dataset>/dt=…/<delivery>/`, `labels/…`, `quarantine/<dataset>/dt=…/<delivery>/` |
+| validate | Great Expectations suite of the contract on the staged delivery; passes → published as the day's partition, fails → quarantined (the committed partition stays) and the task fails naming the expectations, shares and the failing Data Docs page | `raw/<dataset>/dt=YYYY-MM-DD/`, `validation/…`, `quarantine/…` |
 | score | champion scores every row | `predictions/<model>/dt=YYYY-MM-DD/` |
 
 **Output for analysts**: Parquet with columns `<id>`, `score` (probability of the positive
@@ -59,11 +59,13 @@ def batch_scoring():
             return steps.ingest(run_date(context), s3_options=s3_options())
 
     @task
-    def validate(_ingested: dict, **context) -> dict:
+    def validate(ingested: dict, **context) -> dict:
         from pipeline import steps
 
+        # Audit exactly the delivery this run staged (write-audit-publish).
         with fail_fast_on_bad_data():
-            return steps.validate(run_date(context), s3_options=s3_options())
+            return steps.validate(run_date(context), s3_options=s3_options(),
+                                  delivery_id=ingested.get("delivery_id"))
 
     @task
     def score(_validated: dict, **context) -> dict:

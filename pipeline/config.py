@@ -486,8 +486,8 @@ def _check_dataset(config: PipelineConfig) -> None:
     for col, bounds in v.ranges.items():
         lo, hi = bounds
         if lo is not None and hi is not None and lo > hi:
-            raise ConfigError(f"validation.ranges.{col}: [{lo}, {hi}] is not ordered (minimum above maximum); "
-                              f"did you mean [{hi}, {lo}]?")
+            raise ConfigError(f"validation.ranges.{col}: [{lo:g}, {hi:g}] is not ordered (minimum above maximum); "
+                              f"did you mean [{hi:g}, {lo:g}]?")
     for col, values in v.categories.items():
         if not values:
             raise ConfigError(f"validation.categories.{col}: empty list (no value could pass)")

@@ -18,3 +18,15 @@ class MonitoringError(PipelineError, ValueError):
 
 class SimulationError(PipelineError, ValueError):
     """A drift scenario cannot be simulated as asked (unknown scenario or column)."""
+
+
+class ArtefactError(PipelineError, ValueError):
+    """A stored artefact (manifest, record, model) is unreadable; the message names the file."""
+
+
+class ArtefactMissing(PipelineError, FileNotFoundError):
+    """A stored artefact the step needs does not exist; the message names it."""
+
+
+class StorageFull(PipelineError, OSError):
+    """The storage has no space left; nothing was published (an operator must free space)."""

@@ -36,6 +36,8 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import ArtefactError, ArtefactMissing, PipelineError, StorageFull
+
 MANIFEST = "_manifest.json"
 STAGING_DIR = "_staging"
 
@@ -48,7 +50,7 @@ class PreconditionFailed(StorageError):
     """A conditional write lost: the object changed since it was read (another writer won)."""
 
 
-class PartitionNotFound(StorageError):
+class PartitionNotFound(StorageError, PipelineError):
     """No committed partition (no manifest) at that key."""
 
 
@@ -132,11 +134,16 @@ class LocalBackend:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            _raise_if_full(exc, self.uri(key))
+            raise
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """The object's bytes and a version tag (sha256 of the content), or (None, None)."""
@@ -390,7 +397,10 @@ class Storage:
         return self.backend.exists(_check_key(key))
 
     def read_bytes(self, key: str) -> bytes:
-        return self.backend.read_bytes(_check_key(key))
+        try:
+            return self.backend.read_bytes(_check_key(key))
+        except FileNotFoundError as exc:
+            raise ArtefactMissing(str(exc)) from exc
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.backend.write_bytes(_check_key(key), data)
@@ -439,7 +449,12 @@ class Storage:
         return sorted(out)
 
     def read_json(self, key: str) -> Any:
-        return json.loads(self.read_bytes(key))
+        data = self.read_bytes(key)
+        try:
+            return json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArtefactError(f"{self.uri(key)}: not valid JSON ({exc}); restore it from a backup or "
+                                "rerun the step that wrote it") from exc
 
     def read_json_versioned(self, key: str) -> tuple[Any, str | None]:
         """The JSON value (None if absent) and its version tag, for :meth:`write_json_if`."""
@@ -482,7 +497,11 @@ class Storage:
         if not files:
             raise StorageError(f"refusing to publish an empty partition at {self.uri(key)}")
         manifest = {**(manifest or {}), "files": files, "publish_id": uuid.uuid4().hex}
-        self.backend.publish_dir(staged, key, manifest)
+        try:
+            self.backend.publish_dir(staged, key, manifest)
+        except OSError as exc:
+            _raise_if_full(exc, self.uri(key))
+            raise
         return self.read_manifest(key)
 
     def write_partition(self, key: str, frames: dict[str, "pa.Table"], manifest: dict | None = None,
@@ -491,7 +510,11 @@ class Storage:
         with self.staging() as staged:
             rows = 0
             for name, table in frames.items():
-                pq.write_table(table, staged / name, compression="zstd")
+                try:
+                    pq.write_table(table, staged / name, compression="zstd")
+                except OSError as exc:
+                    _raise_if_full(exc, self.uri(key))
+                    raise
                 rows += table.num_rows
             for name, data in (extra_files or {}).items():
                 (staged / name).parent.mkdir(parents=True, exist_ok=True)
@@ -544,6 +567,15 @@ class Storage:
                 (staged / name).write_bytes(data)
             keep = {k: v for k, v in src_manifest.items() if k not in ("files", "file_map", "publish_id")}
             return self.publish_partition(dst, staged, {**keep, **(manifest or {}), "copied_from": self.uri(src)})
+
+
+def _raise_if_full(exc: OSError, uri: str) -> None:
+    """Disk full is not transient: fail without retries, naming where."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+        raise StorageFull(errno.ENOSPC, f"no space left writing {uri}; nothing was published. Free space "
+                                        "or point storage.root elsewhere, then rerun") from exc
 
 
 def open_storage(root_uri: str, s3_options: S3Options | dict | None = None) -> Storage:

@@ -53,6 +53,8 @@ class ValidationOutcome:
     evaluated: int = 0
     result: dict[str, Any] = field(default_factory=dict)
     docs_page: str | None = None
+    # Passing expectations that found unexpected values within their `mostly` tolerance.
+    tolerated: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         return "; ".join(_describe(f) for f in self.failed)
@@ -257,10 +259,17 @@ def scrub(vr, protected: tuple[str, ...]) -> None:
 
 
 def _outcome(vr) -> ValidationOutcome:
-    failed, evaluated = [], 0
+    failed, tolerated, evaluated = [], [], 0
     for r in vr.results:
         evaluated += 1
         if r.success:
+            res = r.result or {}
+            if res.get("unexpected_count"):
+                conf = r.expectation_config
+                tolerated.append({"expectation": conf.type, "column": conf.kwargs.get("column"),
+                                  "unexpected_count": res["unexpected_count"],
+                                  "unexpected_percent": res.get("unexpected_percent"),
+                                  "element_count": res.get("element_count"), "mostly": conf.kwargs.get("mostly")})
             continue
         conf = r.expectation_config
         res = r.result or {}
@@ -281,7 +290,7 @@ def _outcome(vr) -> ValidationOutcome:
             "exception": exc.get("exception_message") if exc.get("raised_exception") else None,
         })
     return ValidationOutcome(success=bool(vr.success), failed=failed, evaluated=evaluated,
-                             result=vr.to_json_dict())
+                             result=vr.to_json_dict(), tolerated=tolerated)
 
 
 def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFrame]) -> dict[str, ValidationOutcome]:
@@ -353,6 +362,7 @@ def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, del
         "rows": int(len(frame)),
         "expectations_evaluated": outcome.evaluated,
         "failed_expectations": outcome.failed,
+        "tolerated": outcome.tolerated,
         "suite": suite_name(config),
         "contract": contract.summary(),
         "data_docs": docs,
@@ -367,7 +377,10 @@ def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, del
         storage.delete(staged)
         log.info("%s: delivery %s passed %d expectations on %d rows; published at %s", day, delivery_id,
                  outcome.evaluated, len(frame), storage.uri(raw_key))
-        return {k: record[k] for k in ("day", "delivery_id", "success", "rows", "expectations_evaluated")} | {
+        for t in outcome.tolerated:
+            log.warning("%s: tolerated %s", day, _describe(t))
+        return {k: record[k] for k in ("day", "delivery_id", "success", "rows", "expectations_evaluated",
+                                       "tolerated")} | {
             "partition": storage.uri(raw_key), "data_docs": docs}, None
     from .data import quarantine
 

@@ -5,7 +5,7 @@ import duckdb
 import pytest
 import yaml
 
-from pipeline import layout, registry
+from pipeline import steps, layout, registry
 from pipeline.config import load_config
 from pipeline.storage import open_storage
 from helpers import run_dag, task_states
@@ -101,6 +101,8 @@ def test_bad_batch_through_the_scoring_dag(dagbag, tmp_path, monkeypatch):
     day = dt.date(2025, 3, 5)
     record = storage.read_json(layout.validation_record("credit_default", day))
     assert [f["column"] for f in record["failed_expectations"]] == ["AGE"]
-    assert storage.partition_exists(layout.quarantine_partition("credit_default", day))
+    assert record["quarantine"].startswith(storage.uri(layout.quarantine_day("credit_default", day)))
+    (quarantined,) = steps.quarantine_list(params=str(params))
+    assert quarantined["stage"] == "validate" and "column=AGE" in quarantined["reasons"][0]
     assert not storage.partition_exists(layout.raw_partition("credit_default", day))
     assert not storage.list_keys("predictions")

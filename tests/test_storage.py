@@ -118,3 +118,65 @@ def test_s3_source_is_read_with_the_storage_credentials(s3_server, tmp_path, mon
     config = load_config(params)
     results = [ingest_day(config, storage, dt.date(2025, 1, d)) for d in (1, 2)]
     assert sum(r["rows"] for r in results) == 60
+
+
+def test_hung_s3_endpoint_fails_within_the_configured_budget(tmp_path, monkeypatch):
+    """A TCP endpoint that accepts connections and never answers: storage gives up within
+    attempts x (connect + read timeout), not after minutes."""
+    import socket
+    import threading
+    import time
+
+    from pipeline.config import load_config
+    from pipeline.steps import storage_for
+    from conftest import ROOT, write_params
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept_forever():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # accept, never answer
+            except OSError:
+                continue
+
+    threading.Thread(target=accept_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    config = load_config(write_params(tmp_path, storage={"connect_timeout_seconds": 1, "read_timeout_seconds": 2,
+                                                         "max_attempts": 2}))
+    monkeypatch.setenv("PIPELINE_STORAGE_URI", "s3://hung-bucket/root")
+    config = load_config(config.params_path)
+    storage = storage_for(config)
+    budget = config.storage.max_attempts * (config.storage.connect_timeout_seconds + config.storage.read_timeout_seconds)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception, match="(?i)timeout|timed out"):
+            storage.read_json("anything.json")
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+        for conn in held:
+            conn.close()
+    assert 2 <= elapsed <= budget + 5, elapsed
+    defaults = load_config(ROOT / "params.yaml").storage
+    assert defaults.max_attempts * (defaults.connect_timeout_seconds + defaults.read_timeout_seconds) <= 60
+
+
+def test_corrupt_json_artefact_names_the_file(tmp_path):
+    from pipeline.errors import ArtefactError, ArtefactMissing, PipelineError
+
+    storage = open_storage(str(tmp_path))
+    storage.write_bytes("validation/x/dt=2025-01-01.json", b"{not json")
+    with pytest.raises(ArtefactError, match=r"validation/x/dt=2025-01-01.json: not valid JSON"):
+        storage.read_json("validation/x/dt=2025-01-01.json")
+    with pytest.raises(ArtefactMissing, match="no object at") as info:
+        storage.read_bytes("models/m/versions/v1/model.joblib")
+    assert isinstance(info.value, PipelineError)  # the Airflow glue fails it without retries
