@@ -58,10 +58,11 @@ def test_few_percent_out_of_range_per_day_passes_with_mostly_and_reports_shares(
     with pytest.raises(Exception, match=r"column=AGE\): \d+ of \d+ value\(s\) unexpected \(\d\.\d\d%; limit 0\.00%\)"):
         steps.validate(day, str(strict))
     params["validation"]["mostly"] = {"AGE": {"range": 0.9}}
+    params["training"].update(window_days=20, holdout_days=5, cv_folds=3, estimator_params={"max_iter": 40})
     tolerant = write_params(tmp_path, params)
     steps.contract_update("AGE has a few impossible values per day; tolerate up to 10%", params=str(tolerant))
     result = steps.run_training("2025-03-01", str(tolerant))
-    assert result["register"]["champion"] if "champion" in result["register"] else True
+    assert result["validate"]["quarantined_days"] == 0 and result["snapshot"]["rows"] > 0
     scored = steps.run_scoring("2025-03-02", str(tolerant))
     (tolerated,) = [t for t in scored["validate"]["tolerated"] if t["column"] == "AGE"]
     assert 0.5 < tolerated["unexpected_percent"] < 10 and tolerated["mostly"] == 0.9
