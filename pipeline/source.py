@@ -389,7 +389,7 @@ def type_rows(text: pd.DataFrame, schema: Schema, target_column: str | None = No
     if reasons:
         frame = pd.DataFrame(reasons, index=text.index)
         flagged = frame.notna().any(axis=1)
-        bad[flagged] = frame[flagged].apply(lambda r: "; ".join(v for v in r if v), axis=1)
+        bad[flagged] = frame[flagged].apply(lambda r: "; ".join(v for v in r if isinstance(v, str) and v), axis=1)
     # Exact duplicate rows are dropped (counted); different rows sharing an id are rejected.
     ok = bad.isna()
     dup_exact = typed[ok].duplicated(keep="first")

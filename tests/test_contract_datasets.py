@@ -67,3 +67,50 @@ def test_few_percent_out_of_range_per_day_passes_with_mostly_and_reports_shares(
     (tolerated,) = [t for t in scored["validate"]["tolerated"] if t["column"] == "AGE"]
     assert 0.5 < tolerated["unexpected_percent"] < 10 and tolerated["mostly"] == 0.9
     assert scored["score"]["rows"] == scored["validate"]["rows"]
+
+
+def _one_day_landing(tmp_path, change) -> tuple[str, pd.DataFrame]:
+    raw = pd.read_csv(ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", dtype=str, keep_default_na=False)
+    day = raw.iloc[:300].copy().reset_index(drop=True)
+    change(day)
+    (tmp_path / "landing/dt=2025-02-10").mkdir(parents=True)
+    day.to_csv(tmp_path / "landing/dt=2025-02-10/delivery.csv", index=False)
+    return str(tmp_path / "landing/dt={date}/*.csv"), day
+
+
+def test_quarantine_rows_policy_publishes_the_good_rows_and_keeps_the_bad_with_reasons(tmp_path):
+    def dirty(day):
+        day.loc[3, "LIMIT_BAL"] = "abc"
+        day.loc[7, "ID"] = ""
+        day.loc[9] = day.loc[8]          # exact duplicate: dropped, counted
+    uri, day = _one_day_landing(tmp_path, dirty)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["dataset"]["source"] = {"uri": uri, "format": "csv"}
+    params["validation"].update(row_policy="quarantine_rows", max_bad_row_share=0.05)
+    path = write_params(tmp_path, params)
+    staged = steps.ingest("2025-02-10", str(path))
+    assert (staged["rows_delivered"], staged["rows_quarantined"], staged["duplicates_dropped"]) == (300, 2, 1)
+    assert staged["rows"] == 297
+    published = steps.validate("2025-02-10", str(path))
+    assert published["rows"] == 297
+    (q,) = steps.quarantine_list(params=str(path))
+    assert q["stage"] == "typing"
+    assert any("'LIMIT_BAL': 1 value(s) not a number (lines [5])" in r for r in q["reasons"])
+    assert any("'ID': 1 value(s) missing (no id) (lines [9])" in r for r in q["reasons"])
+    storage = open_storage(load_config(path).storage.root)
+    bad = storage.read_partition(q["uri"].removeprefix(storage.uri("") + "/")).to_pandas()
+    assert sorted(bad["_line"]) == ["5", "9"] and bad["_reason"].str.contains("column").all()
+
+
+def test_na_values_extend_the_defaults_unless_told_to_replace_them(tmp_path):
+    uri, _ = _one_day_landing(tmp_path, lambda day: day.__setitem__("BILL_AMT1", day["BILL_AMT1"].where(
+        day.index % 50 != 0, "?")))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["dataset"]["source"] = {"uri": uri, "format": "csv", "na_values": ["?"]}
+    config = load_config(write_params(tmp_path, params))
+    assert "?" in config.dataset.source.missing_tokens and "NA" in config.dataset.source.missing_tokens
+    staged = steps.ingest("2025-02-10", config.params_path)
+    assert staged["rows_quarantined"] == 0  # '?' is missing, not text in a number column
+    params["dataset"]["source"]["replace_default_na_values"] = True
+    replaced = load_config(write_params(tmp_path / "r", params))
+    assert replaced.dataset.source.missing_tokens == ("?",)

@@ -193,7 +193,9 @@ def resolve(config: PipelineConfig, sample: dict[str, Any], version: int, reason
     if values and len(values) != 2:
         raise ContractError(f"target column {ds.target.column!r} must have two classes; found {values[:20]}")
     empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in header})
-    schema = resolve_schema(ds, empty, numeric_columns=list(sample.get("numeric_columns", [])))
+    # A column with a range in the params is a number column, whatever the first data held.
+    numeric = list(dict.fromkeys([*sample.get("numeric_columns", []), *config.validation.ranges]))
+    schema = resolve_schema(ds, empty, numeric_columns=numeric)
     schema = dataclasses.replace(schema, id_is_integer=bool(sample.get("id_is_integer")) and not schema.id_derived)
     unknown = sorted((set(config.validation.ranges) - set(schema.numeric) - set(schema.sensitive)))
     if unknown:
