@@ -6,6 +6,7 @@ from airflow.sdk import Param, dag, task
 
 from pipeline_airflow import (DEFAULT_ARGS, actor, approval_operator, approval_required, fail_fast_on_bad_data, run_date,
                               s3_options, skip)
+from pipeline_airflow.alerting import GateRejectionNotifier
 
 DOC = """
 ### Training pipeline
@@ -99,7 +100,7 @@ def training_pipeline():
         with fail_fast_on_bad_data():
             return steps.gate(evaluated["version"], s3_options=s3_options())
 
-    @task
+    @task(on_skipped_callback=[GateRejectionNotifier()])
     def register(decision: dict, **context) -> dict:
         from pipeline import steps
 
@@ -109,7 +110,7 @@ def training_pipeline():
             result = steps.register(decision["version"], s3_options=s3_options(), actor=who,
                                     run_id=context["run_id"])
         if not result["promoted"]:
-            skip(f"{decision['version']} not promoted: {'; '.join(result['reasons'])}. "
+            skip(f"gate rejected {decision['version']}, not promoted: {'; '.join(result['reasons'])}. "
                  f"Champion stays {result['champion']}.")
         return result
 

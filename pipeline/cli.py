@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["list"])
     s.add_argument("--dataset")
     s.add_argument("--since", help="first day (YYYY-MM-DD)")
+    s = sub.add_parser("audit", help="the audit trail: quarantines, gate decisions, promotions, rollbacks, "
+                                     "retraining triggers, alerts")
+    s.add_argument("action", choices=["list"])
+    s.add_argument("--since", help="first day (YYYY-MM-DD)")
+    s.add_argument("--kind", choices=["quarantine", "gate", "promotion", "rollback", "registry",
+                                      "retraining_trigger", "alert", "alert_resolved"])
     s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from the data contract")
     s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
     s.add_argument("action", choices=["list", "history", "promote", "rollback", "challenger", "clear-challenger",
@@ -147,6 +153,8 @@ def run(args: argparse.Namespace) -> dict | list:
         return steps.contract_show(params, history=args.action == "history")
     if cmd == "quarantine":
         return steps.quarantine_list(args.dataset, args.since, params)
+    if cmd == "audit":
+        return steps.audit_list(args.since, args.kind, params)
     if cmd == "gx-init":
         return steps.gx_init(params)
     if cmd == "models":

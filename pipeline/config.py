@@ -286,6 +286,21 @@ class DemoConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlertsConfig:
+    """On-call alerts (plugins/pipeline_airflow/alerting.py). Channels are Airflow connections; a
+    channel whose connection does not exist is skipped (the alert is still logged and audited)."""
+
+    email_to: tuple[str, ...] = ()
+    email_from: str = "pipeline-alerts@localhost"
+    smtp_conn_id: str = "smtp_alerts"          # conn_type smtp
+    webhook_conn_id: str = "alerts_webhook"    # conn_type http: Slack-compatible JSON is POSTed to it
+    # Failures with the same cause within this window produce one alert (then a count).
+    dedupe_minutes: float = 360.0
+    # Where people open the Airflow UI (links in alerts).
+    ui_base_url: str = "http://127.0.0.1:8080"
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     dataset: DatasetConfig
     storage: StorageConfig = StorageConfig()
@@ -300,6 +315,7 @@ class PipelineConfig:
     dvc: DvcConfig = DvcConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     demo: DemoConfig = DemoConfig()
+    alerts: AlertsConfig = AlertsConfig()
     params_path: str = ""
 
     @property

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 
 class PipelineError(Exception):
-    """Bad data, config or artefact: the message names what and where; retrying will not help."""
+    """Bad data, config or artefact: the message names what and where; retrying will not help.
+
+    `links` (name -> URI) point at what a person should open: the quarantined delivery, the
+    failing Data Docs page, a report. Alerts and the Airflow UI show them."""
+
+    def __init__(self, *args, links: dict[str, str] | None = None):
+        super().__init__(*args)
+        self.links = dict(links or {})
 
 
 class MonitoringError(PipelineError, ValueError):

@@ -372,6 +372,12 @@ def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict
         "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     })
     storage.write_json(f"{key}/{registry.GATE}", decision)
+    from .ops import audit
+
+    audit.record(storage, "gate", f"{model_name} {version}: gate {'passed' if decision['passed'] else 'rejected'}",
+                 why="; ".join(decision["reasons"]) or "every floor, limit and comparison holds",
+                 model=model_name, version=version, passed=decision["passed"],
+                 report=storage.uri(f"{key}/{REPORT}"))
     registry.update_manifest(storage, model_name, version, gate={"passed": decision["passed"],
                                                                  "reasons": decision["reasons"]})
     report = storage.read_bytes(f"{key}/{REPORT}").decode()

@@ -70,8 +70,11 @@ def _read(config: PipelineConfig, storage: Storage, day: dt.date):
             where = quarantine.keep_unread(storage, config.dataset.name, day, delivery_id, files, [str(exc)],
                                            list(files))
             mark_rejected(config, storage, day, delivery_id, where, [str(exc)])
+            links = {"quarantine": where}
             where = f" Delivery kept in {where}."
-        raise IngestError(f"{day}: delivery cannot be read: {exc}.{where}") from exc
+        else:
+            links = {}
+        raise IngestError(f"{day}: delivery cannot be read: {exc}.{where}", links=links) from exc
 
 
 def mark_rejected(config: PipelineConfig, storage: Storage, day: dt.date, delivery_id: str, where: str,
@@ -119,7 +122,8 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
         mark_rejected(config, storage, day, delivery.delivery_id, where, reasons)
         return IngestError(f"{name} delivery {delivery.delivery_id} for {day} rejected: {'; '.join(reasons)}. "
                            f"Delivery kept in {where}; the committed partition "
-                           f"{storage.uri(layout.raw_partition(name, day))} is unchanged.")
+                           f"{storage.uri(layout.raw_partition(name, day))} is unchanged.",
+                           links={"quarantine": where})
 
     problems = header_problems(contract, list(delivery.text.columns), ds.source.csv_delimiter, v.extra_columns)
     if problems:

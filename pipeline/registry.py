@@ -138,6 +138,14 @@ def record_event(storage: Storage, model: str, event: dict) -> dict:
     now = dt.datetime.now(dt.timezone.utc)
     record = {"model": model, "at": now.isoformat(timespec="microseconds"), **event}
     storage.write_json(f"{layout.model_history(model)}/{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json", record)
+    from .ops import audit
+
+    action = event.get("action", "")
+    kind = "promotion" if action == "promote" else "rollback" if action == "rollback" else "registry"
+    audit.record(storage, kind, f"{model}: {action} {event.get('alias') or ''} -> {event.get('version')} "
+                                f"({event.get('outcome', '')})".replace("  ", " "),
+                 why=event.get("reason") or event.get("refused_because") or "", run_id=event.get("run_id"),
+                 actor=event.get("actor"), model=model, event=event)
     return record
 
 

@@ -118,9 +118,10 @@ def validate_window(as_of: str | dt.date, params: str | None = None, s3_options:
     log.info("validating %d staged day(s) of the window (%d kept)", len(todo), len(window) - len(todo))
     passed, failures = validate_days(config, storage, todo)
     if failures and not passed and len(failures) == len(window):
-        raise ValidationFailed(f"every day of the window failed validation:\n" + "\n".join(failures))
+        raise ValidationFailed(f"every day of the window failed validation:\n"
+                               + "\n".join(f["message"] for f in failures))
     for failure in failures:  # quarantined: the snapshot leaves these days out and records why
-        log.error("window day quarantined: %s", failure)
+        log.error("window day quarantined: %s", failure["message"])
     return {"as_of": as_of.isoformat(), "validated_days": len(passed), "already_valid_days": len(window) - len(todo),
             "quarantined_days": len(failures), "data_docs": data_docs_index(config)}
 
@@ -286,6 +287,14 @@ def quarantine_list(dataset: str | None = None, since: str | None = None, params
 
     config, storage = open_pipeline(params, s3_options)
     return list_quarantined(storage, dataset, as_date(since) if since else None)
+
+
+def audit_list(since: str | None = None, kind: str | None = None, params: str | None = None,
+               s3_options: dict | None = None) -> list[dict]:
+    from .ops.audit import list_records
+
+    config, storage = open_pipeline(params, s3_options)
+    return list_records(storage, as_date(since) if since else None, kind)
 
 
 def gx_init(params: str | None = None, s3_options: dict | None = None) -> dict:

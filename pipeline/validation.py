@@ -397,7 +397,7 @@ def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, del
                + (f"the committed partition {storage.uri(raw_key)} is unchanged; " if committed else "")
                + f"failing validation page: {docs}")
     log.error(message)
-    return None, message
+    return None, {"message": message, "links": {"failing validation page": docs, "quarantine": q_uri}}
 
 
 def validate_days(config: PipelineConfig, storage: Storage, days: list[dt.date],
@@ -444,7 +444,7 @@ def validate_day(config: PipelineConfig, storage: Storage, day: dt.date, deliver
     """Audit the day's staged delivery; publish it, or quarantine it and raise."""
     passed, failures = validate_days(config, storage, [day], {day: delivery_id} if delivery_id else None)
     if failures:
-        raise ValidationFailed(failures[0])
+        raise ValidationFailed(failures[0]["message"], links=failures[0]["links"])
     return passed[0]
 
 

@@ -24,6 +24,15 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True, default=str).encode()
 
 
+def _audit(storage: Storage, key: str, verdict: dict) -> None:
+    from ..ops import audit
+
+    audit.record(storage, "quarantine", f"{verdict['dataset']} {verdict['day']}: delivery {verdict['delivery_id']} "
+                                        f"quarantined at {verdict['stage']}" + (" (bad rows only)" if verdict.get("partial") else ""),
+                 why="; ".join(verdict["reasons"])[:2000], where=storage.uri(key), dataset=verdict["dataset"],
+                 day=verdict["day"], delivery_id=verdict["delivery_id"], stage=verdict["stage"])
+
+
 def _verdict(dataset: str, day: dt.date, delivery_id: str, stage: str, reasons: list[str], **extra) -> dict:
     return {"dataset": dataset, "day": day.isoformat(), "delivery_id": delivery_id, "stage": stage,
             "reasons": reasons, "quarantined_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -51,6 +60,7 @@ def keep_delivery(storage: Storage, delivery, dataset: str, stage: str, reasons:
                        source_sha256=delivery.digest, **extra)
     storage.write_partition(key, frames, manifest={"reason": verdict},
                             extra_files={"verdict.json": _json(verdict), **files})
+    _audit(storage, key, verdict)
     return storage.uri(key)
 
 
@@ -62,6 +72,7 @@ def keep_unread(storage: Storage, dataset: str, day: dt.date, delivery_id: str, 
     storage.write_partition(key, {}, manifest={"reason": verdict},
                             extra_files={"verdict.json": _json(verdict),
                                          **{f"files/{os.path.basename(u)}": d for u, d in files.items()}})
+    _audit(storage, key, verdict)
     return storage.uri(key)
 
 
@@ -74,6 +85,7 @@ def from_staging(storage: Storage, staged_key: str, dataset: str, day: dt.date, 
                        rows=staged.get("row_count"))
     storage.copy_partition(staged_key, key, manifest={"reason": verdict},
                            extra_files={"verdict.json": _json(verdict), "validation_result.json": _json(details)})
+    _audit(storage, key, verdict)
     return storage.uri(key)
 
 

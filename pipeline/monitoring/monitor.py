@@ -252,6 +252,12 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
                          config.validation.ranges)
     storage.write_bytes(report_key, html.encode())
     storage.write_json(decision_key, record)  # last: the run is complete
+    if record["retrain"]:
+        from ..ops import audit
+
+        audit.record(storage, "retraining_trigger", f"{model}: retraining triggered as of {as_of}",
+                     why=record["reason"], run_id=run_id, model=model, champion_version=version,
+                     report=record["report"], decision=storage.uri(decision_key))
     log.info("%s as of %s: %s", model, as_of, record["reason"])
     return {"as_of": as_of.isoformat(), "model_version": version, "retrain": record["retrain"],
             "reason": record["reason"], "drifted_features": record["drifted_features"],

@@ -17,13 +17,22 @@ log = logging.getLogger(__name__)
 
 OWNER = "ml-platform"
 
-DEFAULT_ARGS = {
-    "owner": OWNER,
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=15),
-}
+def _default_args() -> dict:
+    from pipeline_airflow.alerting import PipelineFailureNotifier, PipelineResolvedNotifier
+
+    return {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+        # On-call: one alert per cause after the last try, and "resolved" on the next success.
+        "on_failure_callback": [PipelineFailureNotifier()],
+        "on_success_callback": [PipelineResolvedNotifier()],
+    }
+
+
+DEFAULT_ARGS = _default_args()
 
 
 def run_date(context: dict[str, Any], param: str = "date") -> str:
@@ -69,7 +78,7 @@ def s3_options() -> dict | None:
 def fail_fast_on_bad_data() -> Iterator[None]:
     """Bad data or config will not fix itself on retry: fail the task at once, with the
     pipeline's message. Storage and other transient errors keep their retries."""
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from pipeline.errors import PipelineError
 
@@ -112,6 +121,6 @@ def actor(context: dict[str, Any]) -> str:
 
 
 def skip(message: str) -> None:
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     raise AirflowSkipException(message)

@@ -1,0 +1,154 @@
+"""On-call alerts reach real endpoints on loopback: an SMTP server (aiosmtpd) and an HTTP webhook.
+
+A bad delivery fails `validate` in batch_scoring; on-call gets one email and one webhook with what
+failed, why, where to look and what to do. Five failures with the same cause send one alert;
+the next success sends one "resolved". Every alert is in the audit trail.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import steps
+from conftest import ROOT, _free_port, write_params
+from helpers import run_dag, task_states
+
+pytestmark = pytest.mark.e2e
+
+BAD_DAY = "2025-03-03"
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd handler hook
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def endpoints():
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    posts: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    http = HTTPServer(("127.0.0.1", _free_port()), Hook)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    yield {"inbox": inbox, "smtp_port": smtp.port, "posts": posts, "http_port": http.server_address[1]}
+    smtp.stop()
+    http.shutdown()
+
+
+def _day_frames():
+    from pipeline.config import load_config
+    from pipeline.source import assign_days, read_source_text
+
+    config = load_config(ROOT / "params.yaml")
+    raw = pd.read_csv(ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", dtype=str, keep_default_na=False)
+    days = assign_days(config.dataset, read_source_text(config.dataset)).map(lambda d: d.isoformat()).to_numpy()
+    return raw, days
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, endpoints):
+    tmp = tmp_path_factory.mktemp("alerts")
+    raw, days = _day_frames()
+    landing = tmp / "landing"
+    for day in sorted(set(days)):
+        if "2025-01-20" <= day <= BAD_DAY:
+            (landing / f"dt={day}").mkdir(parents=True)
+            raw[days == day].to_csv(landing / f"dt={day}" / "delivery.csv", index=False)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    base["dataset"]["source"] = {"uri": str(landing / "dt={date}" / "*.csv"), "format": "csv"}
+    params = write_params(tmp, base, training={"window_days": 20, "holdout_days": 5, "cv_folds": 3,
+                                               "estimator_params": {"max_iter": 40}},
+                          alerts={"email_to": ["oncall@example.com"], "email_from": "pipeline@example.com",
+                                  "dedupe_minutes": 60})
+    steps.run_training("2025-03-01", str(params))
+    return {"tmp": tmp, "params": params, "landing": landing, "good": raw[days == BAD_DAY]}
+
+
+@pytest.fixture
+def channels(monkeypatch, endpoints, world):
+    monkeypatch.setenv("PIPELINE_PARAMS", str(world["params"]))
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": endpoints["smtp_port"],
+        "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 10, "retry_limit": 1}}))
+    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_WEBHOOK", json.dumps({
+        "conn_type": "http", "host": "127.0.0.1", "port": endpoints["http_port"], "schema": "http",
+        "extra": {"endpoint": "/hooks/oncall"}}))
+    endpoints["inbox"].messages.clear()
+    endpoints["posts"].clear()
+    return endpoints
+
+
+def _deliver(world, frame: pd.DataFrame) -> None:
+    folder = world["landing"] / f"dt={BAD_DAY}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    frame.to_csv(folder / "delivery.csv", index=False)
+
+
+def test_failed_validation_alerts_once_per_cause_then_resolves(world, channels, airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags"))
+    bad = world["good"].copy()
+    bad.loc[bad.index[:3], "AGE"] = "170"
+    _deliver(world, bad)
+    for _ in range(5):
+        assert run_dag(bag, "batch_scoring", BAD_DAY) == "failed"
+        assert task_states(bag, "batch_scoring")["validate"] == "failed"
+    inbox, posts = channels["inbox"].messages, channels["posts"]
+    assert len(inbox) == 1 and len(posts) == 1, (len(inbox), len(posts))  # five failures, one alert
+    mail = inbox[0]
+    assert mail["To"] == "oncall@example.com"
+    assert "bad data: batch_scoring.validate 2025-03-03 failed" in mail["Subject"]
+    body = mail.get_body(("html", "plain")).get_content()
+    for expected in ("batch_scoring", "validate", "2025-03-03", "Try", "ValidationFailed",
+                     "expect_column_values_to_be_between(column=AGE): 3 of", "limit 0.00%",
+                     "quarantine/credit_default/dt=2025-03-03/", "failing validation page", ".html",
+                     "task log", "What to do:", "Bad data"):
+        assert expected in body, expected
+    alert = posts[0]["pipeline_alert"]
+    assert posts[0]["text"].startswith("[pipeline] bad data")
+    assert (alert["status"], alert["dag_id"], alert["task_id"], alert["partition_date"], alert["kind"]) == \
+        ("failed", "batch_scoring", "validate", BAD_DAY, "bad_data")
+    assert alert["run_id"] and alert["try_number"] >= 1 and alert["log_url"]
+    assert alert["links"]["quarantine"].startswith(str(world["tmp"]))
+    import os
+    assert os.path.exists(alert["links"]["failing validation page"])
+
+    _deliver(world, world["good"])  # the corrected delivery
+    assert run_dag(bag, "batch_scoring", BAD_DAY) == "success"
+    assert len(inbox) == 2 and len(posts) == 2
+    assert "resolved: batch_scoring.validate 2025-03-03 succeeded" in inbox[1]["Subject"]
+    assert posts[1]["pipeline_alert"]["status"] == "resolved" and posts[1]["pipeline_alert"]["failures"] == 5
+    assert run_dag(bag, "batch_scoring", BAD_DAY) == "success"
+    assert len(inbox) == 2  # nothing open: no second "resolved"
+
+    audit = steps.audit_list(kind="alert", params=str(world["params"]))
+    assert len(audit) == 1 and audit[0]["dag_id"] == "batch_scoring" and audit[0]["channels"] == ["email", "webhook"]
+    assert len(steps.audit_list(kind="alert_resolved", params=str(world["params"]))) == 1
+    assert len(steps.audit_list(kind="quarantine", params=str(world["params"]))) == 5
