@@ -332,7 +332,7 @@ def evaluate_version(config: PipelineConfig, storage: Storage, version: str) -> 
              metrics["f1"])
     return {"version": version, "metrics": {k: round(v, 6) for k, v in metrics.items() if isinstance(v, float)},
             "compared_with": comparison.get("champion_version") if comparison.get("possible") else None,
-            "report": storage.uri(f"{key}/{REPORT}")}
+            "report": storage.uri(f"{key}/{REPORT}"), "evaluation_report": storage.uri(f"{key}/{REPORT}")}
 
 
 def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict:

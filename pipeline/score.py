@@ -115,6 +115,7 @@ def score_day(config: PipelineConfig, storage: Storage, day: dt.date, version: s
     })
     log.info("scored %d rows of %s with %s %s%s", len(frame), day, model_name, version,
              f" (challenger {challenger}: shadow, {extra['canary_rows']} canary rows)" if challenger else "")
-    return {"day": day.isoformat(), "partition": storage.uri(key), "rows": int(len(frame)),
+    return {"day": day.isoformat(), "partition": storage.uri(key), "predictions": storage.uri(key),
+            "rows": int(len(frame)),
             "model_version": version, "challenger_version": challenger,
             "positive_rate": round(float(np.mean(final_pred)), 6)}

@@ -152,3 +152,50 @@ def test_failed_validation_alerts_once_per_cause_then_resolves(world, channels, 
     assert len(audit) == 1 and audit[0]["dag_id"] == "batch_scoring" and audit[0]["channels"] == ["email", "webhook"]
     assert len(steps.audit_list(kind="alert_resolved", params=str(world["params"]))) == 1
     assert len(steps.audit_list(kind="quarantine", params=str(world["params"]))) == 5
+
+
+def _latest_ti(dag_id: str, task_id: str, state: str):
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = (session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
+                                                 TaskInstance.state == state)
+              .order_by(TaskInstance.start_date.desc()).first())
+        return ti.key
+
+
+def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_db):
+    """After the alert test: the failed validate links its failing Data Docs page and the
+    quarantined delivery; the successful tasks link the Data Docs page and the predictions."""
+    import os
+
+    from airflow.plugins_manager import get_global_operator_extra_links
+
+    links = {link.name: link for link in get_global_operator_extra_links()}
+    assert {"Data Docs (this validation)", "Quarantined delivery", "Prediction partition",
+            "Evaluation report", "Drift report"} <= set(links)
+
+    def render(name, key):
+        url = links[name].get_link(None, ti_key=key)
+        assert url.startswith("file://"), (name, url)
+        assert os.path.exists(url[len("file://"):]), url
+        return url
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags"))
+    bad = world["good"].copy()
+    bad.loc[bad.index[:2], "SEX"] = "7"
+    _deliver(world, bad)
+    assert run_dag(bag, "batch_scoring", BAD_DAY) == "failed"
+    failed = _latest_ti("batch_scoring", "validate", "failed")
+    assert render("Data Docs (this validation)", failed).endswith(".html")
+    assert "/quarantine/credit_default/dt=2025-03-03/" in render("Quarantined delivery", failed)
+    _deliver(world, world["good"])
+    assert run_dag(bag, "batch_scoring", BAD_DAY) == "success"
+    validated = _latest_ti("batch_scoring", "validate", "success")
+    assert render("Data Docs (this validation)", validated).endswith(".html")
+    assert links["Quarantined delivery"].get_link(None, ti_key=validated) == ""  # nothing behind it
+    scored = _latest_ti("batch_scoring", "score", "success")
+    assert "/predictions/credit_default/dt=2025-03-03" in render("Prediction partition", scored)

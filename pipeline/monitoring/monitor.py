@@ -262,4 +262,5 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     return {"as_of": as_of.isoformat(), "model_version": version, "retrain": record["retrain"],
             "reason": record["reason"], "drifted_features": record["drifted_features"],
             "quality_breaks": len(record["quality_breaks"]), "alerts": record["alerts"],
-            "report": record["report"], "statistics": record["statistics"], "decision": storage.uri(decision_key)}
+            "report": record["report"], "drift_report": record["report"], "statistics": record["statistics"],
+            "decision": storage.uri(decision_key)}

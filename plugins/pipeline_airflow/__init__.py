@@ -85,6 +85,14 @@ def fail_fast_on_bad_data() -> Iterator[None]:
     try:
         yield
     except PipelineError as exc:
+        links = getattr(exc, "links", None)
+        if links:  # the task page's extra links (quarantine, failing Data Docs page) read these
+            try:
+                from airflow.sdk import get_current_context
+
+                get_current_context()["ti"].xcom_push(key="pipeline_links", value=dict(links))
+            except Exception:  # noqa: BLE001 - outside a task (tests, CLI): nothing to link
+                pass
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
