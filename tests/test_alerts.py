@@ -199,3 +199,76 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
     assert links["Quarantined delivery"].get_link(None, ti_key=validated) == ""  # nothing behind it
     scored = _latest_ti("batch_scoring", "score", "success")
     assert "/predictions/credit_default/dt=2025-03-03" in render("Prediction partition", scored)
+
+
+def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_path):
+    """`airflow standalone` (scheduler, dag-processor, API server, triggerer; LocalExecutor on
+    SQLite): a triggered batch_scoring run fails validation and the alert email arrives."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import airflow_env
+
+    bad = world["good"].copy()
+    bad.loc[bad.index[:4], "EDUCATION"] = "42"
+    _deliver(world, bad)
+    home = tmp_path / "airflow"
+    port = _free_port()
+    env = {**os.environ, **airflow_env.airflow_env(home),
+           "AIRFLOW__API__PORT": str(port),
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+           "PIPELINE_PARAMS": str(world["params"]),
+           # standalone starts its components as `airflow ...` from PATH
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    airflow = [sys.executable, "-m", "airflow"]
+    log = open(tmp_path / "standalone.log", "w")
+    proc = subprocess.Popen(airflow + ["standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:  # wait until the dag-processor has parsed batch_scoring
+            out = subprocess.run(airflow + ["dags", "list", "-o", "json"], env=env, capture_output=True, text=True)
+            if '"batch_scoring"' in out.stdout:
+                break
+            assert time.monotonic() < deadline, (tmp_path / "standalone.log").read_text()[-3000:]
+            time.sleep(3)
+        subprocess.run(airflow + ["dags", "unpause", "batch_scoring"], env=env, check=True, capture_output=True)
+        run_id = f"alert_check__{BAD_DAY}"
+        subprocess.run(airflow + ["dags", "trigger", "batch_scoring", "--run-id", run_id,
+                                  "--conf", json.dumps({"date": BAD_DAY})], env=env, check=True, capture_output=True)
+        import sqlite3
+
+        def runs() -> dict[str, str]:
+            with sqlite3.connect(home / "airflow.db") as db:
+                return dict(db.execute("select run_id, state from dag_run where dag_id = 'batch_scoring'").fetchall())
+
+        while runs().get(run_id) not in ("failed", "success"):
+            assert time.monotonic() < deadline + 240, (tmp_path / "standalone.log").read_text()[-3000:]
+            time.sleep(3)
+        assert runs()[run_id] == "failed"
+        others = {r: s for r, s in runs().items() if r != run_id}
+        assert "failed" not in others.values(), others  # unpausing: today's run skips, never fails
+        inbox = channels["inbox"].messages
+        for _ in range(20):
+            if inbox:
+                break
+            time.sleep(1)
+        assert len(inbox) == 1, "no alert email from the scheduler's run"
+        body = inbox[0].get_body(("html", "plain")).get_content()
+        assert "batch_scoring" in inbox[0]["Subject"] and run_id in body
+        assert "expect_column_values_to_be_in_set(column=EDUCATION)" in body
+        assert channels["posts"][0]["pipeline_alert"]["run_id"] == run_id
+    finally:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        _deliver(world, world["good"])
