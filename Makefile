@@ -49,7 +49,7 @@ repro: install
 
 ## The Airflow UI on http://127.0.0.1:8080 (user/password are printed at start).
 airflow-ui: install
-	$(VENV)/bin/airflow standalone
+	@eval "$$($(PY) scripts/airflow_env.py)" && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 
 ## Recompile the pinned lock after editing requirements.in.
 lock:

@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+NOISY_LIBRARIES = ("great_expectations=WARNING botocore=WARNING boto3=WARNING s3transfer=WARNING dvc=WARNING "
+                   "matplotlib=WARNING urllib3=WARNING numexpr=WARNING")
 
 
 def airflow_env(home: str | os.PathLike | None = None) -> dict[str, str]:
@@ -20,6 +22,11 @@ def airflow_env(home: str | os.PathLike | None = None) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Task logs carry the pipeline's lines: libraries speak up only for warnings.
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": NOISY_LIBRARIES,
+        # A 2-core machine: a few task processes, not 32 (Airflow's default parallelism).
+        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": os.environ.get("AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG", "4"),
         # The documented local UI listens on loopback only.
         "AIRFLOW__API__HOST": "127.0.0.1",
         "GX_ANALYTICS_ENABLED": "false",
