@@ -5,6 +5,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from pipeline_airflow import DEFAULT_ARGS, fail_fast_on_bad_data, run_date, s3_options
+from pipeline_airflow.alerting import scoring_deadline
 
 DOC = """
 ### Batch scoring
@@ -43,6 +44,8 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
     catchup=False,
     max_active_runs=4,
     default_args=DEFAULT_ARGS,
+    # Lateness: a scheduled run of day D not done by D + alerts.scoring_deadline_hours alerts on-call.
+    deadline=scoring_deadline(),
     tags=["ml", "scoring"],
     doc_md=DOC,
     params={

@@ -298,6 +298,9 @@ class AlertsConfig:
     dedupe_minutes: float = 360.0
     # Where people open the Airflow UI (links in alerts).
     ui_base_url: str = "http://127.0.0.1:8080"
+    # Lateness (Airflow Deadline Alerts): a scheduled batch_scoring run of day D not finished by
+    # D 00:00 UTC + this many hours alerts (30 = 06:00 on D+1). null: no deadline.
+    scoring_deadline_hours: float | None = 30.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -203,7 +203,9 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
 
 def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_path):
     """`airflow standalone` (scheduler, dag-processor, API server, triggerer; LocalExecutor on
-    SQLite): a triggered batch_scoring run fails validation and the alert email arrives."""
+    SQLite): a triggered batch_scoring run fails validation and the alert email arrives. Unpausing
+    creates today's scheduled run, which skips (nothing delivered) instead of failing; with a deadline
+    already passed (scoring_deadline_hours: 0) Airflow's Deadline Alert reports it late."""
     import os
     import subprocess
     import sys
@@ -216,12 +218,16 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
     _deliver(world, bad)
     home = tmp_path / "airflow"
     port = _free_port()
+    late = yaml.safe_load(open(world["params"]))
+    late["alerts"]["scoring_deadline_hours"] = 0
+    late_params = tmp_path / "params-deadline.yaml"
+    late_params.write_text(yaml.safe_dump(late, sort_keys=False))
     env = {**os.environ, **airflow_env.airflow_env(home),
            "AIRFLOW__API__PORT": str(port),
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
            "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-           "PIPELINE_PARAMS": str(world["params"]),
+           "PIPELINE_PARAMS": str(late_params),
            # standalone starts its components as `airflow ...` from PATH
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
     airflow = [sys.executable, "-m", "airflow"]
@@ -253,15 +259,20 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
         others = {r: s for r, s in runs().items() if r != run_id}
         assert "failed" not in others.values(), others  # unpausing: today's run skips, never fails
         inbox = channels["inbox"].messages
-        for _ in range(20):
-            if inbox:
+        for _ in range(60):
+            if len(inbox) >= 2:
                 break
             time.sleep(1)
-        assert len(inbox) == 1, "no alert email from the scheduler's run"
-        body = inbox[0].get_body(("html", "plain")).get_content()
-        assert "batch_scoring" in inbox[0]["Subject"] and run_id in body
+        failed = [m for m in inbox if "failed" in m["Subject"]]
+        assert len(failed) == 1, [m["Subject"] for m in inbox]
+        body = failed[0].get_body(("html", "plain")).get_content()
+        assert "batch_scoring" in failed[0]["Subject"] and run_id in body
         assert "expect_column_values_to_be_in_set(column=EDUCATION)" in body
-        assert channels["posts"][0]["pipeline_alert"]["run_id"] == run_id
+        assert any(p["pipeline_alert"]["run_id"] == run_id for p in channels["posts"])
+        late_mails = [m for m in inbox if "is late" in m["Subject"]]
+        assert len(late_mails) == 1, [m["Subject"] for m in inbox]
+        late_body = late_mails[0].get_body(("html", "plain")).get_content()
+        assert "scoring of the day not finished by its deadline" in late_body and "Lateness" in late_body
     finally:
         import signal
 

@@ -40,6 +40,9 @@ RUNBOOK = {
                       "`python -m pipeline models promote <version> --force --reason ...`.",
     "artefact": "Artefact: a stored model, manifest or record is missing or unreadable. Restore it from a backup, "
                 "or rerun the step that writes it (see the task log).",
+    "lateness": "Lateness: the day's run has not finished by its deadline. Check whether the delivery arrived "
+                "(the ingest task skips while nothing is delivered), whether tasks are queued (workers, pools), "
+                "and the run's task logs; analysts wait for this partition.",
     "unknown": "Unexpected error: read the task log; clear the task after the fix.",
 }
 

@@ -187,3 +187,52 @@ class GateRejectionNotifier(PipelineFailureNotifier):
             self._notify(context, summary=text)
         except Exception as exc2:  # noqa: BLE001
             log.exception("gate rejection alert failed: %s", exc2)
+
+
+def _deadline_sync(context: dict, what: str) -> None:
+    from pipeline.ops import audit
+    from pipeline.ops.alerts import Alert
+
+    run = context.get("dag_run") or {}
+    if run.get("run_type") not in (None, "scheduled"):
+        log.info("deadline passed for %s run %s: not a scheduled run, no lateness alert", run.get("dag_id"),
+                 run.get("run_id"))
+        return
+    config, storage = _pipeline()
+    deadline = (context.get("deadline") or {}).get("deadline_time")
+    logical = run.get("logical_date")
+    alert = Alert(dag_id=run.get("dag_id", "?"), task_id="(run)", run_id=run.get("run_id", "?"),
+                  partition_date=str(logical)[:10] if logical else None, try_number=None, max_tries=None,
+                  error_type="DeadlineMissed", kind="lateness",
+                  summary=f"{what} not finished by its deadline {deadline} (state now: {run.get('state')})",
+                  log_url=f"{config.alerts.ui_base_url.rstrip('/')}/dags/{run.get('dag_id')}/runs/{run.get('run_id')}")
+    channels = send(config, {"dag_run": run}, alert.subject().replace("failed", "is late"), alert.html(),
+                    alert.webhook() | {"text": alert.text().replace("failed", "is late")})
+    log.error("LATE %s -> %s", alert.subject(), channels or "log only")
+    audit.record(storage, "alert", alert.subject().replace("failed", "is late"), why=alert.summary,
+                 run_id=alert.run_id, actor="airflow", channels=channels, failure_kind="lateness",
+                 dag_id=alert.dag_id, partition_date=alert.partition_date)
+
+
+async def deadline_missed(context: dict | None = None, what: str = "the run", **_: Any) -> None:
+    """Deadline Alert callback (runs in the triggerer): a scheduled run is late."""
+    import asyncio
+
+    await asyncio.to_thread(_deadline_sync, context or {}, what)
+
+
+def scoring_deadline():
+    """The batch_scoring DAG's DeadlineAlert from `alerts.scoring_deadline_hours` (None: no deadline)."""
+    from datetime import timedelta
+
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    from pipeline.config import load_config
+
+    hours = load_config().alerts.scoring_deadline_hours
+    if hours is None:
+        return None
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=timedelta(hours=hours),
+                         callback=AsyncCallback(deadline_missed, kwargs={"what": "scoring of the day"}),
+                         name="scoring_done_in_time")
