@@ -120,6 +120,10 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     def reject(stage: str, reasons: list[str], rows=None, **extra) -> IngestError:
         where = quarantine.keep_delivery(storage, delivery, name, stage, reasons, rows=rows, **extra)
         mark_rejected(config, storage, day, delivery.delivery_id, where, reasons)
+        from .ops import metrics
+
+        metrics.incr("deliveries_quarantined", 1, dataset=name, stage=stage)
+        metrics.incr("rows_quarantined", len(delivery.text), dataset=name)
         return IngestError(f"{name} delivery {delivery.delivery_id} for {day} rejected: {'; '.join(reasons)}. "
                            f"Delivery kept in {where}; the committed partition "
                            f"{storage.uri(layout.raw_partition(name, day))} is unchanged.",
@@ -161,6 +165,11 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
         "rows_quarantined": len(rows.bad), "quarantined_rows": quarantined_rows,
     })
     log.info("%s: staged %d of %d delivered rows (delivery %s)", day, len(features), delivered, delivery.delivery_id)
+    from .ops import metrics
+
+    metrics.incr("rows_ingested", len(features), dataset=name)
+    metrics.incr("rows_quarantined", len(rows.bad), dataset=name)
+    metrics.incr("duplicate_rows_dropped", rows.duplicates_dropped, dataset=name)
     return {"day": day.isoformat(), "delivery_id": delivery.delivery_id, "staged": storage.uri(key),
             "rows": int(len(features)), "rows_delivered": delivered,
             "duplicates_dropped": rows.duplicates_dropped, "rows_quarantined": len(rows.bad),

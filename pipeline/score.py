@@ -16,6 +16,7 @@ hash of the row key, is decided by the challenger in the production partition.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import hashlib
 import logging
 
@@ -74,6 +75,7 @@ def score_day(config: PipelineConfig, storage: Storage, day: dt.date, version: s
     raw_key = layout.raw_partition(ds.name, day)
     raw_manifest = require_validated(config, storage, day)
     frame = storage.read_partition(raw_key).to_pandas()
+    started = time.perf_counter()
     id_column = registry.read_manifest(storage, model_name, version)["schema"]["id_column"]
     ids = frame[id_column]
     score, threshold = _score_with(storage, model_name, version, frame)
@@ -113,6 +115,11 @@ def score_day(config: PipelineConfig, storage: Storage, day: dt.date, version: s
         "scored_at": scored_at.isoformat(),
         **extra,
     })
+    from .ops import metrics
+
+    elapsed = time.perf_counter() - started
+    metrics.incr("rows_scored", len(frame), model=model_name)
+    metrics.gauge("scoring_rows_per_second", len(frame) / max(elapsed, 1e-6), model=model_name)
     log.info("scored %d rows of %s with %s %s%s", len(frame), day, model_name, version,
              f" (challenger {challenger}: shadow, {extra['canary_rows']} canary rows)" if challenger else "")
     return {"day": day.isoformat(), "partition": storage.uri(key), "predictions": storage.uri(key),

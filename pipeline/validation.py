@@ -375,6 +375,9 @@ def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, del
         record["raw_publish_id"] = published["publish_id"]
         storage.write_json(layout.validation_record(ds.name, day), record)
         storage.delete(staged)
+        from .ops import metrics
+
+        metrics.incr("validations_passed", 1, dataset=ds.name)
         log.info("%s: delivery %s passed %d expectations on %d rows; published at %s", day, delivery_id,
                  outcome.evaluated, len(frame), storage.uri(raw_key))
         for t in outcome.tolerated:
@@ -389,6 +392,11 @@ def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, del
                                     details={"summary": record, "great_expectations": outcome.result})
     storage.delete(staged)
     record["quarantine"] = q_uri
+    from .ops import metrics
+
+    metrics.incr("validation_failures", 1, dataset=ds.name)
+    metrics.incr("deliveries_quarantined", 1, dataset=ds.name, stage="validate")
+    metrics.incr("rows_quarantined", len(frame), dataset=ds.name)
     committed = storage.partition_exists(raw_key)
     if not committed:  # nothing good for that day: training and monitoring must see it as quarantined
         storage.write_json(layout.validation_record(ds.name, day), record)

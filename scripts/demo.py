@@ -62,6 +62,9 @@ def run_dag(bag, dag_id: str, day: dt.date):
 
     logical = pendulum.datetime(day.year, day.month, day.day, tz="UTC")
     started = time.monotonic()
+    # dag.test() cannot finish a DAG with a DeadlineAlert in Airflow 3.3.2 (see tests/helpers.py);
+    # deadlines matter for scheduled runs only.
+    bag.dags[dag_id].deadline = None
     with logs_to(LOG):
         run = bag.dags[dag_id].test(logical_date=logical)
     state = str(getattr(run.state, "value", run.state))

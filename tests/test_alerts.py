@@ -283,3 +283,48 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         _deliver(world, world["good"])
+
+
+def test_pipeline_metrics_reach_statsd(world, tmp_path, airflow_db):
+    """A scoring run with Airflow's StatsD metrics on: a UDP listener on loopback receives the
+    pipeline's counters (rows ingested, scored, throughput) next to Airflow's own."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    env = {**os.environ, "PIPELINE_PARAMS": str(world["params"]), "AIRFLOW__METRICS__STATSD_ON": "True",
+           "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+           "AIRFLOW__METRICS__STATSD_PORT": str(listener.getsockname()[1]),
+           "AIRFLOW__METRICS__STATSD_PREFIX": "airflow"}
+    script = ("import sys; sys.path.insert(0, 'tests'); sys.path.insert(0, 'plugins')\n"
+              "from airflow.dag_processing.dagbag import DagBag\n"
+              "from helpers import run_dag\n"
+              f"print(run_dag(DagBag('dags'), 'batch_scoring', '{BAD_DAY}'))\n")
+    _deliver(world, world["good"])
+    log = open(tmp_path / "run.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    received = []
+    while proc.poll() is None:
+        try:
+            received.append(listener.recv(65536).decode())
+        except socket.timeout:
+            pass
+    out = (tmp_path / "run.log").read_text()
+    log.close()
+    for _ in range(5):
+        try:
+            received.append(listener.recv(65536).decode())
+        except socket.timeout:
+            break
+    assert proc.returncode == 0 and out.strip().splitlines()[-1] == "success", out[-2000:]
+    lines = "\n".join(received).splitlines()
+    names = {line.split(":")[0] for line in lines}
+    assert {"airflow.pipeline.rows_ingested", "airflow.pipeline.rows_scored",
+            "airflow.pipeline.scoring_rows_per_second", "airflow.pipeline.validations_passed"} <= names, names
+    scored = [line for line in lines if line.startswith("airflow.pipeline.rows_scored:")]
+    assert scored[0].split(":")[1].split("|")[0] == str(len(world["good"]))

@@ -252,6 +252,11 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
                          config.validation.ranges)
     storage.write_bytes(report_key, html.encode())
     storage.write_json(decision_key, record)  # last: the run is complete
+    from ..ops import metrics
+
+    metrics.gauge("drift_flagged_features", len(record["drifted_features"]), model=model)
+    metrics.gauge("quality_breaks", len(record["quality_breaks"]), model=model)
+    metrics.incr("retraining_triggers", int(bool(record["retrain"])), model=model)
     if record["retrain"]:
         from ..ops import audit
 

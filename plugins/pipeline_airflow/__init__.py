@@ -74,6 +74,28 @@ def s3_options() -> dict | None:
     }
 
 
+class _AirflowStats:
+    """The pipeline's metrics through Airflow's metrics client ([metrics] statsd_on / otel_on)."""
+
+    _ready = False
+
+    def _stats(self):
+        from airflow.sdk.observability import stats
+
+        if not _AirflowStats._ready:  # dag.test() runs tasks without the task runner's initialisation
+            from airflow.sdk.observability.metrics import stats_utils
+
+            stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=False)
+            _AirflowStats._ready = True
+        return stats
+
+    def incr(self, name, count=1, tags=None):
+        self._stats().incr(name, count=count, tags=tags)
+
+    def gauge(self, name, value, tags=None):
+        self._stats().gauge(name, value, tags=tags)
+
+
 @contextlib.contextmanager
 def fail_fast_on_bad_data() -> Iterator[None]:
     """Bad data or config will not fix itself on retry: fail the task at once, with the
@@ -81,7 +103,9 @@ def fail_fast_on_bad_data() -> Iterator[None]:
     from airflow.sdk.exceptions import AirflowFailException
 
     from pipeline.errors import PipelineError
+    from pipeline.ops import metrics
 
+    metrics.install(_AirflowStats())
     try:
         yield
     except PipelineError as exc:
