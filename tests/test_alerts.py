@@ -176,11 +176,20 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
     assert {"Data Docs (this validation)", "Quarantined delivery", "Prediction partition",
             "Evaluation report", "Drift report"} <= set(links)
 
+    from fastapi.testclient import TestClient
+
+    from pipeline_airflow.artefacts_app import app
+
+    client = TestClient(app)
+
     def render(name, key):
         url = links[name].get_link(None, ti_key=key)
-        assert url.startswith("file://"), (name, url)
-        assert os.path.exists(url[len("file://"):]), url
+        assert url.startswith("/pipeline/artefacts/"), (name, url)  # same origin: the UI shows it
+        assert os.path.exists(url[len("/pipeline/artefacts"):]), url
+        assert client.get(url[len("/pipeline"):]).status_code == 200, url  # served by the plugin app
         return url
+
+    assert client.get("/artefacts/etc/passwd").status_code == 404  # nothing outside the artefacts
 
     from airflow.dag_processing.dagbag import DagBag
 

@@ -4,7 +4,8 @@ Global links, evaluated by the API server from the task's XComs: the return valu
 step (pipeline.steps results name their outputs) and, for a task that failed on bad data,
 the ``pipeline_links`` XCom that ``fail_fast_on_bad_data`` pushes (the quarantined delivery,
 the failing Data Docs page). A link with nothing behind it is left empty (greyed out).
-Local paths become ``file://`` URLs; S3 objects keep their ``s3://`` URI.
+Local paths become ``/pipeline/artefacts/<path>`` URLs served by the plugin's app on the API
+server; S3 objects keep their ``s3://`` URI.
 """
 from __future__ import annotations
 
@@ -33,11 +34,15 @@ def task_outputs(ti_key) -> dict[str, Any]:
 
 
 def browser_url(uri: str | None) -> str:
+    """Local files through the plugin's artefact app on the API server (the UI follows only
+    http(s) links); other URIs (s3://) as they are."""
     if not uri or not isinstance(uri, str):
         return ""
     if "://" in uri:
         return uri
-    return "file://" + uri
+    from pipeline_airflow.artefacts_app import url_for
+
+    return url_for(uri)
 
 
 def _find(value: Any, keys: tuple[str, ...]) -> str | None:
