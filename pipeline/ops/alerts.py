@@ -119,7 +119,7 @@ class Alert:
         repeats = (f"<p>The same failure happened {self.repeats} more time(s) since the last alert.</p>"
                    if self.repeats else "")
         return (f"<h3>{html.escape(self.subject())}</h3><table>{rows}</table>"
-                f"<p><b>{html.escape(self.error_type)}</b></p><pre>{html.escape(self.summary)}</pre>{repeats}"
+                f"<p><b>{html.escape(self.error_type)}</b></p><pre style='white-space:pre-wrap'>{html.escape(self.summary)}</pre>{repeats}"
                 f"<ul>{links}</ul><p><b>What to do:</b> {html.escape(self.runbook)}</p>")
 
     def webhook(self) -> dict[str, Any]:
