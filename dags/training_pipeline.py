@@ -4,8 +4,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from pipeline_airflow import (DEFAULT_ARGS, actor, approval_operator, approval_required, fail_fast_on_bad_data, run_date,
-                              s3_options, skip)
+from pipeline_airflow import (DEFAULT_ARGS, actor, announce_champion, approval_operator, approval_required,
+                              champion_asset, fail_fast_on_bad_data, run_date, s3_options, skip)
 from pipeline_airflow.alerting import GateRejectionNotifier
 
 DOC = """
@@ -100,7 +100,7 @@ def training_pipeline():
         with fail_fast_on_bad_data():
             return steps.gate(evaluated["version"], s3_options=s3_options())
 
-    @task(on_skipped_callback=[GateRejectionNotifier()])
+    @task(on_skipped_callback=[GateRejectionNotifier()], outlets=[CHAMPION])
     def register(decision: dict, **context) -> dict:
         from pipeline import steps
 
@@ -112,6 +112,7 @@ def training_pipeline():
         if not result["promoted"]:
             skip(f"gate rejected {decision['version']}, not promoted: {'; '.join(result['reasons'])}. "
                  f"Champion stays {result['champion']}.")
+        announce_champion(context, CHAMPION, {**result, "metrics": decision.get("metrics")})
         return result
 
     decision = gate(evaluate(train(snapshot(validate(ingest())))))
@@ -150,4 +151,5 @@ def training_pipeline():
 
 
 needs_approval = approval_required()
+CHAMPION = champion_asset()
 training_pipeline()

@@ -391,4 +391,5 @@ def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict
         report = head + GATE_START + section + GATE_END + rest.split(GATE_END, 1)[1]
     storage.write_bytes(f"{key}/{REPORT}", report.encode())
     return {"version": version, "passed": decision["passed"], "reasons": decision["reasons"],
-            "gate": storage.uri(f"{key}/{registry.GATE}")}
+            "metrics": {k: round(v, 4) for k, v in decision["metrics"].items()},
+            "gate": storage.uri(f"{key}/{registry.GATE}"), "evaluation_report": storage.uri(f"{key}/{REPORT}")}

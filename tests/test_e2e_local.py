@@ -21,6 +21,15 @@ def test_training_then_scoring_through_airflow(dagbag, small_params, tmp_path):
     assert task_states(dagbag, "training_pipeline")["register"] == "success"
     version = registry.champion_version(storage, "credit_default")
     manifest = registry.read_manifest(storage, "credit_default", version)
+    # The champion is visible in Airflow: an event of the `credit_default_champion` asset.
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        event = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                 .filter(AssetModel.name == "credit_default_champion").order_by(AssetEvent.id.desc()).first())
+        assert event is not None and event.extra["version"] == version
+        assert event.extra["metrics"]["roc_auc"] > 0.7
     # Traceable: data version (snapshot + DVC md5), params, code, metrics.
     dvc_file = yaml.safe_load((tmp_path / "dvc_repo" / "data.dvc").read_text())
     assert manifest["data"]["dvc"]["md5"] == dvc_file["outs"][0]["md5"]

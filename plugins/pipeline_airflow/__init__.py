@@ -132,6 +132,23 @@ def approval_required() -> bool:
     return load_config().gate.require_approval
 
 
+def champion_asset():
+    """The champion of this params' model as an Airflow Asset: each promotion is an asset event
+    carrying the version and its metrics, visible on the Assets page and the training DAG's runs."""
+    from airflow.sdk import Asset
+
+    from pipeline.config import load_config
+
+    return Asset(name=f"{load_config().model_name}_champion")
+
+
+def announce_champion(context: dict[str, Any], asset, result: dict) -> None:
+    """Attach the promoted version and metrics to the champion asset's event of this run."""
+    context["outlet_events"][asset].extra = {
+        "version": result.get("version"), "metrics": result.get("metrics") or {},
+        "previous": result.get("previous"), "alias": result.get("alias")}
+
+
 def approval_operator(**kwargs):
     """Airflow's ApprovalOperator that also keeps the response (who, what, why) in XCom under
     `response`: on Reject the operator skips downstream before its return value is pushed."""
