@@ -111,7 +111,7 @@ def training_pipeline():
                                     run_id=context["run_id"])
         if not result["promoted"]:
             skip(f"gate rejected {decision['version']}, not promoted: {'; '.join(result['reasons'])}. "
-                 f"Champion stays {result['champion']}.")
+                 f"Champion stays {result['champion']}.", context)
         announce_champion(context, CHAMPION, {**result, "metrics": decision.get("metrics")})
         return result
 

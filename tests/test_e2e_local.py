@@ -80,6 +80,12 @@ def test_rejected_candidate_is_not_promoted(dagbag, tmp_path, monkeypatch):
     gate = storage.read_json(f"{layout.model_version('credit_default', version)}/gate.json")
     assert not gate["passed"] and gate["reasons"][0].startswith("roc_auc")
     assert registry.get_alias(storage, "credit_default") is None
+    # On-call is told (register's on_skipped_callback), and the decision is in the audit trail.
+    (notice,) = steps.audit_list(kind="alert", params=str(params))
+    assert notice["failure_kind"] == "gate_rejection" and notice["task_id"] == "register"
+    assert "gate rejected" in notice["why"] and "Gate rejection" in notice["runbook"]
+    (decision,) = steps.audit_list(kind="gate", params=str(params))
+    assert decision["passed"] is False
 
 
 def test_bad_batch_through_the_scoring_dag(dagbag, tmp_path, monkeypatch):

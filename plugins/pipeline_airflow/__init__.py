@@ -173,7 +173,11 @@ def actor(context: dict[str, Any]) -> str:
     return getattr(run, "triggering_user_name", None) or "airflow-scheduler"
 
 
-def skip(message: str) -> None:
+def skip(message: str, context: dict[str, Any] | None = None) -> None:
+    """Skip the task; with `context`, the reason is kept in XCom (`skip_reason`) for callbacks,
+    which in Airflow 3.3.2 do not see the skip exception."""
     from airflow.sdk.exceptions import AirflowSkipException
 
+    if context is not None:
+        context["ti"].xcom_push(key="skip_reason", value=message)
     raise AirflowSkipException(message)

@@ -179,8 +179,11 @@ class GateRejectionNotifier(PipelineFailureNotifier):
         super().__init__(kind="gate_rejection")
 
     def notify(self, context):
-        exc = context.get("exception")
-        text = str(exc) if exc is not None else "register was skipped"
+        ti = context["ti"]
+        try:
+            text = ti.xcom_pull(task_ids=ti.task_id, key="skip_reason") or ""
+        except Exception:  # noqa: BLE001
+            text = ""
         if "gate rejected" not in text.lower():
             return  # skipped for another reason (e.g. approval rejected): not an alert
         try:
