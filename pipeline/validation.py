@@ -312,8 +312,59 @@ def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFr
             outcome = _outcome(vr)
             outcome.docs_page = _docs_page(context, key)
             outcomes[run_name] = outcome
+        use_vendored_assets(root)
         _prune_results(root)
     return outcomes
+
+
+# Data Docs load these from CDNs; offline the index list and the styling are gone. The pages are
+# rewritten to vendored copies (great_expectations/plugins/custom_data_docs/vendor/). Font Awesome
+# icons and the vega charts stay on their CDNs (the pages read fine without them).
+_VENDORED = {
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "bootstrap.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "popper.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": "bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": "bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js":
+        "bootstrap-table-filter-control.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css":
+        "bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css":
+        "bootstrap-table-filter-control.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css":
+        "bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js":
+        "bootstrap-datepicker.min.js",
+}
+_PROJECT_VENDOR = Path(__file__).resolve().parents[1] / "great_expectations" / "plugins" / "custom_data_docs" / "vendor"
+
+
+def use_vendored_assets(root: Path) -> int:
+    """Point the Data Docs pages at local copies of their CDN assets; returns pages rewritten."""
+    import os
+    import shutil
+
+    site = root / "uncommitted" / "data_docs" / "local_site"
+    source = root / "plugins" / "custom_data_docs" / "vendor"
+    source = source if source.is_dir() else _PROJECT_VENDOR
+    if not site.is_dir() or not source.is_dir():
+        return 0
+    vendor = site / "static" / "vendor"
+    if not (vendor / "jquery.min.js").exists():
+        shutil.copytree(source, vendor, dirs_exist_ok=True)
+    rewritten = 0
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        if "https://code.jquery.com/" not in text:
+            continue
+        relative = os.path.relpath(vendor, page.parent)
+        for url, name in _VENDORED.items():
+            text = text.replace(url, f"{relative}/{name}")
+        page.write_text(text, encoding="utf-8")
+        rewritten += 1
+    return rewritten
 
 
 def _docs_page(context, key) -> str | None:

@@ -43,6 +43,16 @@ def test_good_delivery_is_staged_then_published_and_recorded(tmp_path):
     assert record["raw_publish_id"] == manifest["publish_id"] and record["contract"]["version"] == 1
     assert manifest["delivery_id"] == staged["delivery_id"]
     assert result["data_docs"].endswith(".html") and (tmp_path / "great_expectations").as_posix() in result["data_docs"]
+    # Readable offline: the page and the index use vendored copies of the CDN assets.
+    import pathlib
+
+    for page in (pathlib.Path(result["data_docs"]), tmp_path / "great_expectations/uncommitted/data_docs/local_site/index.html"):
+        html = page.read_text()
+        assert "code.jquery.com" not in html and "unpkg.com/bootstrap-table" not in html
+        for asset in ("jquery.min.js", "bootstrap.min.css", "bootstrap-table.min.js"):
+            (ref,) = {part.split('"')[0] for part in html.split('src="') + html.split('href="')
+                      if part.split('"')[0].endswith("/" + asset)}
+            assert (page.parent / ref).resolve().exists(), ref
     assert storage.list_children(layout.staging_day("credit_default", DAY)) == []  # staging cleaned
 
 
