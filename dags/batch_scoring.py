@@ -12,13 +12,15 @@ DOC = """
 
 Scores the day's batch with the current **champion** model.
 
-`ingest` → `validate` → `score`
+`ingest` → `validate` → `plan_scoring` → `score_range` ×N (mapped) → `score`
 
 | task | does | writes (under the storage root) |
 |---|---|---|
 | ingest | reads the day's delivery, checks it against the data contract, types it row by row and stages it (and publishes the labels that arrive that day); a delivery that does not fit goes to quarantine | `staging/<dataset>/dt=…/<delivery>/`, `labels/…`, `quarantine/<dataset>/dt=…/<delivery>/` |
 | validate | Great Expectations suite of the contract on the staged delivery; passes → published as the day's partition, fails → quarantined (the committed partition stays) and the task fails naming the expectations, shares and the failing Data Docs page | `raw/<dataset>/dt=YYYY-MM-DD/`, `validation/…`, `quarantine/…` |
-| score | champion scores every row | `predictions/<model>/dt=YYYY-MM-DD/` |
+| plan_scoring | pins the champion (and challenger) version and the scoring time, and splits the day's Parquet into row-group ranges of about `scoring.rows_per_task` rows | – |
+| score_range | one mapped task per range: scores it and stages the part (invisible to readers) | `_staging/parts/…` |
+| score | publishes the staged parts as the day's partition, atomically, in one step | `predictions/<model>/dt=YYYY-MM-DD/` |
 
 **Output for analysts**: Parquet with columns `<id>`, `score` (probability of the positive
 class), `prediction` (1 = positive class at the model's threshold), `model_version`,
@@ -71,13 +73,32 @@ def batch_scoring():
                                   delivery_id=ingested.get("delivery_id"))
 
     @task
-    def score(_validated: dict, **context) -> dict:
+    def plan_scoring(_validated: dict, **context) -> list[dict]:
         from pipeline import steps
 
         with fail_fast_on_bad_data():
-            return steps.score(run_date(context), s3_options=s3_options())
+            return steps.scoring_jobs(run_date(context), s3_options=s3_options())
 
-    score(validate(ingest()))
+    @task(map_index_template="{{ range_label }}")
+    def score_range(job: dict) -> dict:
+        from airflow.sdk import get_current_context
+
+        from pipeline import steps
+
+        get_current_context()["range_label"] = job["label"]
+        with fail_fast_on_bad_data():
+            return steps.score_range(job["plan"], job["range"], s3_options=s3_options())
+
+    @task
+    def score(jobs: list[dict], parts: list[dict]) -> dict:
+        from pipeline import steps
+
+        with fail_fast_on_bad_data():
+            return steps.publish_scoring(jobs[0]["plan"], parts, s3_options=s3_options())
+
+    # One job per row-group range; each carries the plan (a few KB: versions, ranges), never data.
+    jobs = plan_scoring(validate(ingest()))
+    score(jobs, score_range.expand(job=jobs))
 
 
 batch_scoring()

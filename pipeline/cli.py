@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", help="first day (YYYY-MM-DD)")
     s.add_argument("--kind", choices=["quarantine", "gate", "promotion", "rollback", "registry",
                                       "retraining_trigger", "alert", "alert_resolved"])
+    s = sub.add_parser("gc", help="remove staging dirs, temp files and unreferenced objects older than "
+                                  "maintenance.gc_min_age_hours (never committed data)")
+    s.add_argument("--older-than-hours", type=float, help="override maintenance.gc_min_age_hours")
+    s.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    s = sub.add_parser("dvc-restore", help="put a model's training snapshot back into the DVC workspace "
+                                           "(writes its .dvc file, then `dvc pull`)")
+    s.add_argument("version", nargs="?", help="model version (default: the champion)")
+    s.add_argument("--no-pull", action="store_true", help="only write the .dvc file")
     s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from the data contract")
     s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
     s.add_argument("action", choices=["list", "history", "promote", "rollback", "challenger", "clear-challenger",
@@ -153,6 +161,10 @@ def run(args: argparse.Namespace) -> dict | list:
         return steps.contract_show(params, history=args.action == "history")
     if cmd == "quarantine":
         return steps.quarantine_list(args.dataset, args.since, params)
+    if cmd == "gc":
+        return steps.collect_garbage(args.older_than_hours, args.dry_run, params)
+    if cmd == "dvc-restore":
+        return steps.dvc_restore(args.version, pull=not args.no_pull, params=params)
     if cmd == "audit":
         return steps.audit_list(args.since, args.kind, params)
     if cmd == "gx-init":

@@ -27,6 +27,7 @@ from .errors import PipelineError
 
 PARAMS_ENV = "PIPELINE_PARAMS"
 STORAGE_ENV = "PIPELINE_STORAGE_URI"
+DVC_REMOTE_ENV = "PIPELINE_DVC_REMOTE_URL"
 DEFAULT_PARAMS = "params.yaml"
 
 
@@ -112,6 +113,14 @@ class StorageConfig:
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 15.0
     max_attempts: int = 3
+    # Rows per Parquet row group in written partitions: the unit of mapped scoring's ranges.
+    row_group_rows: int = 100_000
+    # S3 publishes hold a lease object in the partition (renewed while uploading); a writer
+    # killed mid-publish frees it when this expires (at once when it was on this host).
+    publish_lease_seconds: float = 120.0
+    # How long a second writer of the same partition waits for the lease before failing
+    # (transient: Airflow retries it).
+    publish_wait_seconds: float = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +210,24 @@ class ScoringConfig:
     # With a challenger: share of rows (stable hash of the row key) decided by the challenger
     # in the production partition. 0 = shadow only.
     canary_share: float = 0.0
+    # Scale-out: a day is split into row-group ranges of about this many rows, each scored by
+    # one mapped Airflow task, then published as one partition.
+    rows_per_task: int = 250_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourcesConfig:
+    # Threads (OpenMP/BLAS, via threadpoolctl) one task may use. null: the machine's cores
+    # divided by the tasks that run at once on it (PIPELINE_TASKS_PER_MACHINE, which the
+    # Airflow glue sets from the executor's concurrency; 1 outside Airflow).
+    threads_per_task: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MaintenanceConfig:
+    # Garbage collection removes staging directories, temp files and unreferenced objects
+    # older than this; never a committed partition's files.
+    gc_min_age_hours: float = 24.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +242,10 @@ class DvcConfig:
     # Directory inside repo_dir that `data.dvc` tracks (the training snapshot).
     snapshot_dir: str = "data"
     push: bool = True
+    # The DVC remote the snapshots are pushed to. null: the repo's default remote (a local
+    # directory in .dvc/config). An s3:// URL is reached with the storage's S3 endpoint and
+    # credentials (the Airflow connection or AWS_* env vars); never committed.
+    remote_url: str | None = None
 
 
 def _frozen(**values):
@@ -319,6 +350,8 @@ class PipelineConfig:
     monitoring: MonitoringConfig = MonitoringConfig()
     demo: DemoConfig = DemoConfig()
     alerts: AlertsConfig = AlertsConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
     params_path: str = ""
 
     @property
@@ -475,7 +508,8 @@ def _finalise(config: PipelineConfig, base: Path) -> PipelineConfig:
         ),
         storage=dataclasses.replace(config.storage, root=storage_root),
         validation=dataclasses.replace(config.validation, gx_root=_resolve_path(base, config.validation.gx_root)),
-        dvc=dataclasses.replace(config.dvc, repo_dir=_resolve_path(base, config.dvc.repo_dir)),
+        dvc=dataclasses.replace(config.dvc, repo_dir=_resolve_path(base, config.dvc.repo_dir),
+                                remote_url=os.environ.get(DVC_REMOTE_ENV) or config.dvc.remote_url),
     )
     _check(config)
     return config
@@ -524,6 +558,10 @@ def _check_dataset(config: PipelineConfig) -> None:
         raise ConfigError("validation.max_bad_row_share must be in [0, 1)")
     if v.extra_columns not in ("fail", "ignore"):
         raise ConfigError(f"validation.extra_columns must be 'fail' or 'ignore', got {v.extra_columns!r}")
+    if config.scoring.rows_per_task < 1 or config.storage.row_group_rows < 1:
+        raise ConfigError("scoring.rows_per_task and storage.row_group_rows must be at least 1")
+    if config.resources.threads_per_task is not None and config.resources.threads_per_task < 1:
+        raise ConfigError("resources.threads_per_task must be at least 1 (or null: derived from the executor)")
     if v.max_rows_factor <= 1.0 or (v.max_rows is not None and v.max_rows < v.min_rows):
         raise ConfigError("validation.max_rows_factor must be > 1 and max_rows >= min_rows")
     s = config.storage

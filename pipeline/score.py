@@ -19,10 +19,12 @@ import datetime as dt
 import time
 import hashlib
 import logging
+import uuid
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import layout, registry
 from .config import PipelineConfig
@@ -61,68 +63,148 @@ def prediction_table(ids: pd.Series, id_column: str, score: np.ndarray, predicti
     })
 
 
+_MODELS: dict[tuple[str, str, str], tuple] = {}
+
+
+def _model(storage: Storage, model_name: str, version: str):
+    """The estimator and its manifest, loaded once per process (single-task scoring loops over ranges)."""
+    cache_key = (storage.root_uri, model_name, version)
+    if cache_key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[cache_key] = registry.load_model(storage, model_name, version)
+    return _MODELS[cache_key]
+
+
 def _score_with(storage: Storage, model_name: str, version: str, frame: pd.DataFrame) -> tuple[np.ndarray, float]:
-    estimator, manifest = registry.load_model(storage, model_name, version)
+    estimator, manifest = _model(storage, model_name, version)
     schema = Schema.from_dict(manifest["schema"])
     return estimator.predict_proba(feature_frame(frame, schema))[:, 1], float(manifest["threshold"])
 
 
-def score_day(config: PipelineConfig, storage: Storage, day: dt.date, version: str | None = None) -> dict:
-    ds = config.dataset
+def _ranges(storage: Storage, raw_key: str, raw_manifest: dict, rows_per_task: int) -> list[dict]:
+    """Row-group ranges of the day's Parquet files, each about `rows_per_task` rows (whole row
+    groups; a range never spans two files)."""
+    ranges: list[dict] = []
+    for name in raw_manifest["files"]:
+        if not name.endswith(".parquet"):
+            continue
+        meta = pq.ParquetFile(storage.open_input(f"{raw_key}/{name}")).metadata
+        first, rows = 0, 0
+        for rg in range(meta.num_row_groups):
+            rows += meta.row_group(rg).num_rows
+            if rows >= rows_per_task or rg == meta.num_row_groups - 1:
+                ranges.append({"part": len(ranges), "file": name, "row_groups": [first, rg + 1], "rows": rows})
+                first, rows = rg + 1, 0
+    return ranges
+
+
+def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version: str | None = None) -> dict:
+    """What to score and with which models, fixed once so every range task agrees: the champion
+    (and challenger) versions, the scoring time, the input version and its row-group ranges."""
     model_name = config.model_name
     pinned = version is not None
     version = version or registry.champion_version(storage, model_name)
-    raw_key = layout.raw_partition(ds.name, day)
+    raw_key = layout.raw_partition(config.dataset.name, day)
     raw_manifest = require_validated(config, storage, day)
-    frame = storage.read_partition(raw_key).to_pandas()
+    challenger = None if pinned else (registry.get_alias(storage, model_name, registry.CHALLENGER) or {}).get("version")
+    challenger = challenger if challenger and challenger != version else None
+    ranges = _ranges(storage, raw_key, raw_manifest, config.scoring.rows_per_task)
+    plan = {"day": day.isoformat(), "model": model_name, "model_version": version,
+            "challenger_version": challenger, "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "input_partition": storage.uri(raw_key), "input_publish_id": raw_manifest["publish_id"],
+            "token": uuid.uuid4().hex[:12], "rows": sum(r["rows"] for r in ranges), "ranges": ranges}
+    log.info("scoring plan for %s: %d rows in %d range(s) of ~%d rows, %s %s%s", day, plan["rows"], len(ranges),
+             config.scoring.rows_per_task, model_name, version, f", challenger {challenger}" if challenger else "")
+    return plan
+
+
+def _part_name(part: int) -> str:
+    return f"part-{part:05d}.parquet"
+
+
+def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict) -> dict:
+    """Score one row-group range with the planned model(s) and stage the part (not yet visible)."""
+    day = dt.date.fromisoformat(plan["day"])
+    raw_key = layout.raw_partition(config.dataset.name, day)
     started = time.perf_counter()
+    first, stop = rng["row_groups"]
+    frame = pq.ParquetFile(storage.open_input(f"{raw_key}/{rng['file']}")).read_row_groups(
+        list(range(first, stop))).to_pandas()
+    model_name, version, challenger = plan["model"], plan["model_version"], plan["challenger_version"]
+    scored_at = dt.datetime.fromisoformat(plan["scored_at"])
     id_column = registry.read_manifest(storage, model_name, version)["schema"]["id_column"]
     ids = frame[id_column]
     score, threshold = _score_with(storage, model_name, version, frame)
-    scored_at = dt.datetime.now(dt.timezone.utc)
-    challenger = None if pinned else (registry.get_alias(storage, model_name, registry.CHALLENGER) or {}).get("version")
-    challenger = challenger if challenger and challenger != version else None
     final_score, final_pred = score, score >= threshold
     versions: np.ndarray | str = version
     decided_by: np.ndarray | str = registry.CHAMPION
-    extra: dict = {}
+    canary_rows = 0
     if challenger:
         ch_score, ch_threshold = _score_with(storage, model_name, challenger, frame)
-        shadow_key = layout.shadow_predictions_partition(model_name, day)
-        storage.write_partition(shadow_key, {"part-00000.parquet": prediction_table(
-            ids, id_column, ch_score, ch_score >= ch_threshold, challenger, scored_at, "shadow")}, manifest={
-            "model": model_name, "model_version": challenger, "alias": registry.CHALLENGER, "day": day.isoformat(),
-            "input_partition": storage.uri(raw_key), "input_publish_id": raw_manifest["publish_id"],
-            "threshold": ch_threshold, "scored_at": scored_at.isoformat()})
+        storage.stage_part(layout.shadow_predictions_partition(model_name, day), plan["token"],
+                           _part_name(rng["part"]), prediction_table(
+                               ids, id_column, ch_score, ch_score >= ch_threshold, challenger, scored_at, "shadow"))
         canary = canary_mask(ids, config.scoring.canary_share)
         final_score = np.where(canary, ch_score, score)
         final_pred = np.where(canary, ch_score >= ch_threshold, score >= threshold)
         versions = np.where(canary, challenger, version)
         decided_by = np.where(canary, registry.CHALLENGER, registry.CHAMPION)
-        extra = {"challenger_version": challenger, "canary_share": config.scoring.canary_share,
-                 "canary_rows": int(canary.sum()), "challenger_threshold": ch_threshold,
-                 "shadow_partition": storage.uri(shadow_key)}
+        canary_rows = int(canary.sum())
     table = prediction_table(ids, id_column, final_score, final_pred, versions, scored_at, decided_by)
-    key = layout.predictions_partition(model_name, day)
-    storage.write_partition(key, {"part-00000.parquet": table}, manifest={
-        "model": model_name,
-        "model_version": version,
-        "day": day.isoformat(),
-        "input_partition": storage.uri(raw_key),
-        "input_publish_id": raw_manifest["publish_id"],
-        "input_rows": int(len(frame)),
-        "threshold": threshold,
-        "scored_at": scored_at.isoformat(),
-        **extra,
-    })
+    storage.stage_part(layout.predictions_partition(model_name, day), plan["token"], _part_name(rng["part"]), table)
+    elapsed = time.perf_counter() - started
     from .ops import metrics
 
-    elapsed = time.perf_counter() - started
-    metrics.incr("rows_scored", len(frame), model=model_name)
     metrics.gauge("scoring_rows_per_second", len(frame) / max(elapsed, 1e-6), model=model_name)
-    log.info("scored %d rows of %s with %s %s%s", len(frame), day, model_name, version,
+    return {"part": rng["part"], "rows": int(len(frame)), "positives": int(np.sum(final_pred)),
+            "canary_rows": canary_rows, "threshold": threshold, "seconds": round(elapsed, 3)}
+
+
+def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts: list[dict]) -> dict:
+    """Publish the staged parts as the day's prediction partition (and the shadow partition)."""
+    from .errors import ArtefactError
+
+    day = dt.date.fromisoformat(plan["day"])
+    model_name, version, challenger = plan["model"], plan["model_version"], plan["challenger_version"]
+    raw_manifest = require_validated(config, storage, day)
+    if raw_manifest["publish_id"] != plan["input_publish_id"]:
+        raise ArtefactError(f"{plan['input_partition']} was republished while it was being scored "
+                            f"(publish {plan['input_publish_id']} -> {raw_manifest['publish_id']}); rerun scoring")
+    names = [_part_name(r["part"]) for r in plan["ranges"]]
+    rows = sum(p["rows"] for p in parts)
+    if len(parts) != len(plan["ranges"]) or rows != plan["rows"]:
+        raise ArtefactError(f"scoring of {day}: {len(parts)} of {len(plan['ranges'])} ranges reported, {rows} of "
+                            f"{plan['rows']} rows; rerun the failed range tasks")
+    threshold = parts[0]["threshold"] if parts else None
+    common = {"model": model_name, "day": plan["day"], "input_partition": plan["input_partition"],
+              "input_publish_id": plan["input_publish_id"], "scored_at": plan["scored_at"],
+              "ranges": len(plan["ranges"])}
+    extra: dict = {}
+    if challenger:
+        shadow_key = layout.shadow_predictions_partition(model_name, day)
+        storage.publish_staged(shadow_key, plan["token"], names, manifest={
+            **common, "model_version": challenger, "alias": registry.CHALLENGER})
+        extra = {"challenger_version": challenger, "canary_share": config.scoring.canary_share,
+                 "canary_rows": sum(p["canary_rows"] for p in parts), "shadow_partition": storage.uri(shadow_key)}
+    key = layout.predictions_partition(model_name, day)
+    storage.publish_staged(key, plan["token"], names, manifest={
+        **common, "model_version": version, "input_rows": rows, "threshold": threshold, **extra})
+    from .ops import metrics
+
+    metrics.incr("rows_scored", rows, model=model_name)
+    log.info("scored %d rows of %s with %s %s in %d range(s)%s", rows, day, model_name, version, len(parts),
              f" (challenger {challenger}: shadow, {extra['canary_rows']} canary rows)" if challenger else "")
-    return {"day": day.isoformat(), "partition": storage.uri(key), "predictions": storage.uri(key),
-            "rows": int(len(frame)),
-            "model_version": version, "challenger_version": challenger,
-            "positive_rate": round(float(np.mean(final_pred)), 6)}
+    return {"day": plan["day"], "partition": storage.uri(key), "predictions": storage.uri(key), "rows": rows,
+            "model_version": version, "challenger_version": challenger, "ranges": len(parts),
+            "positive_rate": round(sum(p["positives"] for p in parts) / max(rows, 1), 6)}
+
+
+def score_day(config: PipelineConfig, storage: Storage, day: dt.date, version: str | None = None) -> dict:
+    """Plan, score every range and publish, in this one process (the CLI, DVC and small days)."""
+    plan = plan_scoring(config, storage, day, version)
+    parts = []
+    for i, rng in enumerate(plan["ranges"], 1):
+        parts.append(score_range(config, storage, plan, rng))
+        if len(plan["ranges"]) > 1:
+            log.info("scored range %d/%d (%d rows)", i, len(plan["ranges"]), rng["rows"])
+    return publish_scoring(config, storage, plan, parts)

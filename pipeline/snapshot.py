@@ -9,6 +9,7 @@ snapshot's sha256 and DVC's md5, so a model can be traced to its data version.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from . import layout
 from .errors import PipelineError
@@ -81,7 +83,7 @@ def _contract_summary(config: PipelineConfig, storage: Storage) -> dict | None:
     return current.summary() if current else None
 
 
-def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date) -> dict:
+def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date, s3_options: dict | None = None) -> dict:
     ds = config.dataset
     days = labelled_window(config, as_of)
     frames, excluded, schema = _window_frames(config, storage, days)
@@ -129,7 +131,9 @@ def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date) -> 
             (staged / "snapshot.parquet").write_bytes(data)
             storage.publish_partition(key, staged, meta)
     meta["uri"] = storage.uri(key)
-    meta["dvc"] = track_with_dvc(config, data, meta)
+    meta["dvc"] = track_with_dvc(config, data, meta, s3_options)
+    if meta["dvc"].get("dvc_file_content"):  # beside the snapshot: restorable without the model manifest
+        storage.write_bytes(f"{key}.dvc", meta["dvc"]["dvc_file_content"].encode())
     log.info("snapshot %s: %d rows (%d train, %d holdout), %d day(s) excluded", snapshot_id, len(frame),
              counts["train"], counts["holdout"], len(excluded))
     return {k: meta[k] for k in ("snapshot_id", "uri", "sha256", "rows", "train_rows", "holdout_rows",
@@ -141,18 +145,35 @@ def read_snapshot(storage: Storage, dataset: str, snapshot_id: str) -> tuple[pd.
     return storage.read_partition(key).to_pandas(), storage.read_manifest(key)
 
 
-def track_with_dvc(config: PipelineConfig, data: bytes, meta: dict) -> dict:
-    """Write the snapshot into the DVC workspace, `dvc add` it and push it to the remote.
+def _dvc_remote(config: PipelineConfig, s3_options: dict | None) -> tuple[str, dict]:
+    """The DVC remote's URL (without secrets, for the record) and its full config.
 
-    Returns what the model manifest records: the path, DVC's md5 of the tracked
-    directory, and whether it was pushed. Under `dvc repro` (DVC_STAGE set) the
-    repo is locked by DVC itself, so the snapshot is written but not re-added.
-    """
-    if not config.dvc.enabled:
-        return {"enabled": False}
-    repo_dir = Path(config.dvc.repo_dir)
-    tracked = repo_dir / config.dvc.snapshot_dir
-    target = tracked / config.dataset.name
+    `dvc.remote_url` (or PIPELINE_DVC_REMOTE_URL) wins; otherwise the project's default remote
+    from .dvc/config (+ config.local). An s3:// remote gets the storage's endpoint and
+    credentials (the Airflow connection, else boto3's env chain), in memory only."""
+    from dvc.config import Config
+
+    url = config.dvc.remote_url
+    settings: dict = {}
+    if not url:
+        project = Config(dvc_dir=str(Path(config.dvc.repo_dir) / ".dvc"))
+        name = project["core"].get("remote")
+        if not name or name not in project["remote"]:
+            raise SnapshotError(f"no DVC remote: set dvc.remote_url (or {'PIPELINE_DVC_REMOTE_URL'}) or a default "
+                                f"remote in {config.dvc.repo_dir}/.dvc/config")
+        settings = dict(project["remote"][name])
+        url = settings.pop("url")
+    if url.startswith("s3://"):
+        opts = {k: v for k, v in (s3_options or {}).items() if v}
+        endpoint = opts.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
+        settings.update({k: v for k, v in {
+            "endpointurl": endpoint, "access_key_id": opts.get("access_key_id"),
+            "secret_access_key": opts.get("secret_access_key"), "session_token": opts.get("session_token"),
+            "region": opts.get("region")}.items() if v})
+    return url, {"url": url, **settings}
+
+
+def _write_workspace(target: Path, data: bytes, meta: dict) -> None:
     target.mkdir(parents=True, exist_ok=True)
     summary = json.dumps({k: meta[k] for k in ("snapshot_id", "sha256", "as_of", "window", "rows")},
                          indent=2, sort_keys=True) + "\n"
@@ -160,25 +181,83 @@ def track_with_dvc(config: PipelineConfig, data: bytes, meta: dict) -> dict:
         tmp = target / f".{name}.tmp"  # dot-files are excluded by .dvcignore
         tmp.write_bytes(payload)
         os.replace(tmp, target / name)
-    result = {"enabled": True, "path": str(target), "dvc_file": str(tracked) + ".dvc"}
+
+
+def track_with_dvc(config: PipelineConfig, data: bytes, meta: dict, s3_options: dict | None = None) -> dict:
+    """Version the snapshot with DVC without touching the project checkout.
+
+    Each run builds the same layout as the project's tracked ``data/`` directory
+    (``data/<dataset>/training.parquet`` + ``snapshot.json``) in a DVC workspace of its own
+    (a temporary ``--no-scm`` repo), ``dvc add``s it there and pushes it to the remote. The
+    resulting ``.dvc`` file is returned (the model manifest records it, and it is stored beside
+    the snapshot), so two training runs never share a DVC lock, workers never leave the git
+    checkout dirty, and ``python -m pipeline dvc-restore <version>`` (write that .dvc file,
+    ``dvc pull``) brings any model's training data back in any clone.
+
+    Under ``dvc repro`` (DVC_STAGE set) the snapshot is written into the project workspace
+    instead; ``make repro`` then ``dvc add``s it into the committed ``data.dvc``.
+    """
+    if not config.dvc.enabled:
+        return {"enabled": False}
     if os.environ.get("DVC_STAGE"):
-        result["note"] = "written under `dvc repro`; run `dvc add` after the repro to record it"
+        target = Path(config.dvc.repo_dir) / config.dvc.snapshot_dir / config.dataset.name
+        _write_workspace(target, data, meta)
+        return {"enabled": True, "path": str(target),
+                "note": "written under `dvc repro`; `make repro` records it in data.dvc (dvc add + push)"}
+    import shutil
+    import tempfile
+
+    from dvc.repo import Repo
+
+    url, remote = _dvc_remote(config, s3_options)
+    work = Path(tempfile.mkdtemp(prefix="pipeline-dvc-"))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # "Initialized DVC repository." + hints
+            Repo.init(str(work), no_scm=True).close()
+        _write_workspace(work / config.dvc.snapshot_dir / config.dataset.name, data, meta)
+        overrides = {"core": {"remote": "snapshots", "analytics": False}, "remote": {"snapshots": remote}}
+        with Repo(str(work), config=overrides) as repo:
+            repo.add(str(work / config.dvc.snapshot_dir))
+            dvc_text = (work / f"{config.dvc.snapshot_dir}.dvc").read_text()
+            result = {"enabled": True, "md5": yaml.safe_load(dvc_text)["outs"][0]["md5"], "remote": url,
+                      "dvc_file": f"{config.dvc.snapshot_dir}.dvc", "dvc_file_content": dvc_text}
+            if config.dvc.push:
+                try:
+                    repo.push()
+                    result["pushed"] = True
+                except Exception as exc:  # a missing remote must not lose the training run
+                    log.warning("dvc push to %s failed: %s", url, exc)
+                    result["pushed"] = False
+                    result["push_error"] = str(exc)[:500]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def restore_snapshot(config: PipelineConfig, storage: Storage, model_manifest: dict, pull: bool = True,
+                     s3_options: dict | None = None) -> dict:
+    """Write the .dvc file a model's snapshot was recorded with into the project and `dvc pull` it;
+    the pulled training.parquet is checked against the snapshot's sha256."""
+    snap = model_manifest.get("data") or {}
+    dvc = snap.get("dvc") or {}
+    if not dvc.get("dvc_file_content"):
+        raise SnapshotError(f"model {model_manifest.get('version')} has no recorded DVC file (trained with DVC "
+                            "disabled, or under `dvc repro`: use the committed data.dvc)")
+    repo_dir = Path(config.dvc.repo_dir)
+    dvc_file = repo_dir / dvc["dvc_file"]
+    dvc_file.write_text(dvc["dvc_file_content"])
+    result = {"version": model_manifest.get("version"), "dvc_file": str(dvc_file), "md5": dvc["md5"],
+              "pulled": False}
+    if not pull:
         return result
     from dvc.repo import Repo
 
-    with Repo(str(repo_dir)) as repo:
-        repo.add(str(tracked))
-        dvc_file = Path(str(tracked) + ".dvc")
-        import yaml
-
-        outs = yaml.safe_load(dvc_file.read_text())["outs"][0]
-        result["md5"] = outs["md5"]
-        if config.dvc.push:
-            try:
-                repo.push(targets=[str(dvc_file)])
-                result["pushed"] = True
-            except Exception as exc:  # a missing remote must not lose the training run
-                log.warning("dvc push failed: %s", exc)
-                result["pushed"] = False
-                result["push_error"] = str(exc)[:500]
-    return result
+    _, remote = _dvc_remote(config, s3_options)
+    with Repo(str(repo_dir), config={"core": {"remote": "snapshots"}, "remote": {"snapshots": remote}}) as repo:
+        repo.pull(targets=[str(dvc_file)], force=True)
+        status = repo.status(targets=[str(dvc_file)])
+    path = repo_dir / config.dvc.snapshot_dir / config.dataset.name / "training.parquet"
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    if sha256 != snap.get("snapshot_sha256"):
+        raise SnapshotError(f"{path}: sha256 {sha256} is not the snapshot's {snap.get('snapshot_sha256')}")
+    return {**result, "pulled": True, "path": str(path), "sha256": sha256, "dvc_status_clean": not status}

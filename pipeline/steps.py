@@ -19,6 +19,7 @@ from .score import score_day
 from .snapshot import build_snapshot, labelled_window
 from .storage import PartitionNotFound, Storage, open_storage
 from .train import train_candidate
+from .ops.threads import thread_limit
 from .validation import ValidationFailed, data_docs_index, validate_day, validate_days
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ def storage_for(config: PipelineConfig, s3_options: dict | None = None) -> Stora
     st = config.storage
     budget = {"connect_timeout": st.connect_timeout_seconds, "read_timeout": st.read_timeout_seconds,
               "max_attempts": st.max_attempts}
-    return open_storage(st.root, {**budget, **(s3_options or {})})
+    return open_storage(st.root, {**budget, **(s3_options or {})}, row_group_rows=st.row_group_rows,
+                        lease_seconds=st.publish_lease_seconds, wait_seconds=st.publish_wait_seconds)
 
 
 def as_date(value: str | dt.date) -> dt.date:
@@ -131,18 +133,20 @@ def validate_window(as_of: str | dt.date, params: str | None = None, s3_options:
 
 def snapshot(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
     config, storage = open_pipeline(params, s3_options)
-    return build_snapshot(config, storage, as_date(as_of))
+    return build_snapshot(config, storage, as_date(as_of), s3_options)
 
 
 def train(as_of: str | dt.date, snapshot_result: dict, reason: str = "scheduled", params: str | None = None,
           s3_options: dict | None = None) -> dict:
     config, storage = open_pipeline(params, s3_options)
-    return train_candidate(config, storage, snapshot_result, as_date(as_of), reason=reason)
+    with thread_limit(config):
+        return train_candidate(config, storage, snapshot_result, as_date(as_of), reason=reason)
 
 
 def evaluate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
     config, storage = open_pipeline(params, s3_options)
-    return evaluate_version(config, storage, version)
+    with thread_limit(config):
+        return evaluate_version(config, storage, version)
 
 
 def gate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
@@ -225,7 +229,40 @@ def record_approval(version: str, approval: dict | None, params: str | None = No
 def score(day: str | dt.date, params: str | None = None, s3_options: dict | None = None,
           version: str | None = None) -> dict:
     config, storage = open_pipeline(params, s3_options)
-    return score_day(config, storage, as_date(day), version=version)
+    with thread_limit(config):
+        return score_day(config, storage, as_date(day), version=version)
+
+
+def plan_scoring(day: str | dt.date, params: str | None = None, s3_options: dict | None = None,
+                 version: str | None = None) -> dict:
+    """The day's row-group ranges and pinned model versions (batch_scoring maps one task per range)."""
+    from .score import plan_scoring as plan
+
+    config, storage = open_pipeline(params, s3_options)
+    return plan(config, storage, as_date(day), version)
+
+
+def scoring_jobs(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> list[dict]:
+    """The plan as one job per range, for an orchestrator to map over."""
+    plan = plan_scoring(day, params, s3_options)
+    return [{"plan": plan, "range": rng,
+             "label": f"part {rng['part']}: {rng['file']} row groups {rng['row_groups'][0]}-{rng['row_groups'][1] - 1}"}
+            for rng in plan["ranges"]]
+
+
+def score_range(plan: dict, rng: dict, params: str | None = None, s3_options: dict | None = None) -> dict:
+    from .score import score_range as run
+
+    config, storage = open_pipeline(params, s3_options)
+    with thread_limit(config):
+        return run(config, storage, plan, rng)
+
+
+def publish_scoring(plan: dict, parts: list[dict], params: str | None = None, s3_options: dict | None = None) -> dict:
+    from .score import publish_scoring as run
+
+    config, storage = open_pipeline(params, s3_options)
+    return run(config, storage, plan, list(parts))
 
 
 def run_scoring(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict[str, Any]:
@@ -297,6 +334,26 @@ def audit_list(since: str | None = None, kind: str | None = None, params: str | 
     return list_records(storage, as_date(since) if since else None, kind)
 
 
+def collect_garbage(older_than_hours: float | None = None, dry_run: bool = False, params: str | None = None,
+                    s3_options: dict | None = None) -> dict:
+    """Remove what killed or failed writers left (staging, temp files, unreferenced objects)."""
+    from .ops.maintenance import collect_garbage as run
+
+    config, storage = open_pipeline(params, s3_options)
+    return run(config, storage, older_than_hours, dry_run)
+
+
+def dvc_restore(version: str | None = None, pull: bool = True, params: str | None = None,
+                s3_options: dict | None = None) -> dict:
+    """Write the .dvc file a model's snapshot was recorded with into the project and `dvc pull` it."""
+    from .snapshot import restore_snapshot
+
+    config, storage = open_pipeline(params, s3_options)
+    version = version or registry.champion_version(storage, config.model_name)
+    return restore_snapshot(config, storage, registry.read_manifest(storage, config.model_name, version),
+                            pull=pull, s3_options=s3_options)
+
+
 def gx_init(params: str | None = None, s3_options: dict | None = None) -> dict:
     """Write the suite and checkpoint of the current data contract into the Data Context."""
     from .data import contract as contracts
@@ -319,7 +376,8 @@ def monitor_drift(as_of: str | dt.date, params: str | None = None, s3_options: d
     from .monitoring.monitor import run_monitoring
 
     config, storage = open_pipeline(params, s3_options)
-    return run_monitoring(config, storage, as_of_date := as_date(as_of), run_id=run_id) | {"as_of": as_of_date.isoformat()}
+    with thread_limit(config):
+        return run_monitoring(config, storage, as_of_date := as_date(as_of), run_id=run_id) | {"as_of": as_of_date.isoformat()}
 
 
 def simulate(days: list[str | dt.date], scenario: str, column: str | None = None, strength: float | None = None,

@@ -9,22 +9,45 @@ and then calls :meth:`Storage.publish_partition`:
   swapped into place with one ``rename`` (``renameat2(RENAME_EXCHANGE)`` when the
   partition already exists), so a reader sees the old complete partition or the
   new complete one, never a mix;
-* S3 has no rename and no multi-key transaction: new files are uploaded under
-  names unique to this publish, the partition's ``_manifest.json`` is written last
-  (the commit point, a single PUT is atomic), then files of the previous version
-  are deleted. Readers that go through the manifest (every reader in this
-  package) never see a partial partition.
+* S3 has no rename and no multi-key transaction. A publish first takes the
+  partition's lease (``_publishing.json``, created with ``If-None-Match: *``, renewed
+  with ``If-Match`` while uploading), so one writer at a time publishes a partition;
+  a second writer waits for it. Under the lease: new files are uploaded under names
+  unique to this publish, ``_manifest.json`` is written with ``If-Match`` on the
+  version read at the start (the commit point; a single PUT is atomic), then every
+  object of the partition that the new manifest does not list is deleted (the
+  previous version, and debris of writers killed earlier), then the lease is
+  released. A writer killed mid-publish leaves its lease; it expires after
+  ``publish_lease_seconds``, or at once for the next writer on the same host when
+  the holder's process is gone. A writer that loses its lease or the manifest
+  condition deletes what it uploaded and fails (transient: it is retried).
+
+What a reader sees:
+
+* through the manifest (every reader in this package): the previous complete
+  version until the manifest PUT, the new complete version after it;
+* a glob over the partition's ``*.parquet`` (DuckDB, Athena): exactly the manifest's
+  files whenever no publish is in progress. *During* a publish (while
+  ``_publishing.json`` exists) it can see the previous version's files plus some or
+  all of the new version's files, i.e. rows twice; never a truncated file (every
+  object is one PUT). After any kill, the next completed publish of the partition
+  removes the debris.
 
 A partition without ``_manifest.json`` does not exist as far as readers care.
+Mapped writers stage parts under ``_staging/`` (outside every partition, so globs
+never see them) and publish them as one partition with :meth:`Storage.publish_staged`.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import socket
+import time
 import ctypes.util
 import io
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -38,8 +61,13 @@ import pyarrow.parquet as pq
 
 from .errors import ArtefactError, ArtefactMissing, PipelineError, StorageFull
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "_manifest.json"
+LEASE = "_publishing.json"
 STAGING_DIR = "_staging"
+# Mapped writers' parts: <root>/_staging/parts/<partition key>/<token>/<name>
+PARTS_DIR = f"{STAGING_DIR}/parts"
 
 
 class StorageError(RuntimeError):
@@ -48,6 +76,10 @@ class StorageError(RuntimeError):
 
 class PreconditionFailed(StorageError):
     """A conditional write lost: the object changed since it was read (another writer won)."""
+
+
+class PublishConflict(StorageError):
+    """Another writer holds the partition's publish lease (or took it over): transient, retry."""
 
 
 class PartitionNotFound(StorageError, PipelineError):
@@ -181,6 +213,28 @@ class LocalBackend:
             str(p.relative_to(self.root)).replace(os.sep, "/") for p in base.rglob("*") if p.is_file()
         )
 
+    def list_objects(self, prefix: str) -> list[tuple[str, float, int]]:
+        """(key, modified epoch seconds, size) of every file under the prefix, dot-files included."""
+        base = self._path(prefix)
+        if not base.exists():
+            return []
+        paths = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
+        out = []
+        for p in paths:
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            out.append((str(p.relative_to(self.root)).replace(os.sep, "/"), st.st_mtime, st.st_size))
+        return sorted(out)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
+
+    def staged_parts_dir(self, key: str) -> Path:
+        return self._path(key)
+
     def list_children(self, prefix: str) -> list[str]:
         base = self._path(prefix)
         if not base.is_dir():
@@ -199,7 +253,7 @@ class LocalBackend:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def publish_dir(self, staged: Path, key: str, manifest: dict) -> None:
+    def publish_dir(self, staged: Path, key: str, manifest: dict, **_lease) -> None:
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +299,7 @@ class S3Backend:
             aws_session_token=opts.session_token,
             region_name=opts.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         )
+        self.session = session
         self.client = session.client(
             "s3",
             endpoint_url=opts.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
@@ -261,6 +316,24 @@ class S3Backend:
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}".strip("/") if self.prefix else key
+
+    def arrow_fs(self):
+        """pyarrow's S3 filesystem with the same endpoint, credentials and timeouts (ranged reads)."""
+        from pyarrow import fs
+
+        if getattr(self, "_arrow_fs", None) is None:
+            opts = self.options
+            creds = self.session.get_credentials()
+            frozen = creds.get_frozen_credentials() if creds else None
+            endpoint = self.client.meta.endpoint_url
+            scheme, _, host = endpoint.partition("://")
+            self._arrow_fs = fs.S3FileSystem(
+                access_key=frozen.access_key if frozen else None, secret_key=frozen.secret_key if frozen else None,
+                session_token=frozen.token if frozen else None, region=self.client.meta.region_name,
+                endpoint_override=host, scheme=scheme, connect_timeout=opts.connect_timeout,
+                request_timeout=opts.read_timeout,
+                retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=opts.max_attempts))
+        return self._arrow_fs
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
@@ -339,29 +412,135 @@ class S3Backend:
             if chunk:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
 
-    def publish_dir(self, staged: Path, key: str, manifest: dict) -> None:
-        token = uuid.uuid4().hex[:12]
-        before = set(self.list_keys(key))
-        uploaded: list[str] = []
-        renamed: dict[str, str] = {}
+    def list_objects(self, prefix: str) -> list[tuple[str, float, int]]:
+        full = self._key(prefix)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                k = obj["Key"]
+                if k == full or k.startswith(full.rstrip("/") + "/"):
+                    out.append((k[strip:], obj["LastModified"].timestamp(), int(obj["Size"])))
+        return sorted(out)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        self._delete(list(keys))
+
+    # ---- the publish lease
+
+    def _lease_body(self, owner: str, lease_seconds: float) -> bytes:
+        return json.dumps({"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
+                           "process_start": _process_start(os.getpid()),
+                           "acquired_at": time.time(), "expires_at": time.time() + lease_seconds}).encode()
+
+    def _acquire_lease(self, key: str, lease_seconds: float, wait_seconds: float) -> "_Lease":
+        lease_key = f"{key}/{LEASE}"
+        owner = uuid.uuid4().hex
+        deadline = time.monotonic() + wait_seconds
+        delay = 0.05
+        announced = False
+        while True:
+            data, etag = self.read_versioned(lease_key)
+            held = _parse_lease(data)
+            if data is None or _lease_is_free(held):
+                try:
+                    tag = self.write_if(lease_key, self._lease_body(owner, lease_seconds), etag)
+                    return _Lease(lease_key, owner, tag, lease_seconds, time.monotonic())
+                except PreconditionFailed:
+                    pass  # another writer got it first
+            if not announced:
+                log.info("waiting for the publish lease of %s (held by %s pid %s)", self.uri(key),
+                         held.get("host"), held.get("pid"))
+                announced = True
+            if time.monotonic() > deadline:
+                raise PublishConflict(
+                    f"{self.uri(key)} is being published by {held.get('host')} pid {held.get('pid')} (lease "
+                    f"{LEASE} until {_iso(held.get('expires_at'))}); gave up after {wait_seconds:.0f}s. Retry; "
+                    "a writer killed mid-publish frees it when the lease expires")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+    def _renew_lease(self, lease: "_Lease", force: bool = False) -> None:
+        if not force and time.monotonic() - lease.renewed < lease.seconds / 3:
+            return
         try:
-            for path in sorted(p for p in staged.rglob("*") if p.is_file()):
-                rel = str(path.relative_to(staged)).replace(os.sep, "/")
-                stem, dot, ext = rel.rpartition(".")
-                unique = f"{stem}-{token}.{ext}" if dot else f"{rel}-{token}"
-                obj = f"{key}/{unique}"
-                self.client.upload_file(str(path), self.bucket, self._key(obj))
-                uploaded.append(obj)
-                renamed[rel] = unique
+            lease.etag = self.write_if(lease.key, self._lease_body(lease.owner, lease.seconds), lease.etag)
+            lease.renewed = time.monotonic()
+        except PreconditionFailed as exc:
+            raise PublishConflict(f"lost the publish lease {self.uri(lease.key)} to another writer") from exc
+
+    def _release_lease(self, lease: "_Lease") -> None:
+        data, etag = self.read_versioned(lease.key)
+        if data is not None and _parse_lease(data).get("owner") == lease.owner:
+            self._delete([lease.key])
+
+    # ---- publishing
+
+    def _publish(self, key: str, manifest: dict, put_files, lease_seconds: float = 120.0,
+                 wait_seconds: float = 600.0) -> None:
+        """Under the partition's lease: put the new files (put_files(token, renew) -> {logical: stored}),
+        commit the manifest conditionally, then remove every object the manifest does not list."""
+        lease = self._acquire_lease(key, lease_seconds, wait_seconds)
+        uploaded: list[str] = []
+        try:
+            _, manifest_tag = self.read_versioned(f"{key}/{MANIFEST}")
+            token = uuid.uuid4().hex[:12]
+
+            def renew() -> None:
+                self._renew_lease(lease)
+
+            renamed = put_files(key, token, uploaded, renew)
+            self._renew_lease(lease, force=True)  # still ours right before the commit point
             manifest = dict(manifest)
             manifest["files"] = [renamed.get(f, f) for f in manifest.get("files", [])]
             manifest["file_map"] = {f: renamed.get(f, f) for f in renamed}
-            self.write_bytes(f"{key}/{MANIFEST}", json.dumps(manifest, indent=2, sort_keys=True).encode())
+            body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+            try:
+                self.write_if(f"{key}/{MANIFEST}", body, manifest_tag)
+            except PreconditionFailed as exc:
+                raise PublishConflict(f"{self.uri(key)}: the manifest changed under the lease; this "
+                                      "publish lost and removed its files") from exc
         except BaseException:
-            self._delete(uploaded)  # nothing was committed: leave the old version as it was
+            self._delete(uploaded)  # nothing was committed: leave the previous version as it was
+            with contextlib.suppress(Exception):
+                self._release_lease(lease)
             raise
-        # Committed. Remove the previous version's files.
-        self._delete(sorted(before - set(uploaded) - {f"{key}/{MANIFEST}"}))
+        # Committed. Remove everything the manifest does not list: the previous version and the
+        # debris of writers killed earlier (only a lease holder uploads here, and we hold it).
+        keep = {f"{key}/{name}" for name in manifest["files"]} | {f"{key}/{MANIFEST}", lease.key}
+        self._delete([k for k in self.list_keys(key) if k not in keep and _directly_in(k, key, manifest)])
+        self._release_lease(lease)
+
+    def publish_dir(self, staged: Path, key: str, manifest: dict, lease_seconds: float = 120.0,
+                    wait_seconds: float = 600.0) -> None:
+        def put_files(key, token, uploaded, renew):
+            renamed = {}
+            for path in sorted(p for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST):
+                rel = str(path.relative_to(staged)).replace(os.sep, "/")
+                unique = _unique_name(rel, token)
+                uploaded.append(f"{key}/{unique}")
+                self.client.upload_file(str(path), self.bucket, self._key(f"{key}/{unique}"))
+                renamed[rel] = unique
+                renew()
+            return renamed
+
+        self._publish(key, manifest, put_files, lease_seconds, wait_seconds)
+
+    def publish_objects(self, sources: dict[str, str], key: str, manifest: dict, lease_seconds: float = 120.0,
+                        wait_seconds: float = 600.0) -> None:
+        """Publish objects already in the bucket (mapped writers' parts) by server-side copy."""
+        def put_files(key, token, uploaded, renew):
+            renamed = {}
+            for rel, src in sorted(sources.items()):
+                unique = _unique_name(rel, token)
+                uploaded.append(f"{key}/{unique}")
+                self.client.copy({"Bucket": self.bucket, "Key": self._key(src)}, self.bucket,
+                                 self._key(f"{key}/{unique}"))
+                renamed[rel] = unique
+                renew()
+            return renamed
+
+        self._publish(key, manifest, put_files, lease_seconds, wait_seconds)
 
     def delete_prefix(self, key: str) -> None:
         keys = self.list_keys(key)
@@ -371,14 +550,94 @@ class S3Backend:
         self._delete([k for k in keys if k != manifest])
 
 
+# --------------------------------------------------------------------------- lease helpers
+
+
+@dataclass
+class _Lease:
+    key: str
+    owner: str
+    etag: str
+    seconds: float
+    renewed: float
+
+
+def _unique_name(rel: str, token: str) -> str:
+    stem, dot, ext = rel.rpartition(".")
+    return f"{stem}-{token}.{ext}" if dot and "/" not in ext else f"{rel}-{token}"
+
+
+def _directly_in(obj: str, key: str, manifest: dict) -> bool:
+    """An object of this partition (not of a nested partition under it)."""
+    rel = obj[len(key) + 1:]
+    if "/" not in rel:
+        return True
+    return any(f.startswith(rel.split("/")[0] + "/") for f in manifest.get("files", []))
+
+
+def _parse_lease(data: bytes | None) -> dict:
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+        return value if isinstance(value, dict) else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}  # a garbled lease protects nothing
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time (Linux), so a reused pid is not mistaken for the holder."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is gone, only unreaped
+    except (OSError, IndexError):
+        return None
+
+
+def _lease_is_free(held: dict) -> bool:
+    """Expired, unreadable, or held by a process of this host that no longer exists."""
+    if not held or float(held.get("expires_at") or 0) < time.time():
+        return True
+    if held.get("host") == socket.gethostname() and held.get("pid"):
+        start = _process_start(int(held["pid"]))
+        if start is None and not os.path.exists("/proc/self/stat"):
+            try:
+                os.kill(int(held["pid"]), 0)
+                return False
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return start is None or (held.get("process_start") is not None and start != held["process_start"])
+    return False
+
+
+def lease_is_free(data: bytes | None) -> bool:
+    return data is None or _lease_is_free(_parse_lease(data))
+
+
+def _iso(epoch: Any) -> str:
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc).isoformat(timespec="seconds")
+    except (TypeError, ValueError):
+        return "?"
+
+
 # --------------------------------------------------------------------------- facade
 
 
 class Storage:
     """Reads and writes by key under one root URI."""
 
-    def __init__(self, root_uri: str, s3_options: S3Options | None = None):
+    def __init__(self, root_uri: str, s3_options: S3Options | None = None, row_group_rows: int = 100_000,
+                 lease_seconds: float = 120.0, wait_seconds: float = 600.0):
         self.root_uri = root_uri
+        self.row_group_rows = row_group_rows
+        self.lease_seconds = lease_seconds
+        self.wait_seconds = wait_seconds
         if root_uri.startswith("s3://"):
             self.backend: LocalBackend | S3Backend = S3Backend(root_uri, s3_options)
         elif "://" in root_uri and not root_uri.startswith("file://"):
@@ -498,7 +757,8 @@ class Storage:
             raise StorageError(f"refusing to publish an empty partition at {self.uri(key)}")
         manifest = {**(manifest or {}), "files": files, "publish_id": uuid.uuid4().hex}
         try:
-            self.backend.publish_dir(staged, key, manifest)
+            self.backend.publish_dir(staged, key, manifest, lease_seconds=self.lease_seconds,
+                                     wait_seconds=self.wait_seconds)
         except OSError as exc:
             _raise_if_full(exc, self.uri(key))
             raise
@@ -511,7 +771,7 @@ class Storage:
             rows = 0
             for name, table in frames.items():
                 try:
-                    pq.write_table(table, staged / name, compression="zstd")
+                    pq.write_table(table, staged / name, compression="zstd", row_group_size=self.row_group_rows)
                 except OSError as exc:
                     _raise_if_full(exc, self.uri(key))
                     raise
@@ -520,6 +780,58 @@ class Storage:
                 (staged / name).parent.mkdir(parents=True, exist_ok=True)
                 (staged / name).write_bytes(data)
             return self.publish_partition(key, staged, {"row_count": rows, **(manifest or {})})
+
+    # ---- mapped writers: parts staged outside the partition, published as one
+
+    def parts_prefix(self, key: str, token: str) -> str:
+        return f"{PARTS_DIR}/{_check_key(key)}/{token}"
+
+    def stage_part(self, key: str, token: str, name: str, table: "pa.Table") -> str:
+        """Write one part of a partition that several tasks build (invisible to readers and globs)."""
+        part_key = f"{self.parts_prefix(key, token)}/{name}"
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd", row_group_size=self.row_group_rows)
+        self.write_bytes(part_key, buffer.getvalue().to_pybytes())
+        return part_key
+
+    def publish_staged(self, key: str, token: str, expected: list[str], manifest: dict | None = None) -> dict:
+        """Publish the staged parts `expected` (all must exist) as the partition at `key`, then
+        remove the staging prefix."""
+        key = _check_key(key)
+        prefix = self.parts_prefix(key, token)
+        present = {k[len(prefix) + 1:] for k in self.list_keys(prefix)}
+        missing = sorted(set(expected) - present)
+        if missing:
+            raise ArtefactMissing(f"{self.uri(prefix)}: staged part(s) {missing[:5]} missing "
+                                  f"({len(missing)} of {len(expected)}); rerun the tasks that write them")
+        files = sorted(expected)
+        rows = sum(pq.ParquetFile(self.open_input(f"{prefix}/{f}")).metadata.num_rows
+                   for f in files if f.endswith(".parquet"))
+        manifest = {"row_count": rows, **(manifest or {}), "files": files, "publish_id": uuid.uuid4().hex}
+        if isinstance(self.backend, S3Backend):
+            self.backend.publish_objects({f: f"{prefix}/{f}" for f in files}, key, manifest,
+                                         lease_seconds=self.lease_seconds, wait_seconds=self.wait_seconds)
+            self.backend.delete_prefix(prefix)
+        else:
+            staged = self.backend.staged_parts_dir(prefix)
+            for extra in set(present) - set(expected):
+                (staged / extra).unlink(missing_ok=True)
+            self.backend.publish_dir(staged, key, manifest)
+            shutil.rmtree(staged, ignore_errors=True)
+        return self.read_manifest(key)
+
+    def open_input(self, key: str):
+        """A seekable file for `key` (ranged GETs on S3), e.g. for pq.ParquetFile row-group reads."""
+        key = _check_key(key)
+        if isinstance(self.backend, S3Backend):
+            return self.backend.arrow_fs().open_input_file(f"{self.backend.bucket}/{self.backend._key(key)}")
+        return pa.OSFile(str(self.backend._path(key)))
+
+    def list_objects(self, prefix: str = "") -> list[tuple[str, float, int]]:
+        return self.backend.list_objects(_check_key(prefix))
+
+    def delete_keys(self, keys: list[str]) -> None:
+        self.backend.delete_keys([_check_key(k) for k in keys])
 
     def read_manifest(self, key: str) -> dict:
         try:
@@ -578,7 +890,7 @@ def _raise_if_full(exc: OSError, uri: str) -> None:
                                         "or point storage.root elsewhere, then rerun") from exc
 
 
-def open_storage(root_uri: str, s3_options: S3Options | dict | None = None) -> Storage:
+def open_storage(root_uri: str, s3_options: S3Options | dict | None = None, **settings) -> Storage:
     if isinstance(s3_options, dict):
         s3_options = S3Options.from_mapping(s3_options)
-    return Storage(root_uri, s3_options)
+    return Storage(root_uri, s3_options, **settings)

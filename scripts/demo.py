@@ -122,8 +122,8 @@ def main() -> int:
     say(f"    raw batches   {storage.uri(f'raw/{config.dataset.name}')}/")
     say(f"    contract      {storage.uri(f'contracts/{config.dataset.name}')}/  (python -m pipeline contract show)")
     say(f"    audit trail   {storage.uri('audit')}/  (python -m pipeline audit list)")
-    say(f"    DVC snapshot  {manifest['data']['dvc'].get('dvc_file', 'disabled')} "
-        f"md5 {manifest['data']['dvc'].get('md5', '-')}")
+    say(f"    DVC snapshot  md5 {manifest['data']['dvc'].get('md5', '-')} pushed to "
+        f"{manifest['data']['dvc'].get('remote', '-')}  (python -m pipeline dvc-restore {version})")
     say(f"    task logs     {LOG}")
     glob = f"{storage.uri(f'predictions/{config.model_name}')}/*/*.parquet"
     say("    try:")

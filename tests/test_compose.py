@@ -36,19 +36,51 @@ def test_every_service_can_start(compose):
     assert (ROOT / "Dockerfile").exists()
 
 
-def test_env_wiring_matches_the_code(compose):
-    env = compose["services"]["airflow-scheduler"]["environment"]
+def test_env_wiring_matches_the_stack_settings(compose):
+    """docker-compose.yaml, `make stack` and the stack test share deploy/stack.yaml."""
+    settings = yaml.safe_load((ROOT / "deploy" / "stack.yaml").read_text())
     config = load_config(ROOT / "params.yaml")
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    conn_var = f"AIRFLOW_CONN_{config.storage.aws_conn_id.upper()}"
-    conn = json.loads(re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", env[conn_var]))
-    assert conn["extra"]["endpoint_url"] == "http://minio:9000"
-    bucket = env["PIPELINE_STORAGE_URI"].removeprefix("s3://").split("/")[0]
+    assert settings["aws_conn_id"] == config.storage.aws_conn_id
+    for name in AIRFLOW_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == settings["executor"]
+        assert env["PIPELINE_STORAGE_URI"] == f"s3://{settings['bucket']}/{settings['storage_prefix']}"
+        assert env["PIPELINE_DVC_REMOTE_URL"] == f"s3://{settings['bucket']}/{settings['dvc_prefix']}"
+        assert int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]) == settings["worker_concurrency"]
+        assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(":")[-1] == "admin"
+        assert settings["admin_user"] in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
+        # Credentials only in the Airflow connection: no AWS key variables anywhere.
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} & set(env)
+        conn = json.loads(re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", env[f"AIRFLOW_CONN_{settings['aws_conn_id'].upper()}"]))
+        assert conn["extra"]["endpoint_url"] == "http://minio:9000"
+        assert conn["extra"]["region_name"] == settings["region"]
+        assert env["PIPELINE_PARAMS"].startswith("/opt/airflow/project/")
+        assert str(settings["api_port"]) in env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
     init = " ".join(compose["services"]["minio-init"]["entrypoint"].split())
-    assert f"local/{bucket}" in init, "minio-init must create the bucket the pipeline uses"
-    assert f"s3://{bucket}/" in " ".join(compose["services"]["airflow-init"]["command"])
-    assert env["PIPELINE_PARAMS"].startswith("/opt/airflow/project/")
-    # Published ports only on loopback.
+    assert f"local/{settings['bucket']}" in init, "minio-init must create the bucket the pipeline uses"
+    assert f"127.0.0.1:{settings['api_port']}:8080" in compose["services"]["airflow-apiserver"]["ports"]
+    assert compose["services"]["airflow-worker"]["command"] == "celery worker"
+    # Everything needs a healthcheck, as in Airflow's official file.
+    for name in ("postgres", "redis", "minio", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                 "airflow-triggerer", "airflow-worker"):
+        assert "healthcheck" in compose["services"][name], name
+
+
+def test_stack_script_uses_the_same_settings():
+    import stack
+
+    assert stack.storage_uri() == "s3://{bucket}/{storage_prefix}".format(**stack.SETTINGS)
+    assert stack.dvc_remote_uri() == "s3://{bucket}/{dvc_prefix}".format(**stack.SETTINGS)
+    stack_env_keys = set(re.findall(r'"(AIRFLOW__[A-Z_]+|PIPELINE_[A-Z_]+)"', (ROOT / "scripts" / "stack.py").read_text()))
+    compose_env = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["x-airflow-common"]["environment"]
+    shared = {"AIRFLOW__CORE__EXECUTOR", "PIPELINE_STORAGE_URI", "PIPELINE_DVC_REMOTE_URL",
+              "AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+              "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND",
+              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__API_AUTH__JWT_SECRET"}
+    assert shared <= stack_env_keys and shared <= set(compose_env)
+
+
+def test_published_ports_only_on_loopback(compose):
     for svc in compose["services"].values():
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), port

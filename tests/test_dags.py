@@ -12,7 +12,7 @@ def _edges(dag):
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"training_pipeline", "batch_scoring", "drift_monitoring", "model_registry"} <= set(dagbag.dag_ids)
+    assert {"training_pipeline", "batch_scoring", "drift_monitoring", "model_registry", "maintenance"} <= set(dagbag.dag_ids)
 
 
 def test_training_pipeline_wiring(dagbag):
@@ -27,9 +27,19 @@ def test_training_pipeline_wiring(dagbag):
 
 def test_batch_scoring_wiring(dagbag):
     dag = dagbag.get_dag("batch_scoring")
-    assert _edges(dag) == {("ingest", "validate"), ("validate", "score")}
+    assert _edges(dag) == {("ingest", "validate"), ("validate", "plan_scoring"), ("plan_scoring", "score_range"),
+                           ("score_range", "score"), ("plan_scoring", "score")}
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    assert isinstance(dag.get_task("score_range"), MappedOperator)  # one task per row-group range
     assert set(dag.params.keys()) == {"date"}
     assert dag.max_active_runs >= 1 and dag.doc_md
+
+
+def test_maintenance_wiring(dagbag):
+    dag = dagbag.get_dag("maintenance")
+    assert dag.task_ids == ["collect_garbage"] and set(dag.params.keys()) == {"older_than_hours", "dry_run"}
+    assert "Never touches" in dag.doc_md and dag.max_active_runs == 1
 
 
 def test_drift_monitoring_wiring(dagbag):
@@ -55,5 +65,5 @@ def test_parsing_does_no_pipeline_work():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["errors"] == [] and result["dags"] == ["batch_scoring", "drift_monitoring", "model_registry", "training_pipeline"]
+    assert result["errors"] == [] and result["dags"] == ["batch_scoring", "drift_monitoring", "maintenance", "model_registry", "training_pipeline"]
     assert result["heavy"] == [], f"DAG parsing imported {result['heavy']}"

@@ -31,9 +31,13 @@ def test_training_then_scoring_through_airflow(dagbag, small_params, tmp_path):
         assert event is not None and event.extra["version"] == version
         assert event.extra["metrics"]["roc_auc"] > 0.7
     # Traceable: data version (snapshot + DVC md5), params, code, metrics.
-    dvc_file = yaml.safe_load((tmp_path / "dvc_repo" / "data.dvc").read_text())
-    assert manifest["data"]["dvc"]["md5"] == dvc_file["outs"][0]["md5"]
-    assert manifest["data"]["dvc"]["pushed"] is True
+    # DVC: versioned in a workspace of its own and pushed; the project checkout is not touched.
+    recorded = manifest["data"]["dvc"]
+    dvc_file = yaml.safe_load(recorded["dvc_file_content"])
+    assert recorded["md5"] == dvc_file["outs"][0]["md5"] and recorded["pushed"] is True
+    md5 = recorded["md5"]
+    assert (tmp_path / "dvc_remote" / "files" / "md5" / md5[:2] / md5[2:]).exists(), "snapshot not pushed"
+    assert not (tmp_path / "dvc_repo" / "data.dvc").exists() and not (tmp_path / "dvc_repo" / "data").exists()
     assert manifest["params"]["training"]["window_days"] == 20
     assert manifest["code_revision"] and manifest["metrics"]["roc_auc"] > 0.7
     assert storage.exists(f"{layout.model_version('credit_default', version)}/evaluation.html")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 from datetime import timedelta
 from typing import Any, Iterator
 
@@ -96,6 +97,19 @@ class _AirflowStats:
         self._stats().gauge(name, value, tags=tags)
 
 
+def tasks_per_machine() -> int:
+    """How many tasks this executor runs at once on one machine: a Celery worker's concurrency,
+    the LocalExecutor's parallelism; the pipeline divides the cores by it (threads per task)."""
+    from airflow.configuration import conf
+
+    executor = conf.get("core", "executor", fallback="LocalExecutor") or ""
+    if "Celery" in executor:
+        return conf.getint("celery", "worker_concurrency", fallback=16)
+    if "Local" in executor:
+        return conf.getint("core", "parallelism", fallback=32)
+    return 1
+
+
 @contextlib.contextmanager
 def fail_fast_on_bad_data() -> Iterator[None]:
     """Bad data or config will not fix itself on retry: fail the task at once, with the
@@ -106,6 +120,7 @@ def fail_fast_on_bad_data() -> Iterator[None]:
     from pipeline.ops import metrics
 
     metrics.install(_AirflowStats())
+    os.environ.setdefault("PIPELINE_TASKS_PER_MACHINE", str(tasks_per_machine()))
     try:
         yield
     except PipelineError as exc:

@@ -1,0 +1,182 @@
+"""The scale-out deployment for real: API server, scheduler, DAG processor, triggerer and two
+Celery workers on the local PostgreSQL (a database of this run's own, dropped afterwards) and
+Redis (an empty broker DB, flushed afterwards), with storage and the DVC remote on an S3
+endpoint (moto's server on 127.0.0.1). Credentials exist only in the Airflow connection.
+Runs are triggered and watched through the REST API, as an operator's tooling would.
+
+Skips when PostgreSQL or Redis cannot be reached, unless PIPELINE_TEST_STACK=required
+(set by .ci/run), which turns that into a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+
+import pytest
+
+import stack as stack_mod
+from conftest import ROOT, write_params
+
+pytestmark = pytest.mark.stack
+
+TRAIN_AS_OF = "2025-03-01"
+SCORE_DAYS = ("2025-03-02", "2025-03-03", "2025-03-04")
+
+
+@pytest.fixture
+def services():
+    problem = stack_mod.unreachable()
+    if problem:
+        if os.environ.get("PIPELINE_TEST_STACK") == "required":
+            pytest.fail(f"PIPELINE_TEST_STACK=required but the stack's services are not reachable: {problem}")
+        pytest.skip(f"stack services not reachable ({problem}); set PIPELINE_TEST_STACK=required to fail instead")
+
+
+def _wait_runs(stack, token, runs: dict[str, str], timeout: float) -> dict[str, str]:
+    """runs: run_id -> dag_id. Returns run_id -> final state."""
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while len(states) < len(runs):
+        for run_id, dag_id in runs.items():
+            if run_id in states:
+                continue
+            state = stack.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}", token=token)["state"]
+            if state in ("success", "failed"):
+                states[run_id] = state
+        if time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    return states
+
+
+def _task_report(stack, token, dag_id: str, run_id: str) -> str:
+    tis = stack.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", token=token)["task_instances"]
+    return ", ".join(f"{t['task_id']}[{t['map_index']}]={t['state']}" for t in tis)
+
+
+def _logs_tail(stack) -> str:
+    out = []
+    for path in sorted(stack.logs.glob("*.log")):
+        text = path.read_text(errors="replace")
+        out.append(f"--- {path.name}\n{text[-1500:]}")
+    return "\n".join(out)
+
+
+def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_server, tmp_path):
+    import boto3
+
+    started = time.monotonic()
+    bucket = stack_mod.SETTINGS["bucket"]
+    admin = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
+                         aws_secret_access_key="testing", region_name="us-east-1")
+    try:
+        admin.create_bucket(Bucket=bucket)
+    except admin.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    prefix = stack_mod.SETTINGS["storage_prefix"]
+    for page in admin.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+        for obj in page.get("Contents", []):  # a previous test in this session's S3 server
+            admin.delete_object(Bucket=bucket, Key=obj["Key"])
+    params = write_params(
+        tmp_path, training={"window_days": 16, "holdout_days": 4, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
+        # Small row groups and ranges, so each ~1,000-row day is scored by several mapped tasks.
+        storage={"row_group_rows": 250}, scoring={"rows_per_task": 250},
+        dvc={"enabled": True, "repo_dir": str(tmp_path / "no-checkout"), "push": True})
+    db = f"pipeline_test_{uuid.uuid4().hex[:10]}"
+    stack = stack_mod.start(tmp_path / "airflow", params, s3_server, db=db, redis_db=stack_mod.free_redis_db(),
+                            use_schedule=False, s3_credentials=("testing", "testing"))
+    try:
+        ready = time.monotonic() - started
+        token = stack.token()
+        deadline = time.monotonic() + 180
+        for dag_id in ("training_pipeline", "batch_scoring"):
+            while True:  # the DAG processor has parsed it
+                try:
+                    stack.call("GET", f"/dags/{dag_id}", token=token)
+                    break
+                except Exception:  # noqa: BLE001 - 404 until parsed
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"{dag_id} never appeared in the API\n{_logs_tail(stack)}")
+                    time.sleep(2)
+            stack.call("PATCH", f"/dags/{dag_id}", {"is_paused": False}, token=token)
+
+        t0 = time.monotonic()
+        train = {"dag_run_id": "stack-training", "logical_date": f"{TRAIN_AS_OF}T00:00:00Z", "conf": {}}
+        stack.call("POST", "/dags/training_pipeline/dagRuns", train, token=token)
+        states = _wait_runs(stack, token, {"stack-training": "training_pipeline"}, timeout=900)
+        assert states.get("stack-training") == "success", (
+            f"training: {states} {_task_report(stack, token, 'training_pipeline', 'stack-training')}\n"
+            f"{_logs_tail(stack)}")
+        training_seconds = time.monotonic() - t0
+
+        t0 = time.monotonic()
+        runs = {}
+        for day in SCORE_DAYS:
+            run_id = f"stack-scoring-{day}"
+            stack.call("POST", "/dags/batch_scoring/dagRuns",
+                       {"dag_run_id": run_id, "logical_date": f"{day}T00:00:00Z", "conf": {}}, token=token)
+            runs[run_id] = "batch_scoring"
+        states = _wait_runs(stack, token, runs, timeout=600)
+        assert all(states.get(r) == "success" for r in runs), (
+            f"scoring: {states} " + " | ".join(_task_report(stack, token, 'batch_scoring', r) for r in runs)
+            + f"\n{_logs_tail(stack)}")
+        scoring_seconds = time.monotonic() - t0
+        mapped = [t for t in stack.call("GET", f"/dags/batch_scoring/dagRuns/stack-scoring-{SCORE_DAYS[0]}/"
+                                               "taskInstances", token=token)["task_instances"]
+                  if t["task_id"] == "score_range"]
+        assert len(mapped) >= 3 and all(t["state"] == "success" for t in mapped)
+
+        # Every artefact is in the bucket; nothing went to the local storage root.
+        from pipeline import registry
+        from pipeline.storage import open_storage
+        from helpers import read_parquet_objects
+
+        storage = open_storage(f"s3://{bucket}/{prefix}", {"endpoint_url": s3_server, "access_key_id": "testing",
+                                                           "secret_access_key": "testing"})
+        keys = storage.list_keys("")
+        assert {"raw", "labels", "validation", "snapshots", "models", "predictions", "contracts"} <= {
+            k.split("/")[0] for k in keys}
+        assert not (tmp_path / "storage").exists(), "something was written to the local storage root"
+        assert not (tmp_path / "no-checkout").exists(), "training touched a DVC checkout"
+        version = registry.champion_version(storage, "credit_default")
+        manifest = registry.read_manifest(storage, "credit_default", version)
+        dvc = manifest["data"]["dvc"]
+        assert dvc["pushed"] and dvc["remote"] == stack_mod.dvc_remote_uri()
+        md5 = dvc["md5"]
+        dvc_prefix = stack_mod.SETTINGS["dvc_prefix"]
+        assert admin.list_objects_v2(Bucket=bucket, Prefix=f"{dvc_prefix}/files/md5/{md5[:2]}/{md5[2:]}")["KeyCount"]
+        for day in SCORE_DAYS:
+            part = f"predictions/credit_default/dt={day}"
+            predictions = read_parquet_objects(storage, part)
+            raw = storage.read_partition(f"raw/credit_default/dt={day}").to_pandas()
+            assert len(predictions) == len(raw) == storage.read_manifest(part)["row_count"]
+            assert set(predictions["ID"]) == set(raw["ID"]) and (predictions["model_version"] == version).all()
+            assert storage.read_manifest(part)["ranges"] >= 3
+        assert not [k for k in keys if k.startswith("_staging/")], "staged parts were left behind"
+
+        # Tasks ran on both Celery workers.
+        per_worker = {}
+        for i in range(1, stack.workers + 1):
+            text = (stack.logs / f"worker{i}.log").read_text(errors="replace")
+            per_worker[f"worker{i}"] = len(re.findall(r"Executing workload in Celery", text))
+        summary = {"stack_ready_seconds": round(ready, 1), "training_seconds": round(training_seconds, 1),
+                   "scoring_3_days_seconds": round(scoring_seconds, 1),
+                   "total_seconds": round(time.monotonic() - started, 1), "tasks_per_worker": per_worker,
+                   "database": db, "broker_db": stack.redis_db, "queue": stack.queue,
+                   "mapped_ranges_first_day": len(mapped)}
+        print(f"stack test: {json.dumps(summary)}")
+        (ROOT / "tests" / "results").mkdir(exist_ok=True)
+        (ROOT / "tests" / "results" / "stack_summary.json").write_text(json.dumps(summary, indent=2))
+        assert all(n > 0 for n in per_worker.values()), f"tasks did not run on every worker: {per_worker}"
+    finally:
+        stack_mod.stop(stack)
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    with conn.cursor() as cur:
+        cur.execute("select count(*) from pg_database where datname = %s", (db,))
+        assert cur.fetchone()[0] == 0, f"database {db} was not dropped"
+    conn.close()
