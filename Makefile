@@ -19,7 +19,7 @@ export PIPELINE_PARAMS ?= $(CURDIR)/params.yaml
 # `airflow standalone` starts its components through `airflow` on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo demo-drift test repro airflow-ui lock clean
+.PHONY: install demo demo-drift test repro airflow-ui stack stack-down lock clean
 
 install: $(VENV)/.installed
 
@@ -51,9 +51,17 @@ repro: install
 airflow-ui: install
 	@eval "$$($(PY) scripts/airflow_env.py)" && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 
+## The scale-out stack as local processes (docker-compose.yaml's services without Docker): API server,
+## scheduler, DAG processor, triggerer, 2 Celery workers on PostgreSQL + Redis, storage on an S3 endpoint.
+stack: install
+	$(PY) scripts/stack.py up
+
+stack-down:
+	$(PY) scripts/stack.py down
+
 ## Recompile the pinned lock after editing requirements.in.
 lock:
 	$(UV) pip compile --python-version 3.11 requirements.in -o requirements.txt
 
 clean:
-	rm -rf storage .airflow .dvc-remote reports great_expectations/uncommitted/validations great_expectations/uncommitted/data_docs
+	rm -rf storage .airflow .stack .dvc-remote reports great_expectations/uncommitted/validations great_expectations/uncommitted/data_docs

@@ -144,8 +144,10 @@ class Stack:
             "AIRFLOW__CORE__EXECUTOR": SETTINGS["executor"],
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url(self.db),
             "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": postgres_url(self.db, "db+postgresql"),
+            "AIRFLOW__CELERY__RESULT_BACKEND": postgres_url(self.db, "db+postgresql+psycopg2"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.concurrency),
+            # A task still running after this is redelivered by Redis: longer than any task here.
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(SETTINGS["visibility_timeout_seconds"]),
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
             "AIRFLOW__CORE__AUTH_MANAGER":
@@ -167,8 +169,12 @@ class Stack:
         return env
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=self.env(),
-                              capture_output=True, text=True, check=check)
+        done = subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=self.env(),
+                              capture_output=True, text=True)
+        if check and done.returncode:
+            raise RuntimeError(f"`airflow {' '.join(args[:2])}` failed ({done.returncode}):\n"
+                               f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        return done
 
     def spawn(self, name: str, *args: str, **extra_env: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)

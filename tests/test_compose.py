@@ -47,6 +47,8 @@ def test_env_wiring_matches_the_stack_settings(compose):
         assert env["PIPELINE_STORAGE_URI"] == f"s3://{settings['bucket']}/{settings['storage_prefix']}"
         assert env["PIPELINE_DVC_REMOTE_URL"] == f"s3://{settings['bucket']}/{settings['dvc_prefix']}"
         assert int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]) == settings["worker_concurrency"]
+        assert (int(env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"])
+                == settings["visibility_timeout_seconds"])
         assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(":")[-1] == "admin"
         assert settings["admin_user"] in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
         # Credentials only in the Airflow connection: no AWS key variables anywhere.

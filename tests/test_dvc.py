@@ -20,18 +20,21 @@ def clone(tmp_path):
     return target
 
 
-def test_snapshot_is_added_and_pushed_in_the_project_repo(clone, tmp_path, monkeypatch):
+def test_snapshot_is_pushed_from_a_workspace_of_its_own(clone, tmp_path, monkeypatch):
+    """Training never runs `dvc add` in the checkout: no DVC lock to share, no dirty data.dvc."""
     monkeypatch.delenv("DVC_STAGE", raising=False)
     config = load_config(write_params(tmp_path, dvc={"enabled": True, "repo_dir": str(clone), "push": True,
                                                      "snapshot_dir": "data"}))
     meta = {"snapshot_id": "abc", "sha256": "0" * 64, "as_of": "2025-03-01", "window": ["a", "b"], "rows": 1}
     result = track_with_dvc(config, b"PAR1 not really parquet", meta)
-    dvc_file = yaml.safe_load((clone / "data.dvc").read_text())
-    assert result["md5"] == dvc_file["outs"][0]["md5"] and result["pushed"] is True
-    assert any((clone / ".dvc-remote").rglob("*")), "nothing was pushed to the default remote"
-    changed = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], capture_output=True,
-                             text=True, check=True).stdout.split("\n")
-    assert [line for line in changed if line.strip()] == [" M data.dvc"]  # data/ itself stays out of git
+    recorded = yaml.safe_load(result["dvc_file_content"])
+    assert result["md5"] == recorded["outs"][0]["md5"] and recorded["outs"][0]["path"] == "data"
+    assert result["pushed"] is True and result["remote"] == str(clone / ".dvc-remote")
+    md5 = result["md5"]
+    assert (clone / ".dvc-remote" / "files" / "md5" / md5[:2] / md5[2:]).exists(), "nothing was pushed"
+    status = subprocess.run(["git", "-C", str(clone), "status", "--porcelain", "--ignored"], capture_output=True,
+                            text=True, check=True).stdout
+    assert "data.dvc" not in status and " data/" not in status and "!! data" not in status, status
 
 
 def test_under_dvc_repro_the_snapshot_is_written_but_not_added(clone, tmp_path, monkeypatch):
@@ -44,6 +47,58 @@ def test_under_dvc_repro_the_snapshot_is_written_but_not_added(clone, tmp_path, 
     assert "md5" not in result and "dvc add" in result["note"]
     assert (clone / "data" / "credit_default" / "training.parquet").read_bytes() == b"bytes"
     assert (clone / "data.dvc").read_text() == before
+
+
+@pytest.mark.e2e
+def test_concurrent_trainings_then_dvc_restore_in_a_clean_clone(clone, tmp_path):
+    """Two training runs at once share the checkout and the remote: both finish, no DVC lock
+    error, the checkout stays clean; in another clean clone, `dvc-restore` + `dvc pull` bring back
+    each model's snapshot (md5 and sha256 equal to its manifest's)."""
+    import json
+    import os
+    import sys
+
+    from pipeline import registry
+    from pipeline.storage import open_storage
+
+    remote = tmp_path / "remote"
+    runs = []
+    for name, as_of in (("a", "2025-03-01"), ("b", "2025-03-05")):
+        params = write_params(tmp_path / name, training={"window_days": 12, "holdout_days": 3, "cv_folds": 3,
+                                                         "estimator_params": {"max_iter": 30}},
+                              dvc={"enabled": True, "repo_dir": str(clone), "push": True, "remote_url": str(remote)})
+        log = open(tmp_path / f"{name}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--params", str(params), "--out",
+                                 str(tmp_path / f"{name}.json"), "run-training", "--as-of", as_of], stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PIPELINE_TASKS_PER_MACHINE": "2"})
+        runs.append((name, params, proc, log))
+    versions = {}
+    for name, params, proc, log in runs:
+        assert proc.wait(timeout=600) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+        log.close()
+        text = (tmp_path / f"{name}.log").read_text()
+        assert "acquire lock" not in text.lower() and "LockError" not in text, text[-3000:]
+        storage = open_storage(str(tmp_path / name / "storage"))
+        version = json.loads((tmp_path / f"{name}.json").read_text())["train"]["version"]
+        versions[name] = (params, registry.read_manifest(storage, "credit_default", version))
+    assert versions["a"][1]["data"]["dvc"]["md5"] != versions["b"][1]["data"]["dvc"]["md5"]
+    dirty = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], capture_output=True, text=True,
+                           check=True).stdout
+    assert dirty == "", f"training left the checkout dirty: {dirty}"
+
+    fresh = tmp_path / "fresh"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(fresh)], check=True)
+    for name, (params, manifest) in versions.items():
+        restore_params = write_params(tmp_path / f"restore-{name}", storage={"root": str(tmp_path / name / "storage")},
+                                      dvc={"enabled": True, "repo_dir": str(fresh), "remote_url": str(remote)})
+        out = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(restore_params), "dvc-restore",
+                              manifest["version"]], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        restored = json.loads(out.stdout)
+        assert restored["md5"] == manifest["data"]["dvc"]["md5"] and restored["dvc_status_clean"]
+        assert restored["sha256"] == manifest["data"]["snapshot_sha256"]
+        on_disk = yaml.safe_load((fresh / "data.dvc").read_text())["outs"][0]["md5"]
+        assert on_disk == manifest["data"]["dvc"]["md5"]
 
 
 @pytest.mark.e2e

@@ -83,7 +83,7 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
     params = write_params(
         tmp_path, training={"window_days": 16, "holdout_days": 4, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
         # Small row groups and ranges, so each ~1,000-row day is scored by several mapped tasks.
-        storage={"row_group_rows": 250}, scoring={"rows_per_task": 250},
+        storage={"row_group_rows": 100}, scoring={"rows_per_task": 100},
         dvc={"enabled": True, "repo_dir": str(tmp_path / "no-checkout"), "push": True})
     db = f"pipeline_test_{uuid.uuid4().hex[:10]}"
     stack = stack_mod.start(tmp_path / "airflow", params, s3_server, db=db, redis_db=stack_mod.free_redis_db(),
