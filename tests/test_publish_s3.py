@@ -32,8 +32,8 @@ def _glob_count(endpoint: str, bucket: str) -> int:
     con = duckdb.connect()
     con.register_filesystem(fs)
     try:
-        return con.sql(f"select count(*) from read_parquet('s3://{bucket}/{PREFIX}/predictions/**/*.parquet')"
-                       ).fetchone()[0]
+        return con.execute(f"select count(*) from read_parquet('s3://{bucket}/{PREFIX}/predictions/**/*.parquet')"
+                           ).fetchall()[0][0]
     finally:
         con.close()
 
@@ -71,8 +71,66 @@ def scored_day(s3_server, tmp_path_factory):
                 os.environ[k] = v
 
 
-def _score_cmd(params) -> list[str]:
-    return [sys.executable, "-m", "pipeline", "--params", str(params), "score", "--date", DAY]
+# Each run is a real process running the real CLI, killed with a real SIGKILL. To keep 60 runs
+# affordable on 2 cores, they are forked from a "zygote" that imported the pipeline once
+# (importing sklearn and friends costs seconds per process here), as pre-fork servers do.
+ZYGOTE = r"""
+import os, sys
+import pipeline.cli, pipeline.steps, pipeline.score, sklearn.ensemble  # the slow imports, once
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(" ")
+    if cmd == "spawn":
+        log, args = arg.split(" ", 1)
+        pid = os.fork()
+        if pid == 0:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            os.dup2(fd, 1); os.dup2(fd, 2)
+            code = 1
+            try:
+                code = pipeline.cli.main(args.split())
+            finally:
+                sys.stdout.flush(); sys.stderr.flush()
+                os._exit(code)
+        print(pid, flush=True)
+    elif cmd == "wait":
+        _, status = os.waitpid(int(arg), 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+class Zygote:
+    def __init__(self, env: dict):
+        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def spawn(self, params, log) -> int:
+        self.proc.stdin.write(f"spawn {log} --params {params} score --date {DAY}\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def wait(self, pid: int) -> int:
+        self.proc.stdin.write(f"wait {pid}\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def zygote(scored_day):
+    z = Zygote(scored_day["env"])
+    yield z
+    z.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def _state(ctx) -> dict:
@@ -85,7 +143,7 @@ def _state(ctx) -> dict:
             "staged": len(storage.list_keys("_staging"))}
 
 
-def test_kills_mid_publish_never_leave_orphans_after_the_next_run(scored_day, tmp_path):
+def test_kills_mid_publish_never_leave_orphans_after_the_next_run(scored_day, zygote, tmp_path):
     from pipeline import steps
 
     storage = scored_day["storage"]
@@ -94,19 +152,17 @@ def test_kills_mid_publish_never_leave_orphans_after_the_next_run(scored_day, tm
     rng = random.Random(7)
     rounds = []
     for i in range(ROUNDS):
-        with open(tmp_path / f"kill-{i}.log", "wb") as log:
-            proc = subprocess.Popen(_score_cmd(scored_day["params"]), env=scored_day["env"], stdout=log,
-                                    stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and proc.poll() is None:  # the publish has begun
-                try:
-                    client.head_object(Bucket=storage.backend.bucket, Key=lease_key)
-                    break
-                except client.exceptions.ClientError:
-                    time.sleep(0.005)
-            time.sleep(rng.uniform(0, 0.15))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        pid = zygote.spawn(scored_day["params"], tmp_path / f"kill-{i}.log")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _alive(pid):  # the publish has begun
+            try:
+                client.head_object(Bucket=storage.backend.bucket, Key=lease_key)
+                break
+            except client.exceptions.ClientError:
+                time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.15))
+        os.kill(pid, signal.SIGKILL)
+        zygote.wait(pid)
         after_kill = _state(scored_day)
         steps.score(DAY, str(scored_day["params"]))  # one completed run
         after_run = _state(scored_day)
@@ -126,18 +182,11 @@ def test_kills_mid_publish_never_leave_orphans_after_the_next_run(scored_day, tm
     assert gc["removed"] >= 0
 
 
-def test_two_concurrent_runs_resolve_to_one_winner(scored_day, tmp_path):
+def test_two_concurrent_runs_resolve_to_one_winner(scored_day, zygote, tmp_path):
     rounds = []
     for i in range(ROUNDS):
-        procs = []
-        for j in range(2):
-            log = open(tmp_path / f"pair-{i}-{j}.log", "wb")
-            procs.append((subprocess.Popen(_score_cmd(scored_day["params"]), env=scored_day["env"], stdout=log,
-                                           stderr=subprocess.STDOUT), log))
-        codes = []
-        for proc, log in procs:
-            codes.append(proc.wait(timeout=300))
-            log.close()
+        pids = [zygote.spawn(scored_day["params"], tmp_path / f"pair-{i}-{j}.log") for j in range(2)]
+        codes = [zygote.wait(pid) for pid in pids]
         state = _state(scored_day)
         rounds.append({"round": i, "exit_codes": codes, **state})
         assert codes == [0, 0], (rounds[-1], (tmp_path / f"pair-{i}-0.log").read_text()[-2000:])

@@ -180,3 +180,34 @@ def test_corrupt_json_artefact_names_the_file(tmp_path):
     with pytest.raises(ArtefactMissing, match="no object at") as info:
         storage.read_bytes("models/m/versions/v1/model.joblib")
     assert isinstance(info.value, PipelineError)  # the Airflow glue fails it without retries
+
+
+def test_s3_publish_waits_for_a_live_lease_and_takes_over_an_expired_one(s3_env):
+    import json as _json
+    import time as _time
+
+    import pyarrow as pa
+
+    from pipeline.storage import PublishConflict, open_storage
+
+    storage = open_storage(f"s3://{s3_env['bucket']}/root", wait_seconds=1.0, lease_seconds=60)
+    key = "predictions/m/dt=2025-01-01"
+    old = pa.table({"id": [1, 2, 3]})
+    storage.write_partition(key, {"part-00000.parquet": old})
+    lease = f"{key}/_publishing.json"
+    storage.write_bytes(lease, _json.dumps({"owner": "x", "host": "another-host", "pid": 1,
+                                            "expires_at": _time.time() + 60}).encode())
+    with pytest.raises(PublishConflict, match="being published by another-host"):
+        storage.write_partition(key, {"part-00000.parquet": pa.table({"id": [9]})})
+    assert storage.read_partition(key).equals(old)
+    assert [k for k in storage.list_keys(key) if k.endswith(".parquet")] == [
+        f"{key}/{f}" for f in storage.read_manifest(key)["files"]], "the waiting writer uploaded nothing"
+
+    storage.write_bytes(lease, _json.dumps({"owner": "x", "host": "another-host", "pid": 1,
+                                            "expires_at": _time.time() - 1}).encode())
+    storage.write_bytes(f"{key}/part-00000-0123456789ab.parquet", b"debris of the dead writer")
+    new = pa.table({"id": [7, 8]})
+    storage.write_partition(key, {"part-00000.parquet": new})
+    assert storage.read_partition(key).equals(new) and not storage.exists(lease)
+    names = sorted(k.rsplit("/", 1)[1] for k in storage.list_keys(key))
+    assert names == sorted(storage.read_manifest(key)["files"] + ["_manifest.json"]), "debris was not removed"
