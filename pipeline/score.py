@@ -138,7 +138,7 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
     final_score, final_pred = score, score >= threshold
     versions: np.ndarray | str = version
     decided_by: np.ndarray | str = registry.CHAMPION
-    canary_rows = 0
+    canary_rows, ch_threshold = 0, None
     if challenger:
         ch_score, ch_threshold = _score_with(storage, model_name, challenger, frame)
         storage.stage_part(layout.shadow_predictions_partition(model_name, day), plan["token"],
@@ -157,7 +157,8 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
 
     metrics.gauge("scoring_rows_per_second", len(frame) / max(elapsed, 1e-6), model=model_name)
     return {"part": rng["part"], "rows": int(len(frame)), "positives": int(np.sum(final_pred)),
-            "canary_rows": canary_rows, "threshold": threshold, "seconds": round(elapsed, 3)}
+            "canary_rows": canary_rows, "threshold": threshold, "challenger_threshold": ch_threshold,
+            "seconds": round(elapsed, 3)}
 
 
 def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts: list[dict]) -> dict:
@@ -182,9 +183,11 @@ def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts:
     extra: dict = {}
     if challenger:
         shadow_key = layout.shadow_predictions_partition(model_name, day)
+        ch_threshold = parts[0]["challenger_threshold"] if parts else None
         storage.publish_staged(shadow_key, plan["token"], names, manifest={
-            **common, "model_version": challenger, "alias": registry.CHALLENGER})
+            **common, "model_version": challenger, "alias": registry.CHALLENGER, "threshold": ch_threshold})
         extra = {"challenger_version": challenger, "canary_share": config.scoring.canary_share,
+                 "challenger_threshold": ch_threshold,
                  "canary_rows": sum(p["canary_rows"] for p in parts), "shadow_partition": storage.uri(shadow_key)}
     key = layout.predictions_partition(model_name, day)
     storage.publish_staged(key, plan["token"], names, manifest={

@@ -139,8 +139,9 @@ def snapshot(as_of: str | dt.date, params: str | None = None, s3_options: dict |
 def train(as_of: str | dt.date, snapshot_result: dict, reason: str = "scheduled", params: str | None = None,
           s3_options: dict | None = None) -> dict:
     config, storage = open_pipeline(params, s3_options)
-    with thread_limit(config):
-        return train_candidate(config, storage, snapshot_result, as_date(as_of), reason=reason)
+    with thread_limit(config) as threads:
+        return {**train_candidate(config, storage, snapshot_result, as_date(as_of), reason=reason),
+                "threads_per_task": threads}
 
 
 def evaluate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:

@@ -217,20 +217,24 @@ def start(home: Path, params: Path, s3_endpoint: str, db: str, redis_db: int, qu
                   password=password, workers=workers or SETTINGS["workers"],
                   concurrency=concurrency or SETTINGS["worker_concurrency"], use_schedule=use_schedule)
     create_database(db)
-    stack.airflow("db", "migrate")
-    login, secret = s3_credentials
-    stack.airflow("connections", "add", SETTINGS["aws_conn_id"], "--conn-json", json.dumps({
-        "conn_type": "aws", "login": login, "password": secret,
-        "extra": {"endpoint_url": s3_endpoint, "region_name": SETTINGS["region"]}}))
-    stack.spawn("api-server", "api-server", "--port", str(stack.api_port))
-    stack.spawn("scheduler", "scheduler")
-    stack.spawn("dag-processor", "dag-processor")
-    stack.spawn("triggerer", "triggerer")
-    for i in range(1, stack.workers + 1):
-        stack.spawn(f"worker{i}", "celery", "worker", "--celery-hostname", f"worker{i}@%h", "--queues", stack.queue,
-                    "--concurrency", str(stack.concurrency), "--without-mingle", "--without-gossip",
-                    AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()))
-    wait_ready(stack, timeout)
+    try:
+        stack.airflow("db", "migrate")
+        login, secret = s3_credentials
+        stack.airflow("connections", "add", SETTINGS["aws_conn_id"], "--conn-json", json.dumps({
+            "conn_type": "aws", "login": login, "password": secret,
+            "extra": {"endpoint_url": s3_endpoint, "region_name": SETTINGS["region"]}}))
+        stack.spawn("api-server", "api-server", "--port", str(stack.api_port))
+        stack.spawn("scheduler", "scheduler")
+        stack.spawn("dag-processor", "dag-processor")
+        stack.spawn("triggerer", "triggerer")
+        for i in range(1, stack.workers + 1):
+            stack.spawn(f"worker{i}", "celery", "worker", "--celery-hostname", f"worker{i}@%h", "--queues",
+                        stack.queue, "--concurrency", str(stack.concurrency), "--without-mingle", "--without-gossip",
+                        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()))
+        wait_ready(stack, timeout)
+    except BaseException:
+        stop(stack)  # a failed start leaves no processes and no database behind
+        raise
     return stack
 
 

@@ -64,7 +64,7 @@ def test_concurrent_trainings_then_dvc_restore_in_a_clean_clone(clone, tmp_path)
     remote = tmp_path / "remote"
     runs = []
     for name, as_of in (("a", "2025-03-01"), ("b", "2025-03-05")):
-        params = write_params(tmp_path / name, training={"window_days": 12, "holdout_days": 3, "cv_folds": 3,
+        params = write_params(tmp_path / name, training={"window_days": 8, "holdout_days": 2, "cv_folds": 3,
                                                          "estimator_params": {"max_iter": 30}},
                               dvc={"enabled": True, "repo_dir": str(clone), "push": True, "remote_url": str(remote)})
         log = open(tmp_path / f"{name}.log", "wb")

@@ -49,7 +49,7 @@ def scored_day(s3_server, tmp_path_factory):
     bucket = "publish-test"
     boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
                  region_name="us-east-1").create_bucket(Bucket=bucket)
-    params = write_params(tmp, training={"window_days": 12, "holdout_days": 3, "cv_folds": 3,
+    params = write_params(tmp, training={"window_days": 8, "holdout_days": 2, "cv_folds": 3,
                                          "estimator_params": {"max_iter": 30}},
                           storage={"row_group_rows": 40, "publish_lease_seconds": 60},
                           scoring={"rows_per_task": 40})

@@ -81,7 +81,7 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         for obj in page.get("Contents", []):  # a previous test in this session's S3 server
             admin.delete_object(Bucket=bucket, Key=obj["Key"])
     params = write_params(
-        tmp_path, training={"window_days": 16, "holdout_days": 4, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
+        tmp_path, training={"window_days": 10, "holdout_days": 3, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
         # Small row groups and ranges, so each ~1,000-row day is scored by several mapped tasks.
         storage={"row_group_rows": 100}, scoring={"rows_per_task": 100},
         dvc={"enabled": True, "repo_dir": str(tmp_path / "no-checkout"), "push": True})
