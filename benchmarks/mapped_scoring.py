@@ -61,7 +61,7 @@ def build_day(params: Path, rows: int) -> dict:
     base = pd.concat(frames, ignore_index=True)
     copies = -(-rows // len(base))
     day = pd.concat([base] * copies, ignore_index=True).iloc[:rows].copy()
-    day["ID"] = np.arange(1, rows + 1, dtype=day["ID"].dtype)
+    day["ID"] = pd.array(np.arange(1, rows + 1), dtype=day["ID"].dtype)
     key = layout.raw_partition(ds, pd.Timestamp(DAY).date())
     template = storage.read_manifest(f"raw/{ds}/{storage.list_children(f'raw/{ds}')[0]}")
     manifest = storage.write_partition(key, {"part-00000.parquet": pa.Table.from_pandas(day, preserve_index=False)},
