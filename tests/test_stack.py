@@ -82,8 +82,8 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
             admin.delete_object(Bucket=bucket, Key=obj["Key"])
     params = write_params(
         tmp_path, training={"window_days": 10, "holdout_days": 3, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
-        # Small row groups and ranges, so each ~1,000-row day is scored by several mapped tasks.
-        storage={"row_group_rows": 100}, scoring={"rows_per_task": 100},
+        # Small row groups and ranges, so each ~330-row day is scored by two mapped tasks.
+        storage={"row_group_rows": 200}, scoring={"rows_per_task": 200},
         dvc={"enabled": True, "repo_dir": str(tmp_path / "no-checkout"), "push": True})
     db = f"pipeline_test_{uuid.uuid4().hex[:10]}"
     stack = stack_mod.start(tmp_path / "airflow", params, s3_server, db=db, redis_db=stack_mod.free_redis_db(),
@@ -127,7 +127,7 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         mapped = [t for t in stack.call("GET", f"/dags/batch_scoring/dagRuns/stack-scoring-{SCORE_DAYS[0]}/"
                                                "taskInstances", token=token)["task_instances"]
                   if t["task_id"] == "score_range"]
-        assert len(mapped) >= 3 and all(t["state"] == "success" for t in mapped)
+        assert len(mapped) >= 2 and all(t["state"] == "success" for t in mapped)
 
         # Every artefact is in the bucket; nothing went to the local storage root.
         from pipeline import registry
@@ -154,7 +154,7 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
             raw = storage.read_partition(f"raw/credit_default/dt={day}").to_pandas()
             assert len(predictions) == len(raw) == storage.read_manifest(part)["row_count"]
             assert set(predictions["ID"]) == set(raw["ID"]) and (predictions["model_version"] == version).all()
-            assert storage.read_manifest(part)["ranges"] >= 3
+            assert storage.read_manifest(part)["ranges"] >= 2
         assert not [k for k in keys if k.startswith("_staging/")], "staged parts were left behind"
 
         # Tasks ran on both Celery workers.
