@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from the data contract")
     s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
     s.add_argument("action", choices=["list", "history", "promote", "rollback", "challenger", "clear-challenger",
-                                      "compare-shadow"])
+                                      "compare-shadow", "resign"])
     s.add_argument("version", nargs="?", help="the version (promote, challenger)")
     s.add_argument("--reason", default="", help="why (required for moves; recorded in the history)")
     s.add_argument("--force", action="store_true", help="promote although its gate did not pass (recorded)")
@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> dict | list:
     if cmd == "models":
         if args.action == "compare-shadow":
             return steps.compare_shadow(args.since, params)
+        if args.action == "resign":
+            return steps.registry_action("resign", params=params)
         action = {"challenger": "set_challenger", "clear-challenger": "clear_challenger"}.get(args.action, args.action)
         if args.action == "promote" and args.force and not args.reason.strip():
             raise ConfigError("models promote --force needs --reason (it is recorded)")

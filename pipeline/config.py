@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import types
 import typing
@@ -50,6 +51,13 @@ class SourceConfig:
     na_values: tuple[str, ...] = ()
     # ... or, when true, used instead of them.
     replace_default_na_values: bool = False
+    # The landing area every delivered file must resolve into (symlinks included). null: the
+    # directory part of `uri` before its first {date} or glob character.
+    root: str | None = None
+    # Limits per day's delivery, enforced while reading (a gzip is never inflated past them):
+    # decompressed bytes, and data rows. Over either, the delivery is quarantined with a verdict.
+    max_bytes: int = 1 << 30
+    max_rows: int = 5_000_000
 
     @property
     def missing_tokens(self) -> tuple[str, ...]:
@@ -60,6 +68,15 @@ class SourceConfig:
     @property
     def is_per_day(self) -> bool:
         return "{date" in self.uri
+
+    @property
+    def landing_root(self) -> str:
+        """Where delivered files must stay: `root`, else the static directory part of `uri`."""
+        if self.root:
+            return self.root.rstrip("/")
+        cuts = [i for i in (self.uri.find(ch) for ch in "{*?[") if i >= 0]
+        static = self.uri[: min(cuts)] if cuts else self.uri
+        return static.rsplit("/", 1)[0] if "/" in static else "."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +161,9 @@ class ValidationConfig:
     max_bad_row_share: float = 0.0
     # A delivery with columns the contract does not know: fail | ignore (dropped, logged).
     extra_columns: str = "fail"
+    # Labels: the share of labelled ids that the day's delivered batch does not have, tolerated
+    # before the labels are quarantined (0: every label must belong to a delivered row).
+    max_unknown_label_share: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +221,9 @@ class RegistryConfig:
     # Where a candidate that passes the gate goes: straight to `champion`, or to `challenger`
     # (shadow/canary scoring first; promote it later with `models promote`).
     promote_to: str = "champion"
+    # Airflow connection whose password is the model signing key (pipeline/model/signing.py);
+    # used by the DAGs when it exists, else PIPELINE_SIGNING_KEY / PIPELINE_SIGNING_KEY_FILE.
+    signing_conn_id: str = "pipeline_signing"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,6 +358,25 @@ class AlertsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrivacyConfig:
+    """The intake's privacy gate (pipeline/data/privacy.py)."""
+
+    # Undeclared columns are sampled for personal data (e-mail, phone, card, national ids); one in
+    # which at least this share of sampled values match a kind fails the delivery.
+    check_undeclared: bool = True
+    min_share: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class UiConfig:
+    """The artefact app behind the Airflow UI's links (plugins/pipeline_airflow/artefacts_app.py)."""
+
+    # true: also serve rows (raw, labels, snapshots, predictions' Parquet, quarantined files) and
+    # model files to authenticated users; false: only reports, Data Docs, verdicts and listings.
+    serve_data_files: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     dataset: DatasetConfig
     storage: StorageConfig = StorageConfig()
@@ -352,6 +394,8 @@ class PipelineConfig:
     alerts: AlertsConfig = AlertsConfig()
     resources: ResourcesConfig = ResourcesConfig()
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    ui: UiConfig = UiConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     params_path: str = ""
 
     @property
@@ -438,6 +482,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         if tp is int and float(value) != int(value):
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return tp(value)
@@ -470,6 +516,42 @@ def _resolve_path(base: Path, value: str) -> str:
     return str((base / value).resolve())
 
 
+# A params file is a few KB; a larger one is a mistake or an attack (it is parsed on every DAG parse).
+MAX_PARAMS_BYTES = 1 << 20
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: params never need them, and aliases let a few hundred
+    bytes expand into gigabytes ("billion laughs") that only fail much later."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            mark = event.start_mark
+            raise ConfigError(f"{self.name}: line {mark.line + 1}: YAML anchors/aliases ('&', '*') are not "
+                              "allowed in params; write the values out")
+        return super().compose_node(parent, index)
+
+
+def _read_params(params_path: Path) -> dict:
+    size = params_path.stat().st_size
+    if size > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{params_path}: {size} bytes; a params file may have at most {MAX_PARAMS_BYTES}")
+    text = params_path.read_bytes()
+    try:
+        loader = _PlainLoader(text.decode("utf-8"))
+        loader.name = str(params_path)
+        try:
+            raw = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{params_path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{params_path}: not valid YAML: {exc}") from exc
+    return raw
+
+
 def default_params_path() -> Path:
     env = os.environ.get(PARAMS_ENV)
     if env:
@@ -483,10 +565,7 @@ def load_config(path: str | os.PathLike | None = None) -> PipelineConfig:
     params_path = Path(path) if path else default_params_path()
     if not params_path.exists():
         raise ConfigError(f"params file not found: {params_path} (set {PARAMS_ENV} to choose one)")
-    try:
-        raw = yaml.safe_load(params_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{params_path}: not valid YAML: {exc}") from exc
+    raw = _read_params(params_path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{params_path}: top level must be a mapping")
     raw = dict(raw)
@@ -501,11 +580,19 @@ def _finalise(config: PipelineConfig, base: Path) -> PipelineConfig:
     # is relative to the params file.
     env_root = os.environ.get(STORAGE_ENV)
     storage_root = _resolve_path(Path.cwd(), env_root) if env_root else _resolve_path(base, config.storage.root)
+    for key, value in (("uri", ds.source.uri), ("root", ds.source.root)):
+        if value and ("://" in value or os.path.isabs(value)) and ".." in value.replace("\\", "/").split("/"):
+            raise ConfigError(f"dataset.source.{key} {value!r} contains '..': write the path it means "
+                              "(sources are confined to their landing area)")
+    source = dataclasses.replace(ds.source, uri=_resolve_path(base, ds.source.uri),
+                                 root=_resolve_path(base, ds.source.root) if ds.source.root else None)
+    if source.root and not (source.uri + "/").startswith(source.root.rstrip("/") + "/"):
+        raise ConfigError(f"dataset.source.uri {source.uri!r} is not under dataset.source.root {source.root!r}")
+    if source.max_bytes < 1 or source.max_rows < 1:
+        raise ConfigError("dataset.source.max_bytes and dataset.source.max_rows must be at least 1")
     config = dataclasses.replace(
         config,
-        dataset=dataclasses.replace(
-            ds, source=dataclasses.replace(ds.source, uri=_resolve_path(base, ds.source.uri))
-        ),
+        dataset=dataclasses.replace(ds, source=source),
         storage=dataclasses.replace(config.storage, root=storage_root),
         validation=dataclasses.replace(config.validation, gx_root=_resolve_path(base, config.validation.gx_root)),
         dvc=dataclasses.replace(config.dvc, repo_dir=_resolve_path(base, config.dvc.repo_dir),
@@ -550,10 +637,19 @@ def _check_dataset(config: PipelineConfig) -> None:
                 raise ConfigError(f"validation.mostly.{col}: unknown check {check!r}; known: {list(MOSTLY_CHECKS)}")
             if not 0.0 < float(share) <= 1.0:
                 raise ConfigError(f"validation.mostly.{col}.{check}: {share} is not a share in (0, 1]")
+    if ds.batching.label_delay_days < 0:
+        raise ConfigError(f"dataset.batching.label_delay_days is {ds.batching.label_delay_days}: labels cannot "
+                          "arrive before their day (a negative delay would train on labels from the future)")
+    if ds.batching.days < 1:
+        raise ConfigError("dataset.batching.days must be at least 1")
     if not 0.0 <= v.max_null_fraction < 1.0:
         raise ConfigError("validation.max_null_fraction must be in [0, 1)")
     if v.row_policy not in ("fail_batch", "quarantine_rows"):
         raise ConfigError(f"validation.row_policy must be 'fail_batch' or 'quarantine_rows', got {v.row_policy!r}")
+    if not 0.0 < config.privacy.min_share <= 1.0:
+        raise ConfigError("privacy.min_share must be in (0, 1]")
+    if not 0.0 <= v.max_unknown_label_share < 1.0:
+        raise ConfigError("validation.max_unknown_label_share must be in [0, 1)")
     if not 0.0 <= v.max_bad_row_share < 1.0:
         raise ConfigError("validation.max_bad_row_share must be in [0, 1)")
     if v.extra_columns not in ("fail", "ignore"):

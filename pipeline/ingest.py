@@ -22,7 +22,7 @@ import pyarrow as pa
 from . import layout
 from .config import PipelineConfig
 from .data import contract as contracts
-from .data import quarantine
+from .data import privacy, quarantine
 from .data.delivery import NoDelivery, read_delivery, resolution_sample
 from .errors import PipelineError
 from .source import SourceError, type_rows
@@ -62,13 +62,14 @@ def _read(config: PipelineConfig, storage: Storage, day: dt.date):
             # Keep what arrived, even unreadable, as evidence.
             import hashlib
 
-            from .data.delivery import _list_files, day_pattern
+            from .data.delivery import evidence
 
-            files = {u: storage.read_external(u) for u in _list_files(day_pattern(config, day), storage)}
-            digest = hashlib.sha256(b"".join(files.values())).hexdigest()
+            # Keep what arrived, within the landing area and the size limit (the rest is named only).
+            files, not_kept = evidence(config, storage, day)
+            digest = hashlib.sha256(b"".join(files.values()) + "|".join(not_kept).encode()).hexdigest()
             delivery_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{digest[:8]}"
-            where = quarantine.keep_unread(storage, config.dataset.name, day, delivery_id, files, [str(exc)],
-                                           list(files))
+            where = quarantine.keep_unread(storage, config.dataset.name, day, delivery_id, files,
+                                           [str(exc), *not_kept], list(files) + not_kept)
             mark_rejected(config, storage, day, delivery_id, where, [str(exc)])
             links = {"quarantine": where}
             where = f" Delivery kept in {where}."
@@ -132,6 +133,12 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     problems = header_problems(contract, list(delivery.text.columns), ds.source.csv_delimiter, v.extra_columns)
     if problems:
         raise reject("contract", problems)
+    if config.privacy.check_undeclared:
+        declared = {schema.id_column, schema.target_column, *ds.pii_columns}
+        undeclared = [c for c in delivery.text.columns if c not in declared and c != "_line"]
+        problems = privacy.find_undeclared_pii(delivery.text, undeclared, config.privacy.min_share)
+        if problems:
+            raise reject("privacy", problems)
     extra = [c for c in delivery.text.columns if c not in contract.source_columns]
     if extra:
         log.warning("%s: dropping column(s) %s that contract v%d does not know", day, extra, contract.version)
@@ -198,10 +205,20 @@ def publish_batch(config: PipelineConfig, storage: Storage, day: dt.date, typed,
     return {"day": day.isoformat(), "delivery_id": delivery_id, "staged": storage.uri(key), "rows": int(len(typed))}
 
 
+class LabelsWaitForBatch(LabelsNotAvailable):
+    """The labels' day has no delivered batch yet: labels are published only with the rows they label."""
+
+
+class LabelsRejected(IngestError):
+    """A day's labels broke the label contract; they were quarantined, the committed labels stay."""
+
+
 def publish_labels(config: PipelineConfig, storage: Storage, day: dt.date, typed, schema, as_of: dt.date,
                    extra: dict | None = None) -> dict:
     """Publish the labels of `day` (id + target), known as of `as_of`."""
     ds = config.dataset
+    if day > as_of:  # a label of a later day is the future as seen from this run: never published
+        raise LabelsNotAvailable(f"labels of {day} cannot be published as of {as_of} (a later day)")
     typed = _sorted_by_id(typed.loc[:, [schema.id_column, schema.target_column]], schema.id_column)
     key = layout.labels_partition(ds.name, day)
     storage.write_partition(key, {"part-00000.parquet": _table(typed)},
@@ -210,12 +227,61 @@ def publish_labels(config: PipelineConfig, storage: Storage, day: dt.date, typed
     return {"day": day.isoformat(), "partition": storage.uri(key), "rows": int(len(typed))}
 
 
+def delivered_ids(config: PipelineConfig, storage: Storage, day: dt.date, id_column: str) -> tuple[set, str] | None:
+    """Ids of the day's batch: the committed raw partition, else the latest staged delivery
+    (training stages a window before it validates it); None when the day has neither."""
+    name = config.dataset.name
+    candidates = [layout.raw_partition(name, day)]
+    staged = sorted(storage.list_children(layout.staging_day(name, day)))
+    candidates += [layout.staging_delivery(name, day, d) for d in reversed(staged)]
+    for key in candidates:
+        if storage.partition_exists(key):
+            ids = storage.read_partition(key).column(id_column).to_pylist()
+            return set(ids), storage.uri(key)
+    return None
+
+
+def label_problems(config: PipelineConfig, contract, rows, ids: tuple[set, str] | None) -> list[str]:
+    """The label contract: classes, one label per id, ids that were delivered. Values are never
+    quoted (ids may be personal), only counts and line numbers."""
+    schema = contract.schema
+    target, id_col = schema.target_column, schema.id_column
+    typed = rows.typed
+    problems = []
+    classes = list(contract.target_classes) or None
+    present = typed[target].notna() & (typed[target] != "None")
+    if classes:
+        outside = present & ~typed[target].isin(classes)
+        if outside.any():
+            problems.append(f"target column {target!r}: {int(outside.sum())} label(s) outside the contract's "
+                            f"classes {classes} (lines {[_plain(i) for i in typed.index[outside][:5]]})")
+    per_id = typed.loc[present].groupby(id_col, dropna=True)[target].nunique()
+    conflicting = per_id[per_id > 1]
+    if len(conflicting):
+        problems.append(f"{len(conflicting)} id(s) carry more than one label; one label per id")
+    if ids is not None:
+        known, where = ids
+        labelled = typed.loc[present, id_col].dropna()
+        unknown = int((~labelled.isin(known)).sum())
+        share = unknown / max(len(labelled), 1)
+        limit = config.validation.max_unknown_label_share
+        if unknown and share > limit:
+            problems.append(f"{unknown} of {len(labelled)} label(s) ({share:.2%}) are for ids the day's batch "
+                            f"{where} does not have; limit {limit:.2%} (validation.max_unknown_label_share)")
+    return problems
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
 def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of: dt.date) -> dict:
-    """Publish the labels of `day`, which are known as of `as_of` (rows that do not fit the
-    contract are left out: their features were quarantined)."""
+    """Audit the labels of `day`, known as of `as_of`, against the label contract and publish
+    them; labels that break it go to quarantine and the committed labels stay. Rows whose
+    features did not fit the contract are left out (their features were quarantined)."""
     ds = config.dataset
     due = day + dt.timedelta(days=ds.batching.label_delay_days)
-    if due > as_of:
+    if due > as_of or day > as_of:
         raise LabelsNotAvailable(f"labels of {day} arrive on {due}, after {as_of}")
     delivery = _read(config, storage, day)
     contract = contracts.require(config, storage, resolution_sample(config, storage, delivery))
@@ -225,9 +291,23 @@ def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of:
                           f"{schema.target_column!r}")
     rows = type_rows(delivery.text, schema, schema.target_column, delivery.row_label)
     typed = rows.typed.drop(index=rows.bad.index)
-    missing = typed[schema.target_column].isna()
+    missing = typed[schema.target_column].isna() | (typed[schema.target_column] == "None")
+    problems = []
     if missing.any():
-        raise IngestError(f"{day}: {int(missing.sum())} row(s) have no value in target column "
-                          f"{schema.target_column!r} ({delivery.row_label}s {list(typed.index[missing][:5])}, "
-                          f"{', '.join(delivery.files)})")
+        problems.append(f"{int(missing.sum())} row(s) have no value in target column {schema.target_column!r} "
+                        f"({delivery.row_label}s {[_plain(i) for i in typed.index[missing][:5]]})")
+    ids = delivered_ids(config, storage, day, schema.id_column)
+    problems += label_problems(config, contract, rows, ids)
+    if ids is None and not problems:
+        raise LabelsWaitForBatch(f"labels of {day} wait for the day's batch: no raw or staged delivery of {day} "
+                                 "to check their ids against (they are published when the day is ingested)")
+    if problems:
+        where = quarantine.keep_delivery(storage, delivery, ds.name, "labels", problems)
+        from .ops import metrics
+
+        metrics.incr("deliveries_quarantined", 1, dataset=ds.name, stage="labels")
+        raise LabelsRejected(f"{ds.name} labels of {day} (delivery {delivery.delivery_id}) rejected: "
+                             f"{'; '.join(problems)}. Delivery kept in {where}; the committed labels "
+                             f"{storage.uri(layout.labels_partition(ds.name, day))} are unchanged.",
+                             links={"quarantine": where})
     return publish_labels(config, storage, day, typed, schema, as_of)

@@ -32,6 +32,7 @@ import joblib
 
 from . import layout
 from .errors import PipelineError
+from .model import signing
 from .storage import PreconditionFailed, Storage
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,10 @@ def save_version(storage: Storage, model: str, version: str, estimator, manifest
         "artifact": ARTIFACT,
         "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
         "artifact_bytes": len(artifact),
+        "files_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in sorted((extra_files or {}).items())},
         "created_at": _now(),
     }
+    manifest["signature"] = signing.sign(manifest)
     storage.write_bytes(f"{key}/{ARTIFACT}", artifact)
     for name, data in (extra_files or {}).items():
         storage.write_bytes(f"{key}/{name}", data)
@@ -91,21 +94,50 @@ def read_manifest(storage: Storage, model: str, version: str) -> dict:
 
 
 def update_manifest(storage: Storage, model: str, version: str, **fields) -> dict:
+    """Attach results (evaluation, gate) to a version; the signed fields never change."""
     manifest = read_manifest(storage, model, version)
+    frozen = sorted(set(fields) & set(signing.SIGNED_FIELDS + ("signature",)))
+    if frozen:
+        raise RegistryError(f"{model} {version}: {frozen} are signed and never change")
     manifest.update(fields)
     storage.write_json(f"{layout.model_version(model, version)}/{MANIFEST}", manifest)
     return manifest
 
 
 def load_model(storage: Storage, model: str, version: str):
-    """The fitted estimator, after checking its bytes against the manifest's sha256."""
+    """The fitted estimator, after verifying the manifest's signature (a key outside storage) and
+    the artifact's bytes against the signed sha256: nothing is unpickled before both hold."""
     manifest = read_manifest(storage, model, version)
-    data = storage.read_bytes(f"{layout.model_version(model, version)}/{manifest['artifact']}")
+    signing.verify(manifest, f"model {model} version {version} "
+                             f"({storage.uri(layout.model_version(model, version))}/{MANIFEST})")
+    if manifest.get("artifact") != ARTIFACT:
+        raise RegistryError(f"model {model} {version}: unexpected artifact name {manifest.get('artifact')!r}")
+    data = storage.read_bytes(f"{layout.model_version(model, version)}/{ARTIFACT}")
     digest = hashlib.sha256(data).hexdigest()
-    if digest != manifest["artifact_sha256"]:
+    if digest != manifest["artifact_sha256"] or len(data) != manifest.get("artifact_bytes"):
         raise RegistryError(f"artifact of {model} {version} does not match its manifest "
-                            f"(sha256 {digest} != {manifest['artifact_sha256']}); refusing to load it")
+                            f"(sha256 {digest} != {manifest['artifact_sha256']}, signed); refusing to load it")
     return joblib.load(io.BytesIO(data)), manifest
+
+
+def resign(storage: Storage, model: str) -> list[dict]:
+    """Key rotation: sign every version that verifies under an accepted key again with the
+    current key. Versions that verify under none are listed as refused, never signed."""
+    out = []
+    for version in storage.list_children(f"{layout.model_root(model)}/versions"):
+        if not version_exists(storage, model, version):
+            continue
+        manifest = read_manifest(storage, model, version)
+        where = f"model {model} version {version}"
+        try:
+            old = signing.verify(manifest, where)
+        except signing.SignatureError as exc:
+            out.append({"version": version, "resigned": False, "why": str(exc)})
+            continue
+        manifest["signature"] = signing.sign(manifest)
+        storage.write_json(f"{layout.model_version(model, version)}/{MANIFEST}", manifest)
+        out.append({"version": version, "resigned": True, "from_key": old, "to_key": manifest["signature"]["key_id"]})
+    return out
 
 
 def default_actor() -> str:

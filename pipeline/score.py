@@ -84,17 +84,28 @@ def _score_with(storage: Storage, model_name: str, version: str, frame: pd.DataF
 def _ranges(storage: Storage, raw_key: str, raw_manifest: dict, rows_per_task: int) -> list[dict]:
     """Row-group ranges of the day's Parquet files, each about `rows_per_task` rows (whole row
     groups; a range never spans two files)."""
+    from .errors import ArtefactError, ArtefactMissing
+    from .storage import check_row_count
+
     ranges: list[dict] = []
     for name in raw_manifest["files"]:
         if not name.endswith(".parquet"):
             continue
-        meta = pq.ParquetFile(storage.open_input(f"{raw_key}/{name}")).metadata
+        try:
+            meta = pq.ParquetFile(storage.open_input(f"{raw_key}/{name}")).metadata
+        except ArtefactMissing as exc:
+            raise ArtefactError(f"{storage.uri(raw_key)}: its manifest lists {name}, which is missing; the partition "
+                                "is damaged: ingest and validate the day again") from exc
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ArtefactError(f"{storage.uri(raw_key)}/{name}: not a readable Parquet file ({exc}); ingest and "
+                                "validate the day again") from exc
         first, rows = 0, 0
         for rg in range(meta.num_row_groups):
             rows += meta.row_group(rg).num_rows
             if rows >= rows_per_task or rg == meta.num_row_groups - 1:
                 ranges.append({"part": len(ranges), "file": name, "row_groups": [first, rg + 1], "rows": rows})
                 first, rows = rg + 1, 0
+    check_row_count(storage.uri(raw_key), raw_manifest, sum(r["rows"] for r in ranges))
     return ranges
 
 

@@ -31,6 +31,9 @@ class SourceError(PipelineError, ValueError):
     """The source cannot be read or a value does not fit its column."""
 
 
+NOT_FINITE = "not a finite number (inf, or beyond float64's range)"
+
+
 # The derived key of datasets without an id column: blake2b-64 (hex) of the row's values
 # (every source column but the target, in source order, after stripping and turning the
 # missing spellings into nulls), so the same input row gets the same key on every rerun.
@@ -261,6 +264,10 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
             if bad.any():
                 problems.append(f"column {col!r}: {int(bad.sum())} value(s) are not numbers "
                                 f"(rows {_row_numbers(bad)})")
+            infinite = pd.Series(np.isinf(parsed.to_numpy()), index=parsed.index)
+            if infinite.any():
+                problems.append(f"column {col!r}: {int(infinite.sum())} value(s) {NOT_FINITE} "
+                                f"(rows {_row_numbers(infinite)})")
             out[col] = parsed
         elif col == schema.id_column:
             if schema.id_is_integer:
@@ -365,7 +372,10 @@ def type_rows(text: pd.DataFrame, schema: Schema, target_column: str | None = No
         if col in schema.numeric:
             parsed = pd.to_numeric(values, errors="coerce").astype("float64")
             flag(values.notna() & parsed.isna(), "not a number", col)
-            out[col] = parsed
+            # Text 'inf' and numbers beyond float64 parse to ±inf: a misfit, never a value.
+            infinite = pd.Series(np.isinf(parsed.to_numpy()), index=parsed.index)
+            flag(infinite, NOT_FINITE, col)
+            out[col] = parsed.where(~infinite)
         elif col == schema.id_column:
             flag(values.isna(), "missing (no id)", col)
             if schema.id_is_integer:

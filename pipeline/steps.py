@@ -196,6 +196,8 @@ def registry_action(action: str, version: str | None = None, reason: str = "", f
         record = registry.move_alias(storage, model, registry.CHALLENGER, None, reason, "clear", actor, run_id)
     elif action == "history":
         return {"model": model, "history": registry.history(storage, model)}
+    elif action == "resign":  # key rotation (pipeline/model/signing.py)
+        return {"model": model, "versions": registry.resign(storage, model)}
     elif action == "list":
         return {"model": model, "champion": registry.get_alias(storage, model),
                 "challenger": registry.get_alias(storage, model, registry.CHALLENGER),

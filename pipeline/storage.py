@@ -74,6 +74,32 @@ class StorageError(RuntimeError):
     """A storage operation failed or found something it cannot accept."""
 
 
+class StorageUnavailable(StorageError):
+    """The storage did not answer as it should (endpoint down, timeout, throttling, denied): one line
+    naming the object and the cause. Transient as far as the pipeline knows: tasks retry it."""
+
+
+def _s3_failure(op: str, uri: str, exc: Exception) -> StorageUnavailable:
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    return StorageUnavailable(f"S3 {op} of {uri} failed: {type(exc).__name__}: {cause}")
+
+
+def _wrap_s3(method):
+    """Turn botocore/pyarrow failures of an S3Backend method into one-line StorageUnavailable."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return method(self, *args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            target = args[0] if args and isinstance(args[0], str) else ""
+            raise _s3_failure(method.__name__.strip("_"), self.uri(target), exc) from exc
+    return wrapper
+
+
 class PreconditionFailed(StorageError):
     """A conditional write lost: the object changed since it was read (another writer won)."""
 
@@ -553,6 +579,11 @@ class S3Backend:
 # --------------------------------------------------------------------------- lease helpers
 
 
+for _name in ("exists", "read_bytes", "write_bytes", "read_versioned", "write_if", "list_keys", "list_children",
+              "_delete", "list_objects", "delete_keys", "publish_dir", "publish_objects", "delete_prefix"):
+    setattr(S3Backend, _name, _wrap_s3(getattr(S3Backend, _name)))
+
+
 @dataclass
 class _Lease:
     key: str
@@ -668,9 +699,8 @@ class Storage:
         """Bytes of a file outside the root (e.g. the source): a local path, or an s3:// URI
         reached with the same endpoint and credentials as this storage."""
         if uri.startswith("s3://"):
-            bucket, key = _split_s3(uri)
-            options = self.backend.options if isinstance(self.backend, S3Backend) else None
-            return S3Backend(f"s3://{bucket}", options).read_bytes(key)
+            backend, key = self._external_s3(uri)
+            return backend.read_bytes(key)
         with open(uri, "rb") as fh:
             return fh.read()
 
@@ -682,13 +712,17 @@ class Storage:
     def external_version(self, uri: str) -> str | None:
         """A tag that changes whenever the file at `uri` changes (None if it does not exist)."""
         if uri.startswith("s3://"):
+            from botocore.exceptions import BotoCoreError, ClientError
+
             backend, key = self._external_s3(uri)
             try:
                 head = backend.client.head_object(Bucket=backend.bucket, Key=key)
-            except backend.client.exceptions.ClientError as exc:
+            except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                     return None
-                raise
+                raise _s3_failure("head", uri, exc) from exc
+            except BotoCoreError as exc:
+                raise _s3_failure("head", uri, exc) from exc
             return f"{head['ContentLength']}-{head['ETag']}"
         try:
             st = os.stat(uri)
@@ -696,15 +730,25 @@ class Storage:
             return None
         return f"{st.st_size}-{st.st_mtime_ns}"
 
+    def external_size(self, uri: str) -> int | None:
+        """Size in bytes of the file at `uri` (None if it does not exist), read without fetching it."""
+        version = self.external_version(uri)
+        return None if version is None else int(version.split("-", 1)[0])
+
     def external_exists(self, uri: str) -> bool:
         return self.external_version(uri) is not None
 
     def list_external(self, prefix_uri: str) -> list[str]:
         """s3:// URIs of every object whose key starts with the prefix (no directory semantics)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         backend, prefix = self._external_s3(prefix_uri)
         out = []
-        for page in backend.client.get_paginator("list_objects_v2").paginate(Bucket=backend.bucket, Prefix=prefix):
-            out += [f"s3://{backend.bucket}/{obj['Key']}" for obj in page.get("Contents", [])]
+        try:
+            for page in backend.client.get_paginator("list_objects_v2").paginate(Bucket=backend.bucket, Prefix=prefix):
+                out += [f"s3://{backend.bucket}/{obj['Key']}" for obj in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise _s3_failure("list", prefix_uri, exc) from exc
         return sorted(out)
 
     def read_json(self, key: str) -> Any:
@@ -824,8 +868,16 @@ class Storage:
         """A seekable file for `key` (ranged GETs on S3), e.g. for pq.ParquetFile row-group reads."""
         key = _check_key(key)
         if isinstance(self.backend, S3Backend):
-            return self.backend.arrow_fs().open_input_file(f"{self.backend.bucket}/{self.backend._key(key)}")
-        return pa.OSFile(str(self.backend._path(key)))
+            try:
+                return self.backend.arrow_fs().open_input_file(f"{self.backend.bucket}/{self.backend._key(key)}")
+            except FileNotFoundError as exc:
+                raise ArtefactMissing(f"no object at {self.uri(key)}") from exc
+            except OSError as exc:
+                raise StorageUnavailable(f"S3 open of {self.uri(key)} failed: {' '.join(str(exc).split())}") from exc
+        try:
+            return pa.OSFile(str(self.backend._path(key)))
+        except FileNotFoundError as exc:
+            raise ArtefactMissing(f"no object at {self.uri(key)}") from exc
 
     def list_objects(self, prefix: str = "") -> list[tuple[str, float, int]]:
         return self.backend.list_objects(_check_key(prefix))
@@ -849,13 +901,24 @@ class Storage:
     def read_partition(self, key: str) -> pa.Table:
         """Read the Parquet files a partition's manifest lists, as one table."""
         manifest = self.read_manifest(key)
-        tables = [
-            pq.read_table(io.BytesIO(self.read_bytes(f"{key}/{name}")))
-            for name in manifest["files"] if name.endswith(".parquet")
-        ]
+        tables = []
+        for name in manifest.get("files", []):
+            if not name.endswith(".parquet"):
+                continue
+            try:
+                data = self.read_bytes(f"{key}/{name}")
+                tables.append(pq.read_table(io.BytesIO(data)))
+            except ArtefactMissing as exc:
+                raise ArtefactError(f"{self.uri(key)}: its manifest lists {name}, which is missing; the partition is "
+                                    "damaged: rerun the step that wrote it") from exc
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise ArtefactError(f"{self.uri(key)}/{name}: not a readable Parquet file ({exc}); rerun the step "
+                                    "that wrote it") from exc
         if not tables:
             raise StorageError(f"partition {self.uri(key)} has no Parquet files")
-        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        check_row_count(self.uri(key), manifest, table.num_rows)
+        return table
 
     def read_partition_file(self, key: str, name: str) -> bytes:
         """Read one file of a partition by the name it was staged under."""
@@ -879,6 +942,14 @@ class Storage:
                 (staged / name).write_bytes(data)
             keep = {k: v for k, v in src_manifest.items() if k not in ("files", "file_map", "publish_id")}
             return self.publish_partition(dst, staged, {**keep, **(manifest or {}), "copied_from": self.uri(src)})
+
+
+def check_row_count(uri: str, manifest: dict, rows: int) -> None:
+    """A manifest that states a row count must agree with its files."""
+    expected = manifest.get("row_count")
+    if expected is not None and int(expected) != rows:
+        raise ArtefactError(f"{uri}: its files hold {rows} rows but its manifest says {expected}; the partition "
+                            "was changed outside the pipeline: rerun the step that wrote it")
 
 
 def _raise_if_full(exc: OSError, uri: str) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import layout
@@ -40,6 +41,8 @@ BATCH_DEFINITION = "whole_batch"
 NUMERIC_TYPES = ["float64", "Float64", "float32", "int64", "Int64", "int32", "Int32"]
 TEXT_TYPES = ["str"]
 ID_TYPES = ["int", "int64", "str"]
+# The finite range of float64: a number column's values lie within it (no ±inf, by contract).
+FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 class ValidationFailed(PipelineError, ValueError):
@@ -106,8 +109,13 @@ def build_expectations(contract) -> list:
     def _checks(col: str) -> None:
         if col in v["ranges"]:
             lo, hi = v["ranges"][col]
-            exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi,
-                                                          mostly=contract.mostly(col, "range")))
+            # An open bound still excludes ±inf: every number column is finite by contract.
+            exps.append(gxe.ExpectColumnValuesToBeBetween(
+                column=col, min_value=-FLOAT_MAX if lo is None else lo, max_value=FLOAT_MAX if hi is None else hi,
+                mostly=contract.mostly(col, "range")))
+        elif col in schema.numeric:
+            exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=-FLOAT_MAX, max_value=FLOAT_MAX,
+                                                          meta={"contract": "finite numbers"}))
         if col in v["categories"]:
             exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(v["categories"][col]),
                                                         mostly=contract.mostly(col, "in_set")))

@@ -23,8 +23,11 @@ import airflow_env  # noqa: E402
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="pytest-airflow-"))
 airflow_env.apply(home=_AIRFLOW_HOME)
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
-for _var in ("PIPELINE_STORAGE_URI", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+for _var in ("PIPELINE_STORAGE_URI", "AWS_ENDPOINT_URL", "AWS_PROFILE", "PIPELINE_SIGNING_KEYS_PREVIOUS",
+             "PIPELINE_SIGNING_KEY_FILE"):
     os.environ.pop(_var, None)
+# The model signing key of this test session (every process the tests start inherits it).
+os.environ["PIPELINE_SIGNING_KEY"] = __import__("secrets").token_hex(32)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import json
 import shutil
 import threading
 from email import message_from_bytes, policy
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pandas as pd
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from pipeline import steps
+from pipeline.config import load_config
 from conftest import ROOT, _free_port, write_params
 from helpers import run_dag, task_states
 
@@ -178,9 +180,12 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
 
     from fastapi.testclient import TestClient
 
-    from pipeline_airflow.artefacts_app import app
+    from pipeline_airflow.artefacts_app import app, require_user
 
     client = TestClient(app)
+    # Without Airflow's token the app answers 401 (the real API server is in the standalone test).
+    assert client.get("/artefacts/etc/passwd").status_code == 401
+    app.dependency_overrides[require_user] = lambda: "on-call"
 
     def render(name, key):
         url = links[name].get_link(None, ti_key=key)
@@ -207,7 +212,15 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
     assert render("Data Docs (this validation)", validated).endswith(".html")
     assert links["Quarantined delivery"].get_link(None, ti_key=validated) == ""  # nothing behind it
     scored = _latest_ti("batch_scoring", "score", "success")
-    assert "/predictions/credit_default/dt=2025-03-03" in render("Prediction partition", scored)
+    predictions = render("Prediction partition", scored)
+    assert "/predictions/credit_default/dt=2025-03-03" in predictions
+    # Read-only zones: rows and model files are not served, malformed paths are 400.
+    root = Path(load_config(world["params"]).storage.root)
+    rows = [p for p in (root / "raw").rglob("*.parquet")] + list((root / "models").rglob("model.joblib"))
+    assert rows and all(client.get(f"/artefacts{p}").status_code == 404 for p in rows)
+    assert client.get("/artefacts" + predictions[len("/pipeline/artefacts"):] + "/_manifest.json").status_code == 200
+    assert client.get("/artefacts/tmp/%00x").status_code == 400
+    app.dependency_overrides.clear()
 
 
 def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_path):
@@ -282,6 +295,7 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
         assert len(late_mails) == 1, [m["Subject"] for m in inbox]
         late_body = late_mails[0].get_body(("html", "plain")).get_content()
         assert "scoring of the day not finished by its deadline" in late_body and "Lateness" in late_body
+        _artefact_app_needs_airflow_auth(f"http://127.0.0.1:{port}", home, late_params)
     finally:
         import signal
 
@@ -337,3 +351,45 @@ def test_pipeline_metrics_reach_statsd(world, tmp_path, airflow_db):
             "airflow.pipeline.scoring_rows_per_second", "airflow.pipeline.validations_passed"} <= names, names
     scored = [line for line in lines if line.startswith("airflow.pipeline.rows_scored:")]
     assert scored[0].split(":")[1].split("|")[0] == str(len(world["good"]))
+
+
+def _artefact_app_needs_airflow_auth(base: str, home, params) -> None:
+    """The plugin's artefact app on the real API server: 401 without Airflow's token, the allowed
+    zones with it (bearer or the UI's session cookie), 404 for rows, models and traversal, 400 for
+    a malformed path."""
+    import urllib.error
+    import urllib.request
+
+    def get(path: str, token: str | None = None, cookie: bool = False) -> int:
+        headers = {}
+        if token and cookie:
+            headers["Cookie"] = f"_token={token}"
+        elif token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=30) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    config = load_config(params)
+    root = Path(config.storage.root)
+    docs = Path(config.validation.gx_root) / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    verdict = next(root.glob("quarantine/*/dt=*/*/verdict.json"))
+    raw_file = next(root.glob("raw/*/dt=*/*.parquet"))
+    model_file = next(root.glob("models/*/versions/*/model.joblib"))
+    url = lambda p: "/pipeline/artefacts" + str(Path(p).resolve())  # noqa: E731
+    assert get(url(docs)) == 401 and get(url(verdict)) == 401 and get(url(raw_file)) == 401
+    assert get(url(docs), token="not-a-jwt") in (401, 403)
+    passwords = json.loads((Path(home) / "simple_auth_manager_passwords.json.generated").read_text())
+    user, password = next(iter(passwords.items()))
+    body = json.dumps({"username": user, "password": password}).encode()
+    with urllib.request.urlopen(urllib.request.Request(base + "/auth/token", data=body, method="POST",
+                                                       headers={"Content-Type": "application/json"}), timeout=30) as r:
+        token = json.loads(r.read())["access_token"]
+    assert get(url(docs), token) == 200 and get(url(docs), token, cookie=True) == 200
+    assert get(url(verdict), token) == 200 and get(url(verdict.parent), token) == 200
+    assert get(url(raw_file), token) == 404 and get(url(model_file), token) == 404
+    assert get("/pipeline/artefacts/etc/passwd", token) == 404
+    assert get(url(root) + "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", token) == 404
+    assert get(url(root) + "/x%00y", token) == 400

@@ -57,6 +57,9 @@ def test_env_wiring_matches_the_stack_settings(compose):
         assert conn["extra"]["endpoint_url"] == "http://minio:9000"
         assert conn["extra"]["region_name"] == settings["region"]
         assert env["PIPELINE_PARAMS"].startswith("/opt/airflow/project/")
+        # The model signing key reaches every Airflow process through the connection params name.
+        signing = json.loads(re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", env["AIRFLOW_CONN_PIPELINE_SIGNING"]))
+        assert len(signing["password"]) >= 16 and "PIPELINE_SIGNING_KEY" in env["AIRFLOW_CONN_PIPELINE_SIGNING"]
         assert str(settings["api_port"]) in env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
     init = " ".join(compose["services"]["minio-init"]["entrypoint"].split())
     assert f"local/{settings['bucket']}" in init, "minio-init must create the bucket the pipeline uses"

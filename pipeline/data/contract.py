@@ -47,6 +47,8 @@ class Contract:
     actor: str
     resolved_from: tuple[str, ...] = ()
     previous_version: int | None = None
+    # The target's classes as first seen (canonical text); labels outside them are refused.
+    target_classes: tuple[str, ...] = ()
 
     @property
     def validation(self) -> dict[str, Any]:
@@ -93,6 +95,7 @@ class Contract:
         data["schema"] = Schema.from_dict(data["schema"])
         data["source_columns"] = tuple(data["source_columns"])
         data["resolved_from"] = tuple(data.get("resolved_from", ()))
+        data["target_classes"] = tuple(data.get("target_classes", ()))
         return cls(**data)
 
     def summary(self) -> dict[str, Any]:
@@ -207,6 +210,7 @@ def resolve(config: PipelineConfig, sample: dict[str, Any], version: int, reason
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), reason=reason, actor=actor,
         resolved_from=tuple(sample.get("from", ())),
         previous_version=previous.version if previous else None,
+        target_classes=tuple(values) if values else (previous.target_classes if previous else ()),
     )
 
 

@@ -34,6 +34,7 @@ import pyarrow as pa
 from .. import layout
 from ..config import PipelineConfig
 from ..source import SourceError
+from .privacy import pseudonymise
 from ..storage import PartitionNotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -66,16 +67,60 @@ class Delivery:
 # --------------------------------------------------------------------------- bytes -> text
 
 
-def _decompress(data: bytes, uri: str) -> bytes:
+class DeliveryTooLarge(SourceError):
+    """A delivery over dataset.source.max_bytes or max_rows (found while streaming it)."""
+
+
+class OutsideLandingArea(SourceError):
+    """A delivered file resolves (through '..' or a symlink) outside the landing area."""
+
+
+_CHUNK = 1 << 20
+
+
+def _decompress(data: bytes, uri: str, max_bytes: int | None = None) -> bytes:
+    """The file's bytes, gunzipped for *.gz in chunks that never exceed `max_bytes` in total
+    (a small gzip can inflate to many GB: it is refused as soon as it passes the limit)."""
     if not uri.endswith(".gz"):
+        if max_bytes is not None and len(data) > max_bytes:
+            raise DeliveryTooLarge(f"{uri}: {len(data)} bytes, over the limit of {max_bytes} bytes per delivery "
+                                   "(dataset.source.max_bytes)")
         return data
+    limit = max_bytes if max_bytes is not None else 1 << 62
+    out = io.BytesIO()
+    view = memoryview(data)
     try:
-        return gzip.decompress(data)
+        while True:  # one gzip member at a time (concatenated members are valid gzip)
+            inflater = zlib.decompressobj(wbits=31)
+            pending = view
+            while True:
+                chunk = inflater.decompress(pending, _CHUNK)
+                out.write(chunk)
+                if out.tell() > limit:
+                    raise DeliveryTooLarge(
+                        f"{uri}: decompresses to more than {limit} bytes (from {len(data)} compressed; stopped "
+                        "there), over the limit per delivery (dataset.source.max_bytes)")
+                pending = inflater.unconsumed_tail
+                if inflater.eof or (not pending and not chunk):
+                    break
+            if not inflater.eof:
+                raise EOFError
+            rest = inflater.unused_data
+            if not rest.strip(b"\x00"):
+                break
+            view = memoryview(rest)
     except EOFError as exc:
         raise SourceError(f"{uri}: truncated gzip file (it ends before the end-of-stream marker); "
                           "the delivery was cut off, ask for it again") from exc
-    except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+    except zlib.error as exc:
         raise SourceError(f"{uri}: corrupt gzip file ({exc})") from exc
+    return out.getvalue()
+
+
+def _check_rows(rows: int, uri: str, max_rows: int | None) -> None:
+    if max_rows is not None and rows > max_rows:
+        raise DeliveryTooLarge(f"{uri}: {rows} data rows, over the limit of {max_rows} rows per delivery "
+                               "(dataset.source.max_rows)")
 
 
 def _utf8(data: bytes, uri: str) -> str:
@@ -102,8 +147,14 @@ def normalise(frame: pd.DataFrame, tokens: tuple[str, ...]) -> pd.DataFrame:
     return result
 
 
-def parse_csv(data: bytes, uri: str, delimiter: str, tokens: tuple[str, ...], first_line: int = 2) -> pd.DataFrame:
-    text = _utf8(_decompress(data, uri), uri)
+def parse_csv(data: bytes, uri: str, delimiter: str, tokens: tuple[str, ...], first_line: int = 2,
+              max_bytes: int | None = None, max_rows: int | None = None) -> pd.DataFrame:
+    raw = _decompress(data, uri, max_bytes)
+    # Lines bound rows from above (quoted newlines only lower the count): no parse past the limit.
+    _check_rows(max(raw.count(b"\n") - 1, 0), uri, max_rows)
+    inflated = len(raw)
+    text = _utf8(raw, uri)
+    del raw
     if not text.strip():
         raise SourceError(f"{uri}: empty file (no header, no rows)")
     try:
@@ -113,15 +164,29 @@ def parse_csv(data: bytes, uri: str, delimiter: str, tokens: tuple[str, ...], fi
         raise SourceError(f"{uri}: malformed CSV: {exc}") from exc
     if frame.empty:
         raise SourceError(f"{uri}: header only, no data rows")
+    _check_rows(len(frame), uri, max_rows)
     frame.index = pd.RangeIndex(first_line, first_line + len(frame))
-    return normalise(frame, tokens)
+    frame = normalise(frame, tokens)
+    frame.attrs["delivered_bytes"] = inflated
+    return frame
 
 
-def parse_parquet(data: bytes, uri: str, tokens: tuple[str, ...]) -> pd.DataFrame:
+def parse_parquet(data: bytes, uri: str, tokens: tuple[str, ...], max_bytes: int | None = None,
+                  max_rows: int | None = None) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(_decompress(data, uri)))
+        source = io.BytesIO(_decompress(data, uri, max_bytes))
+        meta = pq.ParquetFile(source).metadata
+        _check_rows(meta.num_rows, uri, max_rows)
+        # Column chunks decompress to their recorded sizes: refuse before inflating them.
+        inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if max_bytes is not None and inflated > max_bytes:
+            raise DeliveryTooLarge(f"{uri}: decompresses to {inflated} bytes, over the limit of {max_bytes} bytes "
+                                   "per delivery (dataset.source.max_bytes)")
+        table = pq.read_table(source)
+    except SourceError:
+        raise
     except Exception as exc:  # pyarrow raises several types for truncated or corrupt files
         raise SourceError(f"{uri}: not a readable Parquet file ({exc}); the delivery may be truncated") from exc
     if table.num_rows == 0:
@@ -152,6 +217,44 @@ def _list_files(pattern: str, storage: Storage) -> list[str]:
     return sorted(glob.glob(pattern))
 
 
+def confined(uri: str, root: str) -> None:
+    """Refuse a file that resolves outside the landing area (a '..' in a key, a symlink out)."""
+    if uri.startswith("s3://"):
+        if ".." in uri[5:].split("/") or not (uri + "/").startswith(root.rstrip("/") + "/"):
+            raise OutsideLandingArea(f"{uri} is outside the landing area {root}; refusing to read it")
+        return
+    real, real_root = os.path.realpath(uri), os.path.realpath(root)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise OutsideLandingArea(f"{uri} resolves to {real}, outside the landing area {real_root} "
+                                 "(dataset.source.root); refusing to read it")
+
+
+def day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> list[str]:
+    """The day's delivered files, each checked to lie inside the landing area."""
+    files = _list_files(day_pattern(config, day), storage)
+    for uri in files:
+        confined(uri, config.dataset.source.landing_root)
+    return files
+
+
+def evidence(config: PipelineConfig, storage: Storage, day: dt.date) -> tuple[dict[str, bytes], list[str]]:
+    """What of an unreadable delivery can be kept in quarantine: the files inside the landing area
+    and within the size limit; the others are only named (with why) in the second list."""
+    kept, named = {}, []
+    for uri in _list_files(day_pattern(config, day), storage):
+        try:
+            confined(uri, config.dataset.source.landing_root)
+        except OutsideLandingArea:
+            named.append(f"{uri}: outside the landing area, not kept")
+            continue
+        size = storage.external_size(uri)
+        if size is None or size > config.dataset.source.max_bytes:
+            named.append(f"{uri}: {size} bytes, over dataset.source.max_bytes, not kept")
+            continue
+        kept[uri] = storage.read_external(uri)
+    return kept, named
+
+
 def _read_file(uri: str, storage: Storage) -> bytes:
     try:
         return storage.read_external(uri)
@@ -162,17 +265,25 @@ def _read_file(uri: str, storage: Storage) -> bytes:
 def read_day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> Delivery:
     src = config.dataset.source
     pattern = day_pattern(config, day)
-    files = _list_files(pattern, storage)
+    files = day_files(config, storage, day)
     if not files:
         raise NoDelivery(f"no delivery for {day}: nothing matches {pattern}")
     raw, frames = {}, []
     digest = hashlib.sha256()
+    budget, rows = src.max_bytes, src.max_rows
     for uri in files:
+        size = storage.external_size(uri)
+        if size is not None and size > budget:  # refused before reading a byte of it
+            raise DeliveryTooLarge(f"{uri}: {size} bytes, over the limit of {src.max_bytes} bytes per delivery "
+                                   "(dataset.source.max_bytes)")
         data = _read_file(uri, storage)
         raw[uri] = data
         digest.update(data)
-        frames.append((uri, parse_csv(data, uri, src.csv_delimiter, src.missing_tokens) if src.format == "csv"
-                       else parse_parquet(data, uri, src.missing_tokens)))
+        frame = (parse_csv(data, uri, src.csv_delimiter, src.missing_tokens, max_bytes=budget, max_rows=rows)
+                 if src.format == "csv" else parse_parquet(data, uri, src.missing_tokens, budget, rows))
+        budget -= frame.attrs.pop("delivered_bytes", len(data))
+        rows -= len(frame)
+        frames.append((uri, frame))
     if len(frames) == 1:
         text = frames[0][1]
     else:
@@ -181,6 +292,7 @@ def read_day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> De
             if list(frame.columns) != columns:
                 raise SourceError(f"{uri}: columns {list(frame.columns)} differ from {files[0]}'s {columns}")
         text = pd.concat([f.set_axis([f"{os.path.basename(u)}:{i}" for i in f.index]) for u, f in frames])
+    text = pseudonymise(text, config.dataset.pii_columns)  # declared PII never goes further in clear
     return Delivery(day=day, text=text, files=files, digest=digest.hexdigest(), raw=raw,
                     row_label="line" if src.format == "csv" else "row")
 
@@ -196,7 +308,7 @@ def source_fingerprint(config: PipelineConfig, storage: Storage) -> str:
     blob = "|".join([src.uri, version, src.format, src.csv_delimiter, *src.missing_tokens,
                      str(config.dataset.id_column), str(config.dataset.event_time_column),
                      config.dataset.target.column, config.dataset.batching.start_date.isoformat(),
-                     str(config.dataset.batching.days)])
+                     str(config.dataset.batching.days), "pii:" + ",".join(config.dataset.pii_columns)])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -296,6 +408,7 @@ def build_source_index(config: PipelineConfig, storage: Storage) -> dict:
                 if ds.target.column in block.columns and len(target_values) < 100:
                     target_values |= set(block[ds.target.column].dropna().unique().tolist())
                 days = _days_of(config, block)
+                block = pseudonymise(block, ds.pii_columns)  # the split is stored: no PII in clear
                 block = block.assign(**{LINE_COLUMN: block.index.to_numpy(dtype="int64")})
                 table = pa.Table.from_pandas(block, preserve_index=False,
                                              schema=pa.schema([(c, pa.string()) for c in header]
@@ -351,6 +464,8 @@ def read_day_from_index(config: PipelineConfig, storage: Storage, day: dt.date) 
     name = f"dt={day.isoformat()}.parquet"
     if day.isoformat() not in manifest["days"]:
         raise NoDelivery(f"source {config.dataset.source.uri} has no rows for {day} (dataset {config.dataset.name})")
+    rows = int(manifest["days"][day.isoformat()])
+    _check_rows(rows, f"{config.dataset.source.uri} ({day})", config.dataset.source.max_rows)
     data = storage.read_partition_file(key, name)
     table = pq.read_table(io.BytesIO(data))
     frame = table.to_pandas(types_mapper=lambda t: None)

@@ -20,10 +20,11 @@ from typing import Any
 from ..storage import Storage
 
 BAD_DATA = ("ValidationFailed", "IngestError", "NoRowsForDay", "SourceError", "SnapshotError", "NoDelivery",
-            "LabelsNotAvailable")
+            "LabelsNotAvailable", "LabelsRejected", "DeliveryTooLarge", "OutsideLandingArea", "PrivacyError")
 CONFIG = ("ConfigError", "ContractError")
-ARTEFACT = ("ArtefactError", "ArtefactMissing", "PartitionNotFound", "RegistryError", "MonitoringError")
-STORAGE = ("StorageError", "StorageFull", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
+ARTEFACT = ("ArtefactError", "ArtefactMissing", "PartitionNotFound", "RegistryError", "MonitoringError",
+            "SignatureError")
+STORAGE = ("StorageError", "StorageUnavailable", "StorageFull", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
            "ConnectionClosedError", "ClientError", "NoCredentialsError", "OSError", "ConnectionError", "TimeoutError")
 
 RUNBOOK = {

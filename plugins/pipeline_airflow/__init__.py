@@ -75,6 +75,26 @@ def s3_options() -> dict | None:
     }
 
 
+def signing_key_from_connection() -> None:
+    """The model signing key from the Airflow connection `registry.signing_conn_id` (its password),
+    when it exists and no key is set in the environment (pipeline/model/signing.py)."""
+    from pipeline.model.signing import KEY_ENV
+
+    if os.environ.get(KEY_ENV):
+        return
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from pipeline.config import load_config
+
+    try:
+        conn = BaseHook.get_connection(load_config().registry.signing_conn_id)
+    except AirflowNotFoundException:
+        return
+    if conn.password:
+        os.environ[KEY_ENV] = conn.password
+
+
 class _AirflowStats:
     """The pipeline's metrics through Airflow's metrics client ([metrics] statsd_on / otel_on)."""
 
@@ -122,6 +142,7 @@ def fail_fast_on_bad_data() -> Iterator[None]:
     metrics.install(_AirflowStats())
     os.environ.setdefault("PIPELINE_TASKS_PER_MACHINE", str(tasks_per_machine()))
     try:
+        signing_key_from_connection()
         yield
     except PipelineError as exc:
         if type(exc).__name__ == "NoRowsForDay":
