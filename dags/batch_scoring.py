@@ -31,7 +31,8 @@ class), `prediction` (1 = positive class at the model's threshold), `model_versi
 
 **Rerun / backfill**: safe. Each task replaces its day's partition atomically, so readers
 see the old complete partition or the new one.
-`airflow backfill create --dag-id batch_scoring --from-date … --to-date … --reprocess-behavior completed`.
+`airflow backfill create --dag-id batch_scoring --from-date … --to-date … --reprocess-behavior completed --max-active-runs 4`
+(the DAG's own limit; Airflow's backfill default runs 10 at once).
 Bad data fails at once (no retries); storage errors are retried with backoff.
 """
 

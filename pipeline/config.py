@@ -123,9 +123,10 @@ class DatasetConfig:
 @dataclasses.dataclass(frozen=True)
 class StorageConfig:
     root: str = "storage"
-    # Airflow connection holding the S3 endpoint and credentials (used by the
-    # DAGs when it exists; otherwise the standard AWS_* env vars apply).
-    aws_conn_id: str = "aws_default"
+    # Airflow connection holding the S3 endpoint and credentials. The DAGs require it when storage
+    # or the DVC remote is on S3 (a missing connection fails the task, never falls back); null:
+    # boto3's standard chain (AWS_* variables, instance role). The CLI always uses that chain.
+    aws_conn_id: str | None = "aws_default"
     # S3 budget: a hung endpoint fails within about attempts x (connect + read) seconds.
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 15.0

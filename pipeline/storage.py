@@ -100,6 +100,11 @@ def _wrap_s3(method):
     return wrapper
 
 
+class StorageCredentialsMissing(StorageError):
+    """The configured credentials (an Airflow connection) could not be resolved; nothing falls back
+    to ambient credentials. Retried like other storage errors (a secrets backend may be down)."""
+
+
 class PreconditionFailed(StorageError):
     """A conditional write lost: the object changed since it was read (another writer won)."""
 

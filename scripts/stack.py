@@ -99,6 +99,43 @@ def drop_database(db: str) -> None:
     _pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
+OWNER_KEY = "pipeline-stack:owner"
+
+
+def claim_broker_db(redis_db: int, owner: str) -> None:
+    """Make Redis DB `redis_db` this stack's: refuse a DB that holds keys of anything else (another
+    stack's queues, unacked messages, someone's data), then mark it with OWNER_KEY."""
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db)
+    size = client.dbsize()
+    if size:
+        marker = client.get(OWNER_KEY)
+        sample = [k.decode(errors="replace") for k in client.scan_iter(count=20)][:5]
+        raise RuntimeError(
+            f"Redis DB {redis_db} at {REDIS_HOST}:{REDIS_PORT} holds {size} key(s) (e.g. {sample})"
+            + (f" of another stack ({marker.decode(errors='replace')})" if marker else "")
+            + "; the stack needs a broker DB of its own: stop that stack (`make stack-down`), pick another "
+              "index (redis_db in deploy/stack.yaml), or empty it (`redis-cli -n "
+            + f"{redis_db} flushdb`) if nothing else uses it")
+    if not client.set(OWNER_KEY, owner, nx=True):  # another start claimed it a moment ago
+        raise RuntimeError(f"Redis DB {redis_db} was just claimed by {client.get(OWNER_KEY)!r}; pick another index")
+
+
+def release_broker_db(redis_db: int, owner: str) -> int:
+    """Empty the stack's broker DB (queues, unacked messages, kombu bindings); returns the keys removed.
+    A DB whose marker names another owner is left alone."""
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db)
+    marker = client.get(OWNER_KEY)
+    if marker is not None and marker.decode(errors="replace") != owner:
+        return 0
+    size = client.dbsize()
+    client.flushdb()
+    return size
+
+
 def free_redis_db() -> int:
     """An empty Redis database index (1..15), so parallel stacks never share a broker."""
     import redis
@@ -148,6 +185,10 @@ class Stack:
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.concurrency),
             # A task still running after this is redelivered by Redis: longer than any task here.
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(SETTINGS["visibility_timeout_seconds"]),
+            # A lost worker's tasks are failed and retried elsewhere after this (deploy/stack.yaml).
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(SETTINGS["task_heartbeat_timeout_seconds"]),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL":
+                str(SETTINGS["heartbeat_check_interval_seconds"]),
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
             "AIRFLOW__CORE__AUTH_MANAGER":
@@ -218,6 +259,7 @@ def start(home: Path, params: Path, s3_endpoint: str, db: str, redis_db: int, qu
                   queue=queue or f"pipeline-{secrets.token_hex(4)}", api_port=api_port or free_port(),
                   password=password, workers=workers or SETTINGS["workers"],
                   concurrency=concurrency or SETTINGS["worker_concurrency"], use_schedule=use_schedule)
+    claim_broker_db(redis_db, owner=f"{stack.home} db={db}")
     create_database(db)
     try:
         stack.airflow("db", "migrate")
@@ -297,14 +339,9 @@ def stop(stack: Stack, drop: bool = True) -> None:
             pass
     if drop:
         drop_database(stack.db)
-        import redis
-
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=stack.redis_db)
-        if stack.redis_db == SETTINGS["redis_db"]:  # shared index: only our queue's keys
-            for key in client.scan_iter(f"*{stack.queue}*"):
-                client.delete(key)
-        else:
-            client.flushdb()
+        # Everything the stack created in its broker DB: queues, `unacked` messages of lost workers
+        # (redelivered to the next stack's workers otherwise), `unacked_index`, kombu bindings.
+        release_broker_db(stack.redis_db, owner=f"{stack.home} db={stack.db}")
 
 
 # --------------------------------------------------------------------------- make stack

@@ -57,6 +57,10 @@ def test_env_wiring_matches_the_stack_settings(compose):
         assert conn["extra"]["endpoint_url"] == "http://minio:9000"
         assert conn["extra"]["region_name"] == settings["region"]
         assert env["PIPELINE_PARAMS"].startswith("/opt/airflow/project/")
+        assert int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) == settings["task_heartbeat_timeout_seconds"]
+        assert (int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"])
+                == settings["heartbeat_check_interval_seconds"])
+        assert settings["task_heartbeat_timeout_seconds"] + settings["heartbeat_check_interval_seconds"] <= 90
         # The model signing key reaches every Airflow process through the connection params name.
         signing = json.loads(re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", env["AIRFLOW_CONN_PIPELINE_SIGNING"]))
         assert len(signing["password"]) >= 16 and "PIPELINE_SIGNING_KEY" in env["AIRFLOW_CONN_PIPELINE_SIGNING"]
@@ -81,7 +85,9 @@ def test_stack_script_uses_the_same_settings():
     shared = {"AIRFLOW__CORE__EXECUTOR", "PIPELINE_STORAGE_URI", "PIPELINE_DVC_REMOTE_URL",
               "AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
               "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND",
-              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__API_AUTH__JWT_SECRET"}
+              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__API_AUTH__JWT_SECRET",
+              "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+              "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"}
     assert shared <= stack_env_keys and shared <= set(compose_env)
 
 
@@ -94,3 +100,32 @@ def test_published_ports_only_on_loopback(compose):
 @pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose binary not installed")
 def test_docker_compose_config_accepts_the_file():
     subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yaml"), "config", "-q"], check=True)
+
+
+def test_a_stack_refuses_a_broker_db_with_foreign_keys_and_empties_its_own():
+    """Broker hygiene (no Airflow started): a DB holding someone else's keys is refused with a clear
+    message; the stack's own DB is emptied completely on release, unacked messages included."""
+    import stack
+
+    if stack.unreachable():
+        pytest.skip("Redis/PostgreSQL not reachable")
+    import redis
+
+    index = stack.free_redis_db()
+    client = redis.Redis(host=stack.REDIS_HOST, port=stack.REDIS_PORT, db=index)
+    try:
+        client.set("someone-elses-key", "1")
+        with pytest.raises(RuntimeError, match=rf"Redis DB {index} .* holds 1 key\(s\) .*someone-elses-key"):
+            stack.claim_broker_db(index, owner="test")
+        assert client.get(stack.OWNER_KEY) is None  # nothing was claimed
+        client.flushdb()
+        stack.claim_broker_db(index, owner="me")
+        # What a killed worker leaves: kombu's unacked hash and index, bindings, a queue.
+        client.hset("unacked", "tag", "msg")
+        client.zadd("unacked_index", {"tag": 1.0})
+        client.sadd("_kombu.binding.default", "x")
+        client.lpush("default", "task")
+        assert stack.release_broker_db(index, owner="another") == 0 and client.dbsize() == 5
+        assert stack.release_broker_db(index, owner="me") == 5 and client.dbsize() == 0
+    finally:
+        client.flushdb()

@@ -59,3 +59,44 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
     assert decision["champion_version"] == version and decision["rows"] == len(predictions)
     assert decision["report"].startswith("s3://ml-pipeline/prod/monitoring/credit_default/reports/")
     assert storage.partition_exists("monitoring/credit_default/statistics/dt=2025-03-03")
+
+
+def test_missing_connection_fails_closed_despite_ambient_credentials(dagbag, s3_server, tmp_path, monkeypatch):
+    """Valid AWS_* credentials in the environment and no Airflow connection `aws_default`: the
+    scoring task fails naming the connection and writes nothing; it never uses the ambient keys."""
+    import boto3
+
+    from conftest import write_params
+    from helpers import task_states
+    from pipeline_airflow import s3_options
+    from pipeline.storage import StorageCredentialsMissing
+
+    admin = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
+                         aws_secret_access_key="testing", region_name="us-east-1")
+    admin.create_bucket(Bucket="ambient-creds")
+    params = write_params(tmp_path)
+    monkeypatch.setenv("PIPELINE_PARAMS", str(params))
+    monkeypatch.setenv("PIPELINE_STORAGE_URI", "s3://ambient-creds/prod")
+    for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_ENDPOINT_URL", s3_server), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(var, value)  # these would work: the point is that they are not used
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
+
+    with pytest.raises(StorageCredentialsMissing, match=r"s3://ambient-creds/prod needs the Airflow connection "
+                                                        r"'aws_default' \(storage.aws_conn_id\)"):
+        s3_options()
+    dag = dagbag.get_dag("batch_scoring")
+    for task in dag.tasks:
+        task.retries = 0  # the failure itself is the point, not its retries
+    import pendulum
+
+    dag.deadline = None
+    dag.test(logical_date=pendulum.datetime(2025, 3, 2, tz="UTC"))
+    states = task_states(dagbag, "batch_scoring")
+    assert states["ingest"] == "failed", states
+    assert admin.list_objects_v2(Bucket="ambient-creds").get("KeyCount", 0) == 0, "something was written"
+    assert not (tmp_path / "storage").exists()
+
+    # `aws_conn_id: null` says so on purpose: then the standard chain applies.
+    write_params(tmp_path, storage={"aws_conn_id": None})
+    assert s3_options() is None

@@ -65,6 +65,68 @@ def _logs_tail(stack) -> str:
     return "\n".join(out)
 
 
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` (by parent pid), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for child in children.get(pid, []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _ti(stack, token, ti: dict) -> dict:
+    return stack.call("GET", f"/dags/{ti['dag_id']}/dagRuns/{ti['run_id']}/taskInstances/{ti['task_id']}"
+                      + (f"/{ti['map_index']}" if ti["map_index"] >= 0 else ""), token=token)
+
+
+def _kill_worker_during_a_task(stack, token, runs: dict[str, str], worker: str, timeout: float) -> dict:
+    """SIGKILL `worker` (its main process and everything below it) as soon as one of `runs`' task
+    instances is running in one of its processes; returns that task instance and the kill time."""
+    import signal
+
+    main = stack.pids[worker]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        below = set(_descendants(main))
+        for run_id, dag_id in runs.items():
+            tis = stack.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", token=token)["task_instances"]
+            for t in tis:
+                if t["state"] == "running" and t.get("pid") in below:
+                    victims = [main, *_descendants(main)]
+                    for pid in victims:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    return {"dag_id": dag_id, "run_id": run_id, "task_id": t["task_id"], "map_index": t["map_index"],
+                            "killed_at": time.monotonic(), "processes_killed": len(victims)}
+        time.sleep(0.3)
+    raise AssertionError(f"no task of {list(runs)} ran on {worker} within {timeout:.0f}s\n{_logs_tail(stack)}")
+
+
+def _wait_not_running(stack, token, ti: dict, timeout: float) -> dict:
+    """How long after the kill the scheduler stopped seeing the lost task instance as running."""
+    deadline = ti["killed_at"] + timeout
+    while time.monotonic() < deadline:
+        state = _ti(stack, token, ti)["state"]
+        if state != "running":
+            return {"seconds": time.monotonic() - ti["killed_at"], "state": state}
+        time.sleep(1)
+    raise AssertionError(f"{ti} still running {timeout:.0f}s after its worker was killed\n{_logs_tail(stack)}")
+
+
 def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_server, tmp_path):
     import boto3
 
@@ -119,6 +181,10 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
             stack.call("POST", "/dags/batch_scoring/dagRuns",
                        {"dag_run_id": run_id, "logical_date": f"{day}T00:00:00Z", "conf": {}}, token=token)
             runs[run_id] = "batch_scoring"
+        # Lose worker1 while one of these runs' tasks runs on it (SIGKILL of its main, pool and task
+        # processes: a lost machine), then watch the scheduler notice and worker2 take over.
+        lost = _kill_worker_during_a_task(stack, token, runs, "worker1", timeout=300)
+        detected = _wait_not_running(stack, token, lost, timeout=240)
         states = _wait_runs(stack, token, runs, timeout=600)
         assert all(states.get(r) == "success" for r in runs), (
             f"scoring: {states} " + " | ".join(_task_report(stack, token, 'batch_scoring', r) for r in runs)
@@ -128,6 +194,10 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
                                                "taskInstances", token=token)["task_instances"]
                   if t["task_id"] == "score_range"]
         assert len(mapped) >= 2 and all(t["state"] == "success" for t in mapped)
+        retried = _ti(stack, token, lost)
+        assert retried["state"] == "success" and retried["try_number"] >= 2, retried
+        assert detected["seconds"] <= 90, detected
+        lost_delay = time.monotonic() - lost["killed_at"]
 
         # Every artefact is in the bucket; nothing went to the local storage root.
         from pipeline import registry
@@ -154,6 +224,7 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
             raw = storage.read_partition(f"raw/credit_default/dt={day}").to_pandas()
             assert len(predictions) == len(raw) == storage.read_manifest(part)["row_count"]
             assert set(predictions["ID"]) == set(raw["ID"]) and (predictions["model_version"] == version).all()
+            assert not predictions["ID"].duplicated().any(), f"{day}: a row was scored twice"
             assert storage.read_manifest(part)["ranges"] >= 2
         assert not [k for k in keys if k.startswith("_staging/")], "staged parts were left behind"
 
@@ -166,13 +237,22 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
                    "scoring_3_days_seconds": round(scoring_seconds, 1),
                    "total_seconds": round(time.monotonic() - started, 1), "tasks_per_worker": per_worker,
                    "database": db, "broker_db": stack.redis_db, "queue": stack.queue,
-                   "mapped_ranges_first_day": len(mapped)}
+                   "mapped_ranges_first_day": len(mapped),
+                   "worker_lost": {"task": f"{lost['run_id']}/{lost['task_id']}[{lost['map_index']}]",
+                                   "detected_after_seconds": round(detected["seconds"], 1),
+                                   "state_after_detection": detected["state"],
+                                   "retry_try_number": retried["try_number"],
+                                   "kill_to_all_runs_done_seconds": round(lost_delay, 1)}}
         print(f"stack test: {json.dumps(summary)}")
         (ROOT / "tests" / "results").mkdir(exist_ok=True)
         (ROOT / "tests" / "results" / "stack_summary.json").write_text(json.dumps(summary, indent=2))
         assert all(n > 0 for n in per_worker.values()), f"tasks did not run on every worker: {per_worker}"
     finally:
         stack_mod.stop(stack)
+    import redis
+
+    broker = redis.Redis(host=stack_mod.REDIS_HOST, port=stack_mod.REDIS_PORT, db=stack.redis_db)
+    assert broker.dbsize() == 0, f"keys left in the broker DB: {[k for k in broker.scan_iter(count=50)][:10]}"
     import psycopg2
 
     conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")

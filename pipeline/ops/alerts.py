@@ -24,7 +24,7 @@ BAD_DATA = ("ValidationFailed", "IngestError", "NoRowsForDay", "SourceError", "S
 CONFIG = ("ConfigError", "ContractError")
 ARTEFACT = ("ArtefactError", "ArtefactMissing", "PartitionNotFound", "RegistryError", "MonitoringError",
             "SignatureError")
-STORAGE = ("StorageError", "StorageUnavailable", "StorageFull", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
+STORAGE = ("StorageError", "StorageUnavailable", "StorageCredentialsMissing", "StorageFull", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
            "ConnectionClosedError", "ClientError", "NoCredentialsError", "OSError", "ConnectionError", "TimeoutError")
 
 RUNBOOK = {

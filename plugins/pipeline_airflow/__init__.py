@@ -50,21 +50,34 @@ def run_date(context: dict[str, Any], param: str = "date") -> str:
 
 def s3_options() -> dict | None:
     """Endpoint and credentials from the Airflow connection named in params.yaml
-    (storage.aws_conn_id), when storage is on S3 and that connection exists.
-    Otherwise None: boto3's standard chain (AWS_* env vars, instance role) applies."""
+    (storage.aws_conn_id), when storage or the DVC remote is on S3.
+
+    Fails closed: with `aws_conn_id` set, a connection that does not exist or cannot be resolved
+    is a StorageCredentialsMissing error naming it (retried like other storage errors), never a
+    silent fall-back to whatever AWS_* variables or instance role the worker happens to have.
+    boto3's own chain applies only when params say `storage.aws_conn_id: null`."""
     from pipeline.config import load_config
 
     config = load_config()
-    if not config.storage.root.startswith("s3://"):
+    remote = config.dvc.remote_url or ""
+    if not (config.storage.root.startswith("s3://") or (config.dvc.enabled and remote.startswith("s3://"))):
+        return None
+    conn_id = config.storage.aws_conn_id
+    if conn_id is None:
+        log.info("storage.aws_conn_id is null: boto3's standard chain (AWS_* variables, instance role) applies")
         return None
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    from pipeline.storage import StorageCredentialsMissing
+
+    where = config.storage.root if config.storage.root.startswith("s3://") else remote
     try:
-        conn = BaseHook.get_connection(config.storage.aws_conn_id)
-    except AirflowNotFoundException:  # not defined: the env chain applies; other errors propagate
-        log.info("no Airflow connection %r; using AWS_* env vars", config.storage.aws_conn_id)
-        return None
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - missing or unresolvable: either way, never fall back
+        raise StorageCredentialsMissing(
+            f"{where} needs the Airflow connection {conn_id!r} (storage.aws_conn_id), which could not be resolved "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); add the connection, or set "
+            "storage.aws_conn_id: null in params to use boto3's standard chain on purpose") from exc
     extra = conn.extra_dejson or {}
     return {
         "endpoint_url": extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url"),
