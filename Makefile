@@ -19,7 +19,7 @@ export PIPELINE_PARAMS ?= $(CURDIR)/params.yaml
 # `airflow standalone` starts its components through `airflow` on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo demo-drift test repro airflow-ui stack stack-down lock clean
+.PHONY: install demo demo-drift test lint format repro airflow-ui stack stack-down lock clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,19 @@ demo-drift: install
 ## The test suite (unit, DagBag, end-to-end through Airflow on local storage and on an S3 endpoint).
 test: install
 	$(PY) -m pytest
+
+## Lint, format check, types, layer contracts and file hygiene (what pre-commit runs; no pre-commit needed).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	PYTHONPATH=plugins:. $(VENV)/bin/lint-imports --no-cache
+	$(PY) scripts/check_files.py
+
+## Apply the formatter and the safe lint fixes.
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 ## The same pipeline without Airflow, through DVC stages; then record the snapshot in data.dvc.
 repro: install
