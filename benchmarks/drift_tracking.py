@@ -9,6 +9,7 @@ the last day), and runs the monitor once with a performance window covering all 
 days. Writes benchmarks/results/drift_tracking.json: per ISO week the realized and the
 estimated ROC AUC / precision / recall, their differences, and the false-alarm rates.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,9 @@ def main() -> int:
 
     as_of = labels_as_of
     # A performance window reaching back to the first scored day.
-    wide = dataclasses.replace(config, monitoring=dataclasses.replace(
-        config.monitoring, performance_window_days=(as_of - first).days + 1))
+    wide = dataclasses.replace(
+        config, monitoring=dataclasses.replace(config.monitoring, performance_window_days=(as_of - first).days + 1)
+    )
     run_monitoring(wide, storage, as_of)
     record = storage.read_json(f"monitoring/{config.model_name}/decisions/dt={as_of.isoformat()}.json")
     # The monitor's own weekly figures (pooled rows), realized and estimated side by side.
@@ -76,24 +78,38 @@ def main() -> int:
     for week, w in sorted(record["performance_by_week"].items()):
         if not w["realized"]:
             continue
-        series.append({"week": week, "rows": int(w["realized"]["rows"]),
-                       **{f"realized_{k}": round(w["realized"][k], 4) for k in ("roc_auc", "precision", "recall")},
-                       **{f"estimated_{k}": round(w["estimated"][k], 4) for k in ("roc_auc", "precision", "recall")}})
+        series.append(
+            {
+                "week": week,
+                "rows": int(w["realized"]["rows"]),
+                **{f"realized_{k}": round(w["realized"][k], 4) for k in ("roc_auc", "precision", "recall")},
+                **{f"estimated_{k}": round(w["estimated"][k], 4) for k in ("roc_auc", "precision", "recall")},
+            }
+        )
     if not series:
         raise SystemExit("no labelled week in the monitor's performance: nothing to compare")
-    diffs = {k: float(np.mean([abs(r[f"estimated_{k}"] - r[f"realized_{k}"]) for r in series]))
-             for k in ("roc_auc", "precision", "recall")}
+    diffs = {
+        k: float(np.mean([abs(r[f"estimated_{k}"] - r[f"realized_{k}"]) for r in series]))
+        for k in ("roc_auc", "precision", "recall")
+    }
     false_alarms = steps.false_alarms(args.weeks, str(path))
-    result = {"model_version": record["champion_version"], "scored_days": [days[0].isoformat(), days[-1].isoformat()],
-              "weekly": series, "mean_abs_difference": diffs, "false_alarms": false_alarms,
-              "wall_seconds": round(time.monotonic() - started, 1)}
+    result = {
+        "model_version": record["champion_version"],
+        "scored_days": [days[0].isoformat(), days[-1].isoformat()],
+        "weekly": series,
+        "mean_abs_difference": diffs,
+        "false_alarms": false_alarms,
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
     out = ROOT / "benchmarks" / "results" / "drift_tracking.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for r in series:
-        print(f"  {r['week']}  rows {r['rows']:5d}  ROC AUC realized {r['realized_roc_auc']:.3f} "
-              f"estimated {r['estimated_roc_auc']:.3f}  precision {r['realized_precision']:.3f} / "
-              f"{r['estimated_precision']:.3f}  recall {r['realized_recall']:.3f} / {r['estimated_recall']:.3f}")
+        print(
+            f"  {r['week']}  rows {r['rows']:5d}  ROC AUC realized {r['realized_roc_auc']:.3f} "
+            f"estimated {r['estimated_roc_auc']:.3f}  precision {r['realized_precision']:.3f} / "
+            f"{r['estimated_precision']:.3f}  recall {r['realized_recall']:.3f} / {r['estimated_recall']:.3f}"
+        )
     print(f"mean |estimated - realized|: {diffs}")
     print(f"false alarms over {args.weeks} weeks: {false_alarms['retrain_rate']}")
     print(f"wrote {out}")

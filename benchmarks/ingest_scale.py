@@ -12,6 +12,7 @@ Ratios are against the baseline measured in the same run. Results: benchmarks/re
 
     .venv/bin/python benchmarks/ingest_scale.py [--factor 100] [--before c1c5266]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,44 +29,49 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "ingest_scale.json"
 
-MEASURE = r'''
+MEASURE = r"""
 import json, resource, sys, time, datetime as dt
 sys.path.insert(0, {code!r})
 t0 = time.perf_counter()
 {body}
 print(json.dumps({{"seconds": round(time.perf_counter() - t0, 2),
                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}}))
-'''
+"""
 
-BASELINE = '''
+BASELINE = """
 from pipeline.config import load_config
 from pipeline.source import coerce_types, read_source_text, resolve_schema
 config = load_config({params!r})
 text = read_source_text(config.dataset)
 schema = resolve_schema(config.dataset, text)
 typed = coerce_types(text, schema)
-'''
+"""
 
-WINDOW = '''
+WINDOW = """
 from pipeline import steps
 steps.ingest_window({as_of!r}, {params!r})
-'''
+"""
 
-DAY_INGEST = '''
+DAY_INGEST = """
 from pipeline import steps
 steps.ingest({day!r}, {params!r})
-'''
+"""
 
-DAY_VALIDATE = '''
+DAY_VALIDATE = """
 from pipeline import steps
 steps.validate({day!r}, {params!r})
-'''
+"""
 
 
 def measure(name: str, body: str, code: Path = ROOT) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", MEASURE.format(code=str(code), body=body)], cwd=code,
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE.format(code=str(code), body=body)],
+        cwd=code,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -102,8 +108,12 @@ def params_for(tmp: Path, source: Path, name: str, code: Path = ROOT) -> str:
     import shutil
 
     if (code / "great_expectations").exists():
-        shutil.copytree(code / "great_expectations", tmp / f"gx-{name}", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("uncommitted", ".pipeline.lock"))
+        shutil.copytree(
+            code / "great_expectations",
+            tmp / f"gx-{name}",
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("uncommitted", ".pipeline.lock"),
+        )
     return str(path)
 
 
@@ -125,9 +135,13 @@ def main() -> None:
     results["day_ingest_big"] = measure("one day ingest (3M source)", DAY_INGEST.format(day=day, params=big))
     results["day_validate_big"] = measure("one day validate (3M source)", DAY_VALIDATE.format(day=day, params=big))
     demo = params_for(tmp, ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", "demo")
-    results["day_ingest_demo_first"] = measure("one day ingest (demo, first: splits)", DAY_INGEST.format(day=day, params=demo))
+    results["day_ingest_demo_first"] = measure(
+        "one day ingest (demo, first: splits)", DAY_INGEST.format(day=day, params=demo)
+    )
     results["day_validate_demo"] = measure("one day validate (demo)", DAY_VALIDATE.format(day=day, params=demo))
-    results["day_ingest_demo"] = measure("one day ingest (demo, split cached)", DAY_INGEST.format(day="2025-03-03", params=demo))
+    results["day_ingest_demo"] = measure(
+        "one day ingest (demo, split cached)", DAY_INGEST.format(day="2025-03-03", params=demo)
+    )
     if args.before:
         worktree = tmp / "before"
         subprocess.run(["git", "worktree", "add", "-q", "--detach", str(worktree), args.before], cwd=ROOT, check=True)
@@ -136,17 +150,27 @@ def main() -> None:
             old_demo = params_for(tmp, ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", "old-demo", worktree)
             results["before"] = {
                 "revision": args.before,
-                "day_ingest_big": measure("before: one day ingest (3M)", DAY_INGEST.format(day=day, params=old_big), worktree),
-                "day_validate_big": measure("before: one day validate (3M)", DAY_VALIDATE.format(day=day, params=old_big), worktree),
-                "day_ingest_demo": measure("before: one day ingest (demo)", DAY_INGEST.format(day=day, params=old_demo), worktree),
-                "day_validate_demo": measure("before: one day validate (demo)", DAY_VALIDATE.format(day=day, params=old_demo), worktree),
+                "day_ingest_big": measure(
+                    "before: one day ingest (3M)", DAY_INGEST.format(day=day, params=old_big), worktree
+                ),
+                "day_validate_big": measure(
+                    "before: one day validate (3M)", DAY_VALIDATE.format(day=day, params=old_big), worktree
+                ),
+                "day_ingest_demo": measure(
+                    "before: one day ingest (demo)", DAY_INGEST.format(day=day, params=old_demo), worktree
+                ),
+                "day_validate_demo": measure(
+                    "before: one day validate (demo)", DAY_VALIDATE.format(day=day, params=old_demo), worktree
+                ),
             }
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT)
     base = results["baseline_full_read_and_type"]["seconds"]
     results["window_over_baseline"] = round(results["window_ingest"]["seconds"] / base, 2)
-    results["acceptance"] = {"window <= 3x baseline": results["window_over_baseline"] <= 3,
-                             "window peak <= 1.5 GB": results["window_ingest"]["peak_rss_mb"] <= 1536}
+    results["acceptance"] = {
+        "window <= 3x baseline": results["window_over_baseline"] <= 3,
+        "window peak <= 1.5 GB": results["window_ingest"]["peak_rss_mb"] <= 1536,
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2))
     print(json.dumps({k: results[k] for k in ("window_over_baseline", "acceptance")}, indent=2))

@@ -14,6 +14,7 @@ Results: benchmarks/results/mapped_scoring.json (wall times, ratio mapped / sing
 
     .venv/bin/python benchmarks/mapped_scoring.py [--rows 1000000] [--rows-per-task 250000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 DAY = "2025-03-20"
 
-RANGE_TASK = r'''
+RANGE_TASK = r"""
 import json, sys, time
 from pipeline import steps
 from pipeline.ops.threads import threads_per_task
@@ -44,7 +45,7 @@ part = steps.score_range(job["plan"], job["range"], sys.argv[3])
 part["threads"] = threads_per_task(load_config(sys.argv[3]))
 part["wall"] = round(time.perf_counter() - t0, 2)
 open(sys.argv[2], "w").write(json.dumps(part))
-'''
+"""
 
 
 def build_day(params: Path, rows: int) -> dict:
@@ -56,19 +57,27 @@ def build_day(params: Path, rows: int) -> dict:
 
     config, storage = steps.open_pipeline(str(params))
     ds = config.dataset.name
-    frames = [storage.read_partition(k).to_pandas() for k in
-              (f"raw/{ds}/{d}" for d in storage.list_children(f"raw/{ds}")) if storage.partition_exists(k)]
+    frames = [
+        storage.read_partition(k).to_pandas()
+        for k in (f"raw/{ds}/{d}" for d in storage.list_children(f"raw/{ds}"))
+        if storage.partition_exists(k)
+    ]
     base = pd.concat(frames, ignore_index=True)
     copies = -(-rows // len(base))
     day = pd.concat([base] * copies, ignore_index=True).iloc[:rows].copy()
     day["ID"] = pd.array(np.arange(1, rows + 1), dtype=day["ID"].dtype)
     key = layout.raw_partition(ds, pd.Timestamp(DAY).date())
     template = storage.read_manifest(f"raw/{ds}/{storage.list_children(f'raw/{ds}')[0]}")
-    manifest = storage.write_partition(key, {"part-00000.parquet": pa.Table.from_pandas(day, preserve_index=False)},
-                                       manifest={"schema": template["schema"], "day": DAY, "benchmark": True})
+    manifest = storage.write_partition(
+        key,
+        {"part-00000.parquet": pa.Table.from_pandas(day, preserve_index=False)},
+        manifest={"schema": template["schema"], "day": DAY, "benchmark": True},
+    )
     # The benchmark measures scoring: record the day as validated (GE on 1M rows is not what is timed).
-    storage.write_json(layout.validation_record(ds, pd.Timestamp(DAY).date()),
-                       {"success": True, "raw_publish_id": manifest["publish_id"], "benchmark": True})
+    storage.write_json(
+        layout.validation_record(ds, pd.Timestamp(DAY).date()),
+        {"success": True, "raw_publish_id": manifest["publish_id"], "benchmark": True},
+    )
     return {"rows": rows, "row_groups": -(-rows // config.storage.row_group_rows)}
 
 
@@ -83,12 +92,14 @@ def main() -> int:
     from pipeline import steps
 
     work = Path(tempfile.mkdtemp(prefix="bench-mapped-"))
-    params = write_params(work, training={"window_days": 16, "holdout_days": 4, "cv_folds": 3,
-                                          "estimator_params": {"max_iter": 60}},
-                          scoring={"rows_per_task": args.rows_per_task})
+    params = write_params(
+        work,
+        training={"window_days": 16, "holdout_days": 4, "cv_folds": 3, "estimator_params": {"max_iter": 60}},
+        scoring={"rows_per_task": args.rows_per_task},
+    )
     single_params = work / "single.yaml"
     single = yaml.safe_load(params.read_text())
-    single["scoring"]["rows_per_task"] = 10 ** 12
+    single["scoring"]["rows_per_task"] = 10**12
     single_params.write_text(yaml.safe_dump(single))
     env = {**os.environ, "PIPELINE_PARAMS": str(params)}
     env.pop("PIPELINE_STORAGE_URI", None)
@@ -101,9 +112,13 @@ def main() -> int:
 
     print("single task ...", flush=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline", "--params", str(single_params), "score", "--date", DAY],
-                   env={**env, "PIPELINE_TASKS_PER_MACHINE": "1"}, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "--params", str(single_params), "score", "--date", DAY],
+        env={**env, "PIPELINE_TASKS_PER_MACHINE": "1"},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     single_seconds = time.perf_counter() - t0
     single_table = storage.read_partition(key).to_pandas()
     from pipeline.ops.threads import cores
@@ -119,9 +134,12 @@ def main() -> int:
             i, job = pending.pop(0)
             job_file, out_file = work / f"job-{i}.json", work / f"part-{i}.json"
             job_file.write_text(json.dumps(job))
-            proc = subprocess.Popen([sys.executable, "-c", RANGE_TASK, str(job_file), str(out_file), str(params)],
-                                    env={**env, "PIPELINE_TASKS_PER_MACHINE": str(args.parallel)},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", RANGE_TASK, str(job_file), str(out_file), str(params)],
+                env={**env, "PIPELINE_TASKS_PER_MACHINE": str(args.parallel)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             running.append((proc, out_file))
         for proc, out_file in list(running):
             if proc.poll() is not None:
@@ -139,13 +157,19 @@ def main() -> int:
     b = mapped_table.sort_values("ID").reset_index(drop=True)[columns]
     equal = len(a) == len(b) == args.rows and a.equals(b)
     result = {
-        "rows": args.rows, "row_group_rows": config.storage.row_group_rows, "row_groups": day["row_groups"],
+        "rows": args.rows,
+        "row_group_rows": config.storage.row_group_rows,
+        "row_groups": day["row_groups"],
         "cores": cores(),
         "single_task": {"seconds": round(single_seconds, 2), "threads_per_task": cores()},
-        "mapped": {"seconds": round(mapped_seconds, 2), "ranges": len(jobs), "parallel_tasks": args.parallel,
-                   "threads_per_task": sorted({r["threads"] for r in results}),
-                   "range_task_seconds": [r["wall"] for r in sorted(results, key=lambda p: p["part"])],
-                   "published_rows": published["rows"]},
+        "mapped": {
+            "seconds": round(mapped_seconds, 2),
+            "ranges": len(jobs),
+            "parallel_tasks": args.parallel,
+            "threads_per_task": sorted({r["threads"] for r in results}),
+            "range_task_seconds": [r["wall"] for r in sorted(results, key=lambda p: p["part"])],
+            "published_rows": published["rows"],
+        },
         "ratio_mapped_over_single": round(mapped_seconds / single_seconds, 3),
         "equal_row_for_row": equal,
         "note": "each side includes process start-up; range tasks each load the model once",

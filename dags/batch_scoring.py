@@ -1,4 +1,5 @@
 """Batch scoring DAG: wiring only. Every task is one call into pipeline.steps."""
+
 from __future__ import annotations
 
 import pendulum
@@ -52,8 +53,12 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
     tags=["ml", "scoring"],
     doc_md=DOC,
     params={
-        "date": Param(None, type=["null", "string"], format="date",
-                      description="Score this day (YYYY-MM-DD) instead of the run's logical date."),
+        "date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Score this day (YYYY-MM-DD) instead of the run's logical date.",
+        ),
     },
 )
 def batch_scoring():
@@ -70,8 +75,7 @@ def batch_scoring():
 
         # Audit exactly the delivery this run staged (write-audit-publish).
         with fail_fast_on_bad_data():
-            return steps.validate(run_date(context), s3_options=s3_options(),
-                                  delivery_id=ingested.get("delivery_id"))
+            return steps.validate(run_date(context), s3_options=s3_options(), delivery_id=ingested.get("delivery_id"))
 
     @task
     def plan_scoring(_validated: dict, **context) -> list[dict]:

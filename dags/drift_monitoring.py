@@ -1,4 +1,5 @@
 """Drift monitoring DAG: wiring only. The monitoring step is one call into pipeline.steps."""
+
 from __future__ import annotations
 
 import pendulum
@@ -43,8 +44,12 @@ Once a week, compares the last `monitoring.window_days` scored days with the cha
     tags=["ml", "monitoring"],
     doc_md=DOC,
     params={
-        "as_of": Param(None, type=["null", "string"], format="date",
-                       description="Monitor the scored days before this date (YYYY-MM-DD) instead of the logical date."),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Monitor the scored days before this date (YYYY-MM-DD) instead of the logical date.",
+        ),
     },
 )
 def drift_monitoring():
@@ -66,7 +71,7 @@ def drift_monitoring():
         conf={
             "as_of": "{{ ti.xcom_pull(task_ids='monitor')['as_of'] }}",
             "reason": "drift_monitoring {{ ti.xcom_pull(task_ids='monitor')['as_of'] }}: "
-                      "{{ ti.xcom_pull(task_ids='monitor')['reason'] }}",
+            "{{ ti.xcom_pull(task_ids='monitor')['reason'] }}",
         },
         skip_when_already_exists=True,
     )

@@ -1,4 +1,5 @@
 """Maintenance DAG: wiring only. Every task is one call into pipeline.steps."""
+
 from __future__ import annotations
 
 import pendulum
@@ -37,8 +38,12 @@ Each run that removes something writes an audit record (`kind: maintenance`).
     tags=["ml", "maintenance"],
     doc_md=DOC,
     params={
-        "older_than_hours": Param(None, type=["null", "number"], minimum=0,
-                                  description="Age above which leftovers are removed (default: params.yaml)."),
+        "older_than_hours": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            description="Age above which leftovers are removed (default: params.yaml).",
+        ),
         "dry_run": Param(False, type="boolean", description="Only list what would be removed."),
     },
 )
@@ -49,8 +54,9 @@ def maintenance():
 
         params = context["params"]
         with fail_fast_on_bad_data():
-            return steps.collect_garbage(params.get("older_than_hours"), bool(params.get("dry_run")),
-                                         s3_options=s3_options())
+            return steps.collect_garbage(
+                params.get("older_than_hours"), bool(params.get("dry_run")), s3_options=s3_options()
+            )
 
     collect_garbage()
 

@@ -1,4 +1,5 @@
 """Model registry DAG (manual): wiring only. One call into pipeline.steps."""
+
 from __future__ import annotations
 
 import pendulum
@@ -36,11 +37,17 @@ Alias moves are compare-and-swap writes: of two concurrent moves one wins, the o
     tags=["ml", "registry"],
     doc_md=DOC,
     params={
-        "action": Param("history", type="string",
-                        enum=["promote", "rollback", "set_challenger", "clear_challenger", "history"],
-                        description="What to do."),
-        "version": Param(None, type=["null", "string"],
-                         description="The version (promote, set_challenger; rollback target, optional)."),
+        "action": Param(
+            "history",
+            type="string",
+            enum=["promote", "rollback", "set_challenger", "clear_challenger", "history"],
+            description="What to do.",
+        ),
+        "version": Param(
+            None,
+            type=["null", "string"],
+            description="The version (promote, set_challenger; rollback target, optional).",
+        ),
         "reason": Param("", type="string", description="Why. Required for every move; recorded."),
         "force": Param(False, type="boolean", description="promote although the gate did not pass (recorded)."),
     },
@@ -52,9 +59,15 @@ def model_registry():
 
         p = context["params"]
         with fail_fast_on_bad_data():
-            return steps.registry_action(p["action"], p.get("version"), p.get("reason") or "",
-                                         force=bool(p.get("force")), s3_options=s3_options(),
-                                         actor=actor(context), run_id=context["run_id"])
+            return steps.registry_action(
+                p["action"],
+                p.get("version"),
+                p.get("reason") or "",
+                force=bool(p.get("force")),
+                s3_options=s3_options(),
+                actor=actor(context),
+                run_id=context["run_id"],
+            )
 
     apply()
 

@@ -1,11 +1,22 @@
 """Training pipeline DAG: wiring only. Every task is one call into pipeline.steps."""
+
 from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from pipeline_airflow import (DEFAULT_ARGS, actor, announce_champion, approval_operator, approval_required,
-                              champion_asset, fail_fast_on_bad_data, run_date, s3_options, skip)
+from pipeline_airflow import (
+    DEFAULT_ARGS,
+    actor,
+    announce_champion,
+    approval_operator,
+    approval_required,
+    champion_asset,
+    fail_fast_on_bad_data,
+    run_date,
+    s3_options,
+    skip,
+)
 from pipeline_airflow.alerting import GateRejectionNotifier
 
 DOC = """
@@ -51,8 +62,12 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
     tags=["ml", "training"],
     doc_md=DOC,
     params={
-        "as_of": Param(None, type=["null", "string"], format="date",
-                       description="Train as of this date (YYYY-MM-DD) instead of the run's logical date."),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Train as of this date (YYYY-MM-DD) instead of the run's logical date.",
+        ),
         "reason": Param("scheduled", type="string", description="Why this model is trained; kept in its manifest."),
     },
 )
@@ -83,8 +98,9 @@ def training_pipeline():
         from pipeline import steps
 
         with fail_fast_on_bad_data():
-            return steps.train(run_date(context, "as_of"), snap, reason=context["params"]["reason"],
-                               s3_options=s3_options())
+            return steps.train(
+                run_date(context, "as_of"), snap, reason=context["params"]["reason"], s3_options=s3_options()
+            )
 
     @task
     def evaluate(trained: dict) -> dict:
@@ -107,11 +123,13 @@ def training_pipeline():
         approval = context["ti"].xcom_pull(task_ids="approve", key="response") if needs_approval else None
         who = ((approval or {}).get("responded_by_user") or {}).get("name") or actor(context)
         with fail_fast_on_bad_data():
-            result = steps.register(decision["version"], s3_options=s3_options(), actor=who,
-                                    run_id=context["run_id"])
+            result = steps.register(decision["version"], s3_options=s3_options(), actor=who, run_id=context["run_id"])
         if not result["promoted"]:
-            skip(f"gate rejected {decision['version']}, not promoted: {'; '.join(result['reasons'])}. "
-                 f"Champion stays {result['champion']}.", context)
+            skip(
+                f"gate rejected {decision['version']}, not promoted: {'; '.join(result['reasons'])}. "
+                f"Champion stays {result['champion']}.",
+                context,
+            )
         announce_champion(context, CHAMPION, {**result, "metrics": decision.get("metrics")})
         return result
 
@@ -127,10 +145,12 @@ def training_pipeline():
     approve = approval_operator(
         task_id="approve",
         subject="Promote {{ ti.xcom_pull(task_ids='gate')['version'] }}?",
-        body=("Candidate **{{ ti.xcom_pull(task_ids='gate')['version'] }}** passed the gate.\n\n"
-              "Gate decision: `{{ ti.xcom_pull(task_ids='gate')['gate'] }}`\n\n"
-              "Report: `{{ ti.xcom_pull(task_ids='gate')['gate'] | replace('gate.json', 'evaluation.html') }}`\n\n"
-              "Approve to move the alias; Reject (give a reason) to keep the current champion."),
+        body=(
+            "Candidate **{{ ti.xcom_pull(task_ids='gate')['version'] }}** passed the gate.\n\n"
+            "Gate decision: `{{ ti.xcom_pull(task_ids='gate')['gate'] }}`\n\n"
+            "Report: `{{ ti.xcom_pull(task_ids='gate')['gate'] | replace('gate.json', 'evaluation.html') }}`\n\n"
+            "Approve to move the alias; Reject (give a reason) to keep the current champion."
+        ),
         params={"reason": Param("", type="string", description="Why (recorded in the model history)")},
         retries=0,
     )
@@ -143,8 +163,9 @@ def training_pipeline():
         if not approval:
             skip("no approval was asked (the gate did not pass)")
         with fail_fast_on_bad_data():
-            return steps.record_approval(decision["version"], approval, s3_options=s3_options(),
-                                         run_id=context["run_id"])
+            return steps.record_approval(
+                decision["version"], approval, s3_options=s3_options(), run_id=context["run_id"]
+            )
 
     promoted = register(decision)
     gate_passed(decision) >> approve >> promoted >> record_approval(decision)

@@ -2,6 +2,7 @@
 :mod:`pipeline.steps` and prints its JSON result (``--out FILE`` also writes it,
 for DVC stage outputs). Dates default to the ``demo:`` section of params.yaml.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def _demo_dates(params: str | None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--params", help="params file (default: $PIPELINE_PARAMS or ./params.yaml)")
     p.add_argument("--out", help="also write the JSON result to this file")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -59,13 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--date", action="append")
     s = sub.add_parser("run-training", help="the whole training pipeline without Airflow")
     s.add_argument("--as-of")
-    s = sub.add_parser("monitor", help="drift, quality and performance of the week before --as-of; "
-                                       "the retraining decision")
+    s = sub.add_parser(
+        "monitor", help="drift, quality and performance of the week before --as-of; the retraining decision"
+    )
     s.add_argument("--as-of")
-    s = sub.add_parser("simulate", help="publish deliveries with injected drift (or, with --false-alarms N, "
-                                        "measure how often the policy retrains over N weeks without drift)")
-    s.add_argument("--scenario", default=None,
-                   choices=["none", "covariate_shift", "category_mix", "concept_drift", "data_break"])
+    s = sub.add_parser(
+        "simulate",
+        help="publish deliveries with injected drift (or, with --false-alarms N, "
+        "measure how often the policy retrains over N weeks without drift)",
+    )
+    s.add_argument(
+        "--scenario", default=None, choices=["none", "covariate_shift", "category_mix", "concept_drift", "data_break"]
+    )
     s.add_argument("--date", action="append", help="a day to deliver (repeatable; default demo.drift_days)")
     s.add_argument("--column", help="column to change (default: chosen from the champion's importance)")
     s.add_argument("--strength", type=float, help="size of the change (see python -m pipeline.monitoring.simulate)")
@@ -81,24 +88,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["list"])
     s.add_argument("--dataset")
     s.add_argument("--since", help="first day (YYYY-MM-DD)")
-    s = sub.add_parser("audit", help="the audit trail: quarantines, gate decisions, promotions, rollbacks, "
-                                     "retraining triggers, alerts")
+    s = sub.add_parser(
+        "audit", help="the audit trail: quarantines, gate decisions, promotions, rollbacks, retraining triggers, alerts"
+    )
     s.add_argument("action", choices=["list"])
     s.add_argument("--since", help="first day (YYYY-MM-DD)")
-    s.add_argument("--kind", choices=["quarantine", "gate", "promotion", "rollback", "registry",
-                                      "retraining_trigger", "alert", "alert_resolved"])
-    s = sub.add_parser("gc", help="remove staging dirs, temp files and unreferenced objects older than "
-                                  "maintenance.gc_min_age_hours (never committed data)")
+    s.add_argument(
+        "--kind",
+        choices=[
+            "quarantine",
+            "gate",
+            "promotion",
+            "rollback",
+            "registry",
+            "retraining_trigger",
+            "alert",
+            "alert_resolved",
+        ],
+    )
+    s = sub.add_parser(
+        "gc",
+        help="remove staging dirs, temp files and unreferenced objects older than "
+        "maintenance.gc_min_age_hours (never committed data)",
+    )
     s.add_argument("--older-than-hours", type=float, help="override maintenance.gc_min_age_hours")
     s.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
-    s = sub.add_parser("dvc-restore", help="put a model's training snapshot back into the DVC workspace "
-                                           "(writes its .dvc file, then `dvc pull`)")
+    s = sub.add_parser(
+        "dvc-restore",
+        help="put a model's training snapshot back into the DVC workspace (writes its .dvc file, then `dvc pull`)",
+    )
     s.add_argument("version", nargs="?", help="model version (default: the champion)")
     s.add_argument("--no-pull", action="store_true", help="only write the .dvc file")
     s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from the data contract")
     s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
-    s.add_argument("action", choices=["list", "history", "promote", "rollback", "challenger", "clear-challenger",
-                                      "compare-shadow", "resign"])
+    s.add_argument(
+        "action",
+        choices=[
+            "list",
+            "history",
+            "promote",
+            "rollback",
+            "challenger",
+            "clear-challenger",
+            "compare-shadow",
+            "resign",
+        ],
+    )
     s.add_argument("version", nargs="?", help="the version (promote, challenger)")
     s.add_argument("--reason", default="", help="why (required for moves; recorded in the history)")
     s.add_argument("--force", action="store_true", help="promote although its gate did not pass (recorded)")
@@ -114,14 +149,18 @@ def run(args: argparse.Namespace) -> dict | list:
         if args.date:
             return [steps.ingest(d, params) for d in args.date]
         as_of, score_days = _demo_dates(params)
-        return {"window": steps.ingest_window(as_of, params),
-                "scoring_days": [steps.ingest(d, params) for d in score_days]}
+        return {
+            "window": steps.ingest_window(as_of, params),
+            "scoring_days": [steps.ingest(d, params) for d in score_days],
+        }
     if cmd == "validate":
         if args.date:
             return [steps.validate(d, params) for d in args.date]
         as_of, score_days = _demo_dates(params)
-        return {"window": steps.validate_window(as_of, params),
-                "scoring_days": [steps.validate(d, params) for d in score_days]}
+        return {
+            "window": steps.validate_window(as_of, params),
+            "scoring_days": [steps.validate(d, params) for d in score_days],
+        }
     if cmd == "train":
         as_of = args.as_of or _demo_dates(params)[0]
         snap = steps.snapshot(as_of, params)
@@ -151,8 +190,9 @@ def run(args: argparse.Namespace) -> dict | list:
         days = args.date or [str(d) for d in config.demo.drift_days]
         if not days:
             raise ConfigError("simulate: give --date (params has no demo.drift_days)")
-        return steps.simulate(days, args.scenario or config.demo.drift_scenario, args.column, args.strength,
-                              args.break_kind, params)
+        return steps.simulate(
+            days, args.scenario or config.demo.drift_scenario, args.column, args.strength, args.break_kind, params
+        )
     if cmd == "run-scoring":
         return [steps.run_scoring(d, params) for d in args.date]
     if cmd == "contract":
@@ -184,8 +224,11 @@ def run(args: argparse.Namespace) -> dict | list:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in ("great_expectations", "dvc", "botocore", "matplotlib", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -8,6 +8,7 @@ the same params at S3 without editing them).
 Relative paths in the params file are resolved against the file's directory, so
 a params file works from any working directory.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -148,7 +149,9 @@ class ValidationConfig:
     max_rows: int | None = None
     # Share of nulls tolerated in a feature column before the batch fails.
     max_null_fraction: float = 0.05
-    ranges: Mapping[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    ranges: Mapping[str, tuple[float | None, float | None]] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
     categories: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
     # Share of values that must pass, per column and check (range | in_set | not_null);
     # unlisted: range and in_set 1.0, not_null 1 - max_null_fraction.
@@ -210,10 +213,10 @@ class CostConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FairnessConfig:
-    min_group_size: int = 50               # smaller groups are reported as too small, not judged
+    min_group_size: int = 50  # smaller groups are reported as too small, not judged
     # Bin edges for numeric sensitive attributes (e.g. AGE: [30, 40, 50, 60]).
     bins: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
-    min_demographic_parity_ratio: float | None = None   # min / max selection rate across groups
+    min_demographic_parity_ratio: float | None = None  # min / max selection rate across groups
     max_equal_opportunity_difference: float | None = None  # max - min true positive rate
 
 
@@ -292,22 +295,22 @@ class FixedDriftThresholds:
 class QualityLimits:
     """Data-quality breaks: any one makes the run alert instead of retraining."""
 
-    max_missing_share_increase: float = 0.05   # current minus reference, per column
-    max_out_of_range_share: float = 0.01       # outside validation.ranges
-    max_unseen_category_share: float = 0.01    # categories the reference never saw
-    max_scale_ratio: float = 10.0              # median |value| vs reference: a unit change
-    min_rows_share: float = 0.5                # a day below this share of the reference's median rows/day
+    max_missing_share_increase: float = 0.05  # current minus reference, per column
+    max_out_of_range_share: float = 0.01  # outside validation.ranges
+    max_unseen_category_share: float = 0.01  # categories the reference never saw
+    max_scale_ratio: float = 10.0  # median |value| vs reference: a unit change
+    min_rows_share: float = 0.5  # a day below this share of the reference's median rows/day
     max_quarantined_days: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class RetrainPolicyConfig:
-    flagging: str = "calibrated"               # calibrated | fixed
-    important_features: int = 5                # top features by permutation importance
-    persistence_runs: int = 1                  # consecutive runs an important feature must drift
+    flagging: str = "calibrated"  # calibrated | fixed
+    important_features: int = 5  # top features by permutation importance
+    persistence_runs: int = 1  # consecutive runs an important feature must drift
     min_realized: Mapping[str, float] = _frozen(roc_auc=0.70)
     min_estimated: Mapping[str, float] = _frozen(roc_auc=0.70)
-    min_labelled_rows: int = 500               # realized performance needs this many labelled rows
+    min_labelled_rows: int = 500  # realized performance needs this many labelled rows
     cooldown_days: int = 14
     max_retrains: int = 2
     period_days: int = 30
@@ -315,12 +318,12 @@ class RetrainPolicyConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MonitoringConfig:
-    window_days: int = 7                       # scored days compared with the reference
-    performance_window_days: int = 28          # scored days whose labels are looked for
-    reference_sample_size: int = 50000         # per column; the profile is exact below it
+    window_days: int = 7  # scored days compared with the reference
+    performance_window_days: int = 28  # scored days whose labels are looked for
+    reference_sample_size: int = 50000  # per column; the profile is exact below it
     psi_bins: int = 10
     bootstrap_resamples: int = 1000
-    fdr: float = 0.05                          # Benjamini-Hochberg across features
+    fdr: float = 0.05  # Benjamini-Hochberg across features
     primary_statistic: Mapping[str, str] = _frozen(numeric="ks", categorical="jensen_shannon")
     min_effect: Mapping[str, float] = _frozen(ks=0.05, psi=0.05, wasserstein=0.05, jensen_shannon=0.05)
     fixed_thresholds: FixedDriftThresholds = FixedDriftThresholds()
@@ -347,8 +350,8 @@ class AlertsConfig:
 
     email_to: tuple[str, ...] = ()
     email_from: str = "pipeline-alerts@localhost"
-    smtp_conn_id: str = "smtp_alerts"          # conn_type smtp
-    webhook_conn_id: str = "alerts_webhook"    # conn_type http: Slack-compatible JSON is POSTed to it
+    smtp_conn_id: str = "smtp_alerts"  # conn_type smtp
+    webhook_conn_id: str = "alerts_webhook"  # conn_type http: Slack-compatible JSON is POSTed to it
     # Failures with the same cause within this window produce one alert (then a count).
     dedupe_minutes: float = 360.0
     # Where people open the Airflow UI (links in alerts).
@@ -471,8 +474,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected text, got nothing (null)")
         if isinstance(value, bool):
             # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans.
-            raise ConfigError(f"{where}: got the boolean {value!r}; YAML reads unquoted yes/no/true/false "
-                              f"as booleans, so quote the value (e.g. \"Yes\")")
+            raise ConfigError(
+                f"{where}: got the boolean {value!r}; YAML reads unquoted yes/no/true/false "
+                f'as booleans, so quote the value (e.g. "Yes")'
+            )
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected text, got {type(value).__name__}")
         return str(value)
@@ -529,8 +534,10 @@ class _PlainLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             mark = event.start_mark
-            raise ConfigError(f"{self.name}: line {mark.line + 1}: YAML anchors/aliases ('&', '*') are not "
-                              "allowed in params; write the values out")
+            raise ConfigError(
+                f"{self.name}: line {mark.line + 1}: YAML anchors/aliases ('&', '*') are not "
+                "allowed in params; write the values out"
+            )
         return super().compose_node(parent, index)
 
 
@@ -557,8 +564,10 @@ def default_params_path() -> Path:
     env = os.environ.get(PARAMS_ENV)
     if env:
         return Path(env)
-    return Path.cwd() / DEFAULT_PARAMS if (Path.cwd() / DEFAULT_PARAMS).exists() else (
-        Path(__file__).resolve().parent.parent / DEFAULT_PARAMS
+    return (
+        Path.cwd() / DEFAULT_PARAMS
+        if (Path.cwd() / DEFAULT_PARAMS).exists()
+        else (Path(__file__).resolve().parent.parent / DEFAULT_PARAMS)
     )
 
 
@@ -583,10 +592,15 @@ def _finalise(config: PipelineConfig, base: Path) -> PipelineConfig:
     storage_root = _resolve_path(Path.cwd(), env_root) if env_root else _resolve_path(base, config.storage.root)
     for key, value in (("uri", ds.source.uri), ("root", ds.source.root)):
         if value and ("://" in value or os.path.isabs(value)) and ".." in value.replace("\\", "/").split("/"):
-            raise ConfigError(f"dataset.source.{key} {value!r} contains '..': write the path it means "
-                              "(sources are confined to their landing area)")
-    source = dataclasses.replace(ds.source, uri=_resolve_path(base, ds.source.uri),
-                                 root=_resolve_path(base, ds.source.root) if ds.source.root else None)
+            raise ConfigError(
+                f"dataset.source.{key} {value!r} contains '..': write the path it means "
+                "(sources are confined to their landing area)"
+            )
+    source = dataclasses.replace(
+        ds.source,
+        uri=_resolve_path(base, ds.source.uri),
+        root=_resolve_path(base, ds.source.root) if ds.source.root else None,
+    )
     if source.root and not (source.uri + "/").startswith(source.root.rstrip("/") + "/"):
         raise ConfigError(f"dataset.source.uri {source.uri!r} is not under dataset.source.root {source.root!r}")
     if source.max_bytes < 1 or source.max_rows < 1:
@@ -596,8 +610,11 @@ def _finalise(config: PipelineConfig, base: Path) -> PipelineConfig:
         dataset=dataclasses.replace(ds, source=source),
         storage=dataclasses.replace(config.storage, root=storage_root),
         validation=dataclasses.replace(config.validation, gx_root=_resolve_path(base, config.validation.gx_root)),
-        dvc=dataclasses.replace(config.dvc, repo_dir=_resolve_path(base, config.dvc.repo_dir),
-                                remote_url=os.environ.get(DVC_REMOTE_ENV) or config.dvc.remote_url),
+        dvc=dataclasses.replace(
+            config.dvc,
+            repo_dir=_resolve_path(base, config.dvc.repo_dir),
+            remote_url=os.environ.get(DVC_REMOTE_ENV) or config.dvc.remote_url,
+        ),
     )
     _check(config)
     return config
@@ -612,9 +629,11 @@ def _check_dataset(config: PipelineConfig) -> None:
         if ds.id_column == ds.target.column:
             raise ConfigError(f"dataset.id_column {ds.id_column!r} is also the target column")
         if ds.id_column in ds.pii_columns:
-            raise ConfigError(f"dataset.id_column {ds.id_column!r} is listed in dataset.pii_columns: the id is "
-                              "kept in every output (predictions join on it), so it cannot be PII. Use a "
-                              "pseudonymous id, or set id_column: null to derive a row key")
+            raise ConfigError(
+                f"dataset.id_column {ds.id_column!r} is listed in dataset.pii_columns: the id is "
+                "kept in every output (predictions join on it), so it cannot be PII. Use a "
+                "pseudonymous id, or set id_column: null to derive a row key"
+            )
         if ds.id_column in ds.sensitive_attributes:
             raise ConfigError(f"dataset.id_column {ds.id_column!r} is listed in dataset.sensitive_attributes")
     if ds.target.column in ds.pii_columns or ds.target.column in ds.features.exclude:
@@ -627,8 +646,10 @@ def _check_dataset(config: PipelineConfig) -> None:
     for col, bounds in v.ranges.items():
         lo, hi = bounds
         if lo is not None and hi is not None and lo > hi:
-            raise ConfigError(f"validation.ranges.{col}: [{lo:g}, {hi:g}] is not ordered (minimum above maximum); "
-                              f"did you mean [{hi:g}, {lo:g}]?")
+            raise ConfigError(
+                f"validation.ranges.{col}: [{lo:g}, {hi:g}] is not ordered (minimum above maximum); "
+                f"did you mean [{hi:g}, {lo:g}]?"
+            )
     for col, values in v.categories.items():
         if not values:
             raise ConfigError(f"validation.categories.{col}: empty list (no value could pass)")
@@ -639,8 +660,10 @@ def _check_dataset(config: PipelineConfig) -> None:
             if not 0.0 < float(share) <= 1.0:
                 raise ConfigError(f"validation.mostly.{col}.{check}: {share} is not a share in (0, 1]")
     if ds.batching.label_delay_days < 0:
-        raise ConfigError(f"dataset.batching.label_delay_days is {ds.batching.label_delay_days}: labels cannot "
-                          "arrive before their day (a negative delay would train on labels from the future)")
+        raise ConfigError(
+            f"dataset.batching.label_delay_days is {ds.batching.label_delay_days}: labels cannot "
+            "arrive before their day (a negative delay would train on labels from the future)"
+        )
     if ds.batching.days < 1:
         raise ConfigError("dataset.batching.days must be at least 1")
     if not 0.0 <= v.max_null_fraction < 1.0:
@@ -705,8 +728,10 @@ def check_columns_exist(config: PipelineConfig, header: list[str], where: str) -
                     close = difflib.get_close_matches(c, header, n=1)
                     if close:
                         hints.append(f"{c!r} -> {close[0]!r}?")
-        raise ConfigError(f"params name column(s) that {where} does not have: {'; '.join(problems)}. "
-                          f"Its columns: {header}" + (f". Did you mean: {', '.join(hints)}" if hints else ""))
+        raise ConfigError(
+            f"params name column(s) that {where} does not have: {'; '.join(problems)}. "
+            f"Its columns: {header}" + (f". Did you mean: {', '.join(hints)}" if hints else "")
+        )
 
 
 def read_local_header(uri: str, fmt: str, delimiter: str) -> list[str] | None:
@@ -766,8 +791,11 @@ def _check(config: PipelineConfig) -> None:
         raise ConfigError(f"gate.primary_metric must be one of {sorted(METRIC_NAMES - {'brier'})}")
     if g.bootstrap_resamples < 100 or not 0.5 < g.confidence < 1:
         raise ConfigError("gate.bootstrap_resamples must be >= 100 and gate.confidence in (0.5, 1)")
-    if config.cost and (config.cost.false_positive < 0 or config.cost.false_negative < 0
-                        or config.cost.false_positive + config.cost.false_negative == 0):
+    if config.cost and (
+        config.cost.false_positive < 0
+        or config.cost.false_negative < 0
+        or config.cost.false_positive + config.cost.false_negative == 0
+    ):
         raise ConfigError("cost.false_positive and cost.false_negative must be >= 0, not both 0")
     if not 0.0 <= config.scoring.canary_share <= 1.0:
         raise ConfigError("scoring.canary_share must be between 0 and 1")

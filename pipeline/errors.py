@@ -5,6 +5,7 @@ Airflow glue fails the task at once by catching this one base class, without
 importing every stage. Storage errors (``storage.StorageError``) are not
 PipelineErrors: they may be transient and keep their retries.
 """
+
 from __future__ import annotations
 
 

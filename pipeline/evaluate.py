@@ -1,4 +1,5 @@
 """Evaluation on the snapshot's holdout, the HTML report, and the gate on absolute floors."""
+
 from __future__ import annotations
 
 import base64
@@ -60,8 +61,12 @@ def gate_decision(metrics: dict, min_metrics: dict, max_metrics: dict) -> dict:
     for name, ceiling in sorted(max_metrics.items()):
         if metrics[name] > ceiling:
             reasons.append(f"{name} {metrics[name]:.4f} is above the ceiling {ceiling}")
-    return {"passed": not reasons, "reasons": reasons,
-            "min_metrics": dict(min_metrics), "max_metrics": dict(max_metrics)}
+    return {
+        "passed": not reasons,
+        "reasons": reasons,
+        "min_metrics": dict(min_metrics),
+        "max_metrics": dict(max_metrics),
+    }
 
 
 def comparison_reasons(comparison: dict, gate) -> list[str]:
@@ -72,13 +77,17 @@ def comparison_reasons(comparison: dict, gate) -> list[str]:
     boot = comparison["bootstrap"]
     low = boot["difference_ci"][0]
     if low < gate.min_improvement:
-        reasons.append(f"{boot['metric']} vs champion {comparison['champion_version']}: difference "
-                       f"{boot['difference']:+.4f}, {boot['confidence']:.0%} interval [{low:+.4f}, "
-                       f"{boot['difference_ci'][1]:+.4f}]; its lower bound is below the required {gate.min_improvement:+}")
+        reasons.append(
+            f"{boot['metric']} vs champion {comparison['champion_version']}: difference "
+            f"{boot['difference']:+.4f}, {boot['confidence']:.0%} interval [{low:+.4f}, "
+            f"{boot['difference_ci'][1]:+.4f}]; its lower bound is below the required {gate.min_improvement:+}"
+        )
     cand, champ = comparison.get("candidate_cost_per_1000"), comparison.get("champion_cost_per_1000")
     if cand is not None and champ is not None and cand > champ + gate.max_cost_increase:
-        reasons.append(f"expected cost {cand:.1f} per 1,000 decisions is above the champion's {champ:.1f}"
-                       + (f" + {gate.max_cost_increase}" if gate.max_cost_increase else ""))
+        reasons.append(
+            f"expected cost {cand:.1f} per 1,000 decisions is above the champion's {champ:.1f}"
+            + (f" + {gate.max_cost_increase}" if gate.max_cost_increase else "")
+        )
     return reasons
 
 
@@ -115,8 +124,9 @@ def _curves_png(y, curves: dict[str, tuple[np.ndarray, float]]) -> str:
     bins = np.linspace(0, 1, 11)
     idx = np.clip(np.digitize(score, bins) - 1, 0, 9)
     present = [b for b in range(10) if (idx == b).any()]
-    axes[2].plot([score[idx == b].mean() for b in present], [y[idx == b].mean() for b in present], "o-",
-                 label="candidate")
+    axes[2].plot(
+        [score[idx == b].mean() for b in present], [y[idx == b].mean() for b in present], "o-", label="candidate"
+    )
     axes[2].plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
     axes[2].set(title="Calibration (candidate)", xlabel="mean predicted probability", ylabel="observed positive rate")
     for ax in axes:
@@ -133,8 +143,12 @@ def _cost_png(selection: dict) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.plot(curve["threshold"], curve["cost_per_1000"], label="out-of-fold training predictions")
     ax.axvline(selection["threshold"], color="#cf222e", ls="--", label=f"chosen threshold {selection['threshold']:.3f}")
-    ax.set(title=f"Expected cost per 1,000 decisions (FP {selection['false_positive']:g}, "
-                 f"FN {selection['false_negative']:g})", xlabel="threshold", ylabel="cost per 1,000")
+    ax.set(
+        title=f"Expected cost per 1,000 decisions (FP {selection['false_positive']:g}, "
+        f"FN {selection['false_negative']:g})",
+        xlabel="threshold",
+        ylabel="cost per 1,000",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
@@ -193,62 +207,71 @@ def render_report(manifest: dict, evaluation: dict, figures: dict) -> str:
     champ = comparison.get("champion_metrics") or {}
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{_f(metrics[k])}</td><td>{_f(champ.get(k))}</td></tr>"
-        for k in ("roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "accuracy", "threshold"))
+        for k in ("roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "accuracy", "threshold")
+    )
     if comparison.get("possible"):
         b = comparison["bootstrap"]
-        cmp_html = (f"<p>Both scored on this candidate's holdout ({metrics['rows']} rows), which champion "
-                    f"<code>{html.escape(comparison['champion_version'])}</code> never trained on. "
-                    f"{html.escape(b['metric'])}: candidate {b['candidate']:.4f} [{b['candidate_ci'][0]:.4f}, "
-                    f"{b['candidate_ci'][1]:.4f}], champion {b['champion']:.4f} [{b['champion_ci'][0]:.4f}, "
-                    f"{b['champion_ci'][1]:.4f}], difference {b['difference']:+.4f} "
-                    f"[{b['difference_ci'][0]:+.4f}, {b['difference_ci'][1]:+.4f}] "
-                    f"({b['confidence']:.0%} paired bootstrap, {b['resamples']} resamples, seed {b['seed']}).</p>"
-                    f"<p>Expected cost per 1,000 decisions: candidate {_f(comparison.get('candidate_cost_per_1000'), 1)}, "
-                    f"champion {_f(comparison.get('champion_cost_per_1000'), 1)}.</p>")
+        cmp_html = (
+            f"<p>Both scored on this candidate's holdout ({metrics['rows']} rows), which champion "
+            f"<code>{html.escape(comparison['champion_version'])}</code> never trained on. "
+            f"{html.escape(b['metric'])}: candidate {b['candidate']:.4f} [{b['candidate_ci'][0]:.4f}, "
+            f"{b['candidate_ci'][1]:.4f}], champion {b['champion']:.4f} [{b['champion_ci'][0]:.4f}, "
+            f"{b['champion_ci'][1]:.4f}], difference {b['difference']:+.4f} "
+            f"[{b['difference_ci'][0]:+.4f}, {b['difference_ci'][1]:+.4f}] "
+            f"({b['confidence']:.0%} paired bootstrap, {b['resamples']} resamples, seed {b['seed']}).</p>"
+            f"<p>Expected cost per 1,000 decisions: candidate {_f(comparison.get('candidate_cost_per_1000'), 1)}, "
+            f"champion {_f(comparison.get('champion_cost_per_1000'), 1)}.</p>"
+        )
     else:
-        cmp_html = f"<p>No comparison with a champion: {html.escape(comparison.get('reason', ''))}. " \
-                   f"The gate applies the floors only.</p>"
+        cmp_html = (
+            f"<p>No comparison with a champion: {html.escape(comparison.get('reason', ''))}. "
+            f"The gate applies the floors only.</p>"
+        )
     fair_rows = []
     for attr, r in evaluation["fairness"].items():
         for g in r.get("groups", []):
-            fair_rows.append(f"<tr><td>{html.escape(attr)}</td><td>{html.escape(g['group'])}</td><td>{g['count']}</td>"
-                             f"<td>{_f(g['selection_rate'], 3)}</td><td>{_f(g['tpr'], 3)}</td><td>{_f(g['fpr'], 3)}</td>"
-                             f"<td>{_f(g['precision'], 3)}</td><td>{'too small' if g['too_small'] else ''}</td></tr>")
+            fair_rows.append(
+                f"<tr><td>{html.escape(attr)}</td><td>{html.escape(g['group'])}</td><td>{g['count']}</td>"
+                f"<td>{_f(g['selection_rate'], 3)}</td><td>{_f(g['tpr'], 3)}</td><td>{_f(g['fpr'], 3)}</td>"
+                f"<td>{_f(g['precision'], 3)}</td><td>{'too small' if g['too_small'] else ''}</td></tr>"
+            )
         if "groups" in r:
-            fair_rows.append(f"<tr><td colspan=8><i>{html.escape(attr)}: demographic-parity ratio "
-                             f"{_f(r['demographic_parity_ratio'], 3)}, equal-opportunity difference "
-                             f"{_f(r['equal_opportunity_difference'], 3)}</i></td></tr>")
+            fair_rows.append(
+                f"<tr><td colspan=8><i>{html.escape(attr)}: demographic-parity ratio "
+                f"{_f(r['demographic_parity_ratio'], 3)}, equal-opportunity difference "
+                f"{_f(r['equal_opportunity_difference'], 3)}</i></td></tr>"
+            )
     selection = manifest.get("threshold_selection", {})
     return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Evaluation {html.escape(manifest['model'])} {html.escape(manifest['version'])}</title>
+<title>Evaluation {html.escape(manifest["model"])} {html.escape(manifest["version"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}td,th{{padding:2px 10px;text-align:left}}
 table{{border-collapse:collapse;margin-bottom:1em}}tr:nth-child(even){{background:#f4f4f4}}img{{max-width:100%}}</style></head><body>
-<h1>{html.escape(manifest['model'])} — version {html.escape(manifest['version'])}</h1>
-<p>Trained as of {html.escape(manifest['trained_as_of'])} ({html.escape(str(manifest.get('reason')))}) on snapshot
-<code>{html.escape(data['snapshot_id'])}</code> (window {html.escape(' .. '.join(data['window']))},
-{data['train_rows']} training rows); evaluated on {metrics['rows']} holdout rows
-({metrics['positives']} positive). Code <code>{html.escape(manifest['code_revision'])}</code>.</p>
+<h1>{html.escape(manifest["model"])} — version {html.escape(manifest["version"])}</h1>
+<p>Trained as of {html.escape(manifest["trained_as_of"])} ({html.escape(str(manifest.get("reason")))}) on snapshot
+<code>{html.escape(data["snapshot_id"])}</code> (window {html.escape(" .. ".join(data["window"]))},
+{data["train_rows"]} training rows); evaluated on {metrics["rows"]} holdout rows
+({metrics["positives"]} positive). Code <code>{html.escape(manifest["code_revision"])}</code>.</p>
 {GATE_START}<p><i>Not gated yet.</i></p>{GATE_END}
 <h2>Candidate vs champion (holdout)</h2>
 <table><tr><th>metric</th><th>candidate</th><th>champion</th></tr>{rows}</table>
 {cmp_html}
-{_img(figures.get('curves'), 'ROC and PR overlays, calibration')}
+{_img(figures.get("curves"), "ROC and PR overlays, calibration")}
 <h2>Cost of errors and the threshold</h2>
-<p>Threshold {metrics['threshold']:.3f}: {html.escape(selection.get('method', ''))}.
-Expected cost on the holdout: {_f(metrics.get('cost_per_1000'), 1)} per 1,000 decisions.</p>
-{_img(figures.get('cost'), 'cost curve')}
+<p>Threshold {metrics["threshold"]:.3f}: {html.escape(selection.get("method", ""))}.
+Expected cost on the holdout: {_f(metrics.get("cost_per_1000"), 1)} per 1,000 decisions.</p>
+{_img(figures.get("cost"), "cost curve")}
 <h2>Confusion matrix</h2>
 <table><tr><th></th><th>predicted 0</th><th>predicted 1</th></tr>
-<tr><th>actual 0</th><td>{c['tn']}</td><td>{c['fp']}</td></tr>
-<tr><th>actual 1</th><td>{c['fn']}</td><td>{c['tp']}</td></tr></table>
+<tr><th>actual 0</th><td>{c["tn"]}</td><td>{c["fp"]}</td></tr>
+<tr><th>actual 1</th><td>{c["fn"]}</td><td>{c["tp"]}</td></tr></table>
 <h2>Fairness by group (holdout, at the threshold)</h2>
 <table><tr><th>attribute</th><th>group</th><th>rows</th><th>selection rate</th><th>TPR</th><th>FPR</th><th>precision</th><th></th></tr>
-{''.join(fair_rows)}</table>
-{_img(figures.get('fairness'), 'selection rate and TPR by group')}
+{"".join(fair_rows)}</table>
+{_img(figures.get("fairness"), "selection rate and TPR by group")}
 <h2>Explanations</h2>
-{_img(figures.get('importance'), 'permutation importance')}
+{_img(figures.get("importance"), "permutation importance")}
 <h2>Cross-validation on the training split</h2>
-<pre>{html.escape(str(manifest.get('cross_validation')))}</pre>
+<pre>{html.escape(str(manifest.get("cross_validation")))}</pre>
 </body></html>"""
 
 
@@ -263,33 +286,52 @@ def _holdout_days_overlap(champion_manifest: dict, holdout_days: set[str]) -> se
     return train_days & holdout_days
 
 
-def compare_with_champion(config: PipelineConfig, storage: Storage, version: str, holdout, y: np.ndarray,
-                          score: np.ndarray, threshold: float) -> dict:
+def compare_with_champion(
+    config: PipelineConfig, storage: Storage, version: str, holdout, y: np.ndarray, score: np.ndarray, threshold: float
+) -> dict:
     model_name = config.model_name
     alias = registry.get_alias(storage, model_name)
     if not alias:
         return {"possible": False, "reason": "there is no champion yet"}
     champion = alias["version"]
     if champion == version:
-        return {"possible": False, "same_version": True, "champion_version": champion,
-                "reason": f"{version} is the champion itself"}
+        return {
+            "possible": False,
+            "same_version": True,
+            "champion_version": champion,
+            "reason": f"{version} is the champion itself",
+        }
     champ_manifest = registry.read_manifest(storage, model_name, champion)
     overlap = _holdout_days_overlap(champ_manifest, set(holdout[DAY_COLUMN]))
     if overlap:
-        return {"possible": False, "champion_version": champion,
-                "reason": f"champion {champion} trained on {len(overlap)} of the holdout days "
-                          f"({min(overlap)} .. {max(overlap)}), so it cannot be judged on them"}
+        return {
+            "possible": False,
+            "champion_version": champion,
+            "reason": f"champion {champion} trained on {len(overlap)} of the holdout days "
+            f"({min(overlap)} .. {max(overlap)}), so it cannot be judged on them",
+        }
     estimator, _ = registry.load_model(storage, model_name, champion)
     try:
         champ_score = estimator.predict_proba(feature_frame(holdout, Schema.from_dict(champ_manifest["schema"])))[:, 1]
     except ValueError as exc:
         return {"possible": False, "champion_version": champion, "reason": f"champion cannot score the holdout: {exc}"}
     g = config.gate
-    out = {"possible": True, "champion_version": champion,
-           "champion_metrics": classification_metrics(y, champ_score, champ_manifest["threshold"]),
-           "bootstrap": paired_bootstrap(y, score, champ_score, g.primary_metric, threshold,
-                                         champ_manifest["threshold"], g.bootstrap_resamples, g.confidence,
-                                         config.training.random_state)}
+    out = {
+        "possible": True,
+        "champion_version": champion,
+        "champion_metrics": classification_metrics(y, champ_score, champ_manifest["threshold"]),
+        "bootstrap": paired_bootstrap(
+            y,
+            score,
+            champ_score,
+            g.primary_metric,
+            threshold,
+            champ_manifest["threshold"],
+            g.bootstrap_resamples,
+            g.confidence,
+            config.training.random_state,
+        ),
+    }
     if config.cost:
         out["candidate_cost_per_1000"] = cost_per_1000(y, score, threshold, config.cost)
         out["champion_cost_per_1000"] = cost_per_1000(y, champ_score, champ_manifest["threshold"], config.cost)
@@ -314,25 +356,39 @@ def evaluate_version(config: PipelineConfig, storage: Storage, version: str) -> 
     fairness = fairness_report(holdout, y, score >= threshold, config.dataset.sensitive_attributes, config.fairness)
     comparison = compare_with_champion(config, storage, version, holdout, y, score, threshold)
     champ_score = comparison.pop("_champion_score", None)
-    evaluation = {"model": model_name, "version": version, "metrics": metrics, "fairness": fairness,
-                  "comparison": comparison, "importance": (manifest.get("importance") or {}).get("features", {}),
-                  "threshold_selection": {k: v for k, v in manifest.get("threshold_selection", {}).items()
-                                          if k != "curve"}}
+    evaluation = {
+        "model": model_name,
+        "version": version,
+        "metrics": metrics,
+        "fairness": fairness,
+        "comparison": comparison,
+        "importance": (manifest.get("importance") or {}).get("features", {}),
+        "threshold_selection": {k: v for k, v in manifest.get("threshold_selection", {}).items() if k != "curve"},
+    }
     curves = {"candidate": (score, threshold)}
     if champ_score is not None:
         curves[f"champion {comparison['champion_version']}"] = (champ_score, 0.0)
-    figures = {"curves": _curves_png(y, curves), "cost": _cost_png(manifest.get("threshold_selection", {})),
-               "fairness": _fairness_png(fairness), "importance": _importance_png(evaluation["importance"])}
+    figures = {
+        "curves": _curves_png(y, curves),
+        "cost": _cost_png(manifest.get("threshold_selection", {})),
+        "fairness": _fairness_png(fairness),
+        "importance": _importance_png(evaluation["importance"]),
+    }
     key = layout.model_version(model_name, version)
     storage.write_json(f"{key}/{METRICS}", metrics)
     storage.write_json(f"{key}/{EVALUATION}", evaluation)
     storage.write_bytes(f"{key}/{REPORT}", render_report(manifest, evaluation, figures).encode())
     registry.update_manifest(storage, model_name, version, metrics=metrics)
-    log.info("%s holdout: roc_auc %.4f pr_auc %.4f f1 %.4f", version, metrics["roc_auc"], metrics["pr_auc"],
-             metrics["f1"])
-    return {"version": version, "metrics": {k: round(v, 6) for k, v in metrics.items() if isinstance(v, float)},
-            "compared_with": comparison.get("champion_version") if comparison.get("possible") else None,
-            "report": storage.uri(f"{key}/{REPORT}"), "evaluation_report": storage.uri(f"{key}/{REPORT}")}
+    log.info(
+        "%s holdout: roc_auc %.4f pr_auc %.4f f1 %.4f", version, metrics["roc_auc"], metrics["pr_auc"], metrics["f1"]
+    )
+    return {
+        "version": version,
+        "metrics": {k: round(v, 6) for k, v in metrics.items() if isinstance(v, float)},
+        "compared_with": comparison.get("champion_version") if comparison.get("possible") else None,
+        "report": storage.uri(f"{key}/{REPORT}"),
+        "evaluation_report": storage.uri(f"{key}/{REPORT}"),
+    }
 
 
 def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict:
@@ -350,46 +406,80 @@ def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict
     if comparison.get("same_version"):
         reasons.append(f"{version} is already the champion: a version is not promoted over itself")
     reasons += fairness_breaches(evaluation["fairness"], config.fairness)
-    if config.cost and config.gate.max_cost_per_1000 is not None \
-            and metrics.get("cost_per_1000", 0) > config.gate.max_cost_per_1000:
-        reasons.append(f"expected cost {metrics['cost_per_1000']:.1f} per 1,000 decisions is above the ceiling "
-                       f"{config.gate.max_cost_per_1000}")
+    if (
+        config.cost
+        and config.gate.max_cost_per_1000 is not None
+        and metrics.get("cost_per_1000", 0) > config.gate.max_cost_per_1000
+    ):
+        reasons.append(
+            f"expected cost {metrics['cost_per_1000']:.1f} per 1,000 decisions is above the ceiling "
+            f"{config.gate.max_cost_per_1000}"
+        )
     reasons += comparison_reasons(comparison, config.gate)
     notes = [] if comparison.get("possible") else [f"not compared with a champion: {comparison.get('reason')}"]
-    decision.update({
-        "passed": not reasons, "reasons": reasons, "notes": notes,
-        "model": model_name, "version": version,
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
-        "comparison": comparison,
-        "fairness": {a: {k: r.get(k) for k in ("demographic_parity_ratio", "equal_opportunity_difference",
-                                                "too_small_groups")} for a, r in evaluation["fairness"].items()},
-        "gate_config": {"primary_metric": config.gate.primary_metric, "min_improvement": config.gate.min_improvement,
-                        "max_cost_increase": config.gate.max_cost_increase,
-                        "max_cost_per_1000": config.gate.max_cost_per_1000,
-                        "fairness": {"min_demographic_parity_ratio": config.fairness.min_demographic_parity_ratio,
-                                     "max_equal_opportunity_difference": config.fairness.max_equal_opportunity_difference,
-                                     "min_group_size": config.fairness.min_group_size}},
-        "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    })
+    decision.update(
+        {
+            "passed": not reasons,
+            "reasons": reasons,
+            "notes": notes,
+            "model": model_name,
+            "version": version,
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
+            "comparison": comparison,
+            "fairness": {
+                a: {
+                    k: r.get(k)
+                    for k in ("demographic_parity_ratio", "equal_opportunity_difference", "too_small_groups")
+                }
+                for a, r in evaluation["fairness"].items()
+            },
+            "gate_config": {
+                "primary_metric": config.gate.primary_metric,
+                "min_improvement": config.gate.min_improvement,
+                "max_cost_increase": config.gate.max_cost_increase,
+                "max_cost_per_1000": config.gate.max_cost_per_1000,
+                "fairness": {
+                    "min_demographic_parity_ratio": config.fairness.min_demographic_parity_ratio,
+                    "max_equal_opportunity_difference": config.fairness.max_equal_opportunity_difference,
+                    "min_group_size": config.fairness.min_group_size,
+                },
+            },
+            "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
     storage.write_json(f"{key}/{registry.GATE}", decision)
     from .ops import audit
 
-    audit.record(storage, "gate", f"{model_name} {version}: gate {'passed' if decision['passed'] else 'rejected'}",
-                 why="; ".join(decision["reasons"]) or "every floor, limit and comparison holds",
-                 model=model_name, version=version, passed=decision["passed"],
-                 report=storage.uri(f"{key}/{REPORT}"))
-    registry.update_manifest(storage, model_name, version, gate={"passed": decision["passed"],
-                                                                 "reasons": decision["reasons"]})
+    audit.record(
+        storage,
+        "gate",
+        f"{model_name} {version}: gate {'passed' if decision['passed'] else 'rejected'}",
+        why="; ".join(decision["reasons"]) or "every floor, limit and comparison holds",
+        model=model_name,
+        version=version,
+        passed=decision["passed"],
+        report=storage.uri(f"{key}/{REPORT}"),
+    )
+    registry.update_manifest(
+        storage, model_name, version, gate={"passed": decision["passed"], "reasons": decision["reasons"]}
+    )
     report = storage.read_bytes(f"{key}/{REPORT}").decode()
     colour = "#1a7f37" if decision["passed"] else "#cf222e"
     verdict = "PASSED" if decision["passed"] else "FAILED"
     items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons + notes)
-    section = (f'<h2 style="color:{colour}">Gate {verdict}</h2>'
-               f'<ul>{items or "<li>every floor, limit and comparison holds</li>"}</ul>')
+    section = (
+        f'<h2 style="color:{colour}">Gate {verdict}</h2>'
+        f"<ul>{items or '<li>every floor, limit and comparison holds</li>'}</ul>"
+    )
     if GATE_START in report and GATE_END in report:  # replace the section: re-gating never stacks verdicts
         head, rest = report.split(GATE_START, 1)
         report = head + GATE_START + section + GATE_END + rest.split(GATE_END, 1)[1]
     storage.write_bytes(f"{key}/{REPORT}", report.encode())
-    return {"version": version, "passed": decision["passed"], "reasons": decision["reasons"],
-            "metrics": {k: round(v, 4) for k, v in decision["metrics"].items()},
-            "gate": storage.uri(f"{key}/{registry.GATE}"), "evaluation_report": storage.uri(f"{key}/{REPORT}")}
+    return {
+        "version": version,
+        "passed": decision["passed"],
+        "reasons": decision["reasons"],
+        "metrics": {k: round(v, 4) for k, v in decision["metrics"].items()},
+        "gate": storage.uri(f"{key}/{registry.GATE}"),
+        "evaluation_report": storage.uri(f"{key}/{REPORT}"),
+    }

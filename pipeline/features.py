@@ -1,4 +1,5 @@
 """The model: an sklearn Pipeline of preprocessing and estimator, built from the schema."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,11 +26,13 @@ def _estimator(training: TrainingConfig):
 
 def build_model(schema: Schema, training: TrainingConfig) -> Pipeline:
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    categorical = Pipeline([
-        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-        # Unseen categories at scoring time become all-zero rows instead of errors.
-        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, min_frequency=5)),
-    ])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            # Unseen categories at scoring time become all-zero rows instead of errors.
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, min_frequency=5)),
+        ]
+    )
     pre = ColumnTransformer(
         [("numeric", numeric, list(schema.numeric)), ("categorical", categorical, list(schema.categorical))],
         remainder="drop",

@@ -10,6 +10,7 @@ with ``validation.row_policy: quarantine_rows`` only its bad rows are, up to a s
 Labels arrive later than features (``batching.label_delay_days``), so they are a separate
 partition, published only once they are due.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -68,8 +69,9 @@ def _read(config: PipelineConfig, storage: Storage, day: dt.date):
             files, not_kept = evidence(config, storage, day)
             digest = hashlib.sha256(b"".join(files.values()) + "|".join(not_kept).encode()).hexdigest()
             delivery_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{digest[:8]}"
-            where = quarantine.keep_unread(storage, config.dataset.name, day, delivery_id, files,
-                                           [str(exc), *not_kept], list(files) + not_kept)
+            where = quarantine.keep_unread(
+                storage, config.dataset.name, day, delivery_id, files, [str(exc), *not_kept], list(files) + not_kept
+            )
             mark_rejected(config, storage, day, delivery_id, where, [str(exc)])
             links = {"quarantine": where}
             where = f" Delivery kept in {where}."
@@ -78,16 +80,26 @@ def _read(config: PipelineConfig, storage: Storage, day: dt.date):
         raise IngestError(f"{day}: delivery cannot be read: {exc}.{where}", links=links) from exc
 
 
-def mark_rejected(config: PipelineConfig, storage: Storage, day: dt.date, delivery_id: str, where: str,
-                  reasons: list[str]) -> None:
+def mark_rejected(
+    config: PipelineConfig, storage: Storage, day: dt.date, delivery_id: str, where: str, reasons: list[str]
+) -> None:
     """A day with nothing committed is recorded as quarantined (training leaves it out and says so);
     a day with a committed partition keeps its record: that partition is still the valid one."""
     if storage.partition_exists(layout.raw_partition(config.dataset.name, day)):
         return
-    storage.write_json(layout.validation_record(config.dataset.name, day), {
-        "dataset": config.dataset.name, "day": day.isoformat(), "delivery_id": delivery_id, "success": False,
-        "stage": "ingest", "reasons": reasons, "quarantine": where,
-        "validated_at": dt.datetime.now(dt.timezone.utc).isoformat()})
+    storage.write_json(
+        layout.validation_record(config.dataset.name, day),
+        {
+            "dataset": config.dataset.name,
+            "day": day.isoformat(),
+            "delivery_id": delivery_id,
+            "success": False,
+            "stage": "ingest",
+            "reasons": reasons,
+            "quarantine": where,
+            "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        },
+    )
 
 
 def header_problems(contract, columns: list[str], delimiter: str, extra_policy: str) -> list[str]:
@@ -97,16 +109,22 @@ def header_problems(contract, columns: list[str], delimiter: str, extra_policy: 
     problems = []
     if len(columns) == 1 and any(d in columns[0] for d in (";", "\t", "|", ",") if d != delimiter):
         found = next(d for d in (";", "\t", "|", ",") if d != delimiter and d in columns[0])
-        problems.append(f"the header is one column {columns[0][:60]!r}: the file seems delimited by {found!r}, "
-                        f"not {delimiter!r} (dataset.source.csv_delimiter)")
+        problems.append(
+            f"the header is one column {columns[0][:60]!r}: the file seems delimited by {found!r}, "
+            f"not {delimiter!r} (dataset.source.csv_delimiter)"
+        )
         return problems
     for col in missing:
         close = difflib.get_close_matches(col, extra, n=1)
-        problems.append(f"column {col!r} of contract v{contract.version} is missing"
-                        + (f" (renamed to {close[0]!r}?)" if close else ""))
+        problems.append(
+            f"column {col!r} of contract v{contract.version} is missing"
+            + (f" (renamed to {close[0]!r}?)" if close else "")
+        )
     if extra and extra_policy == "fail":
-        problems.append(f"column(s) {extra} are not in contract v{contract.version} "
-                        "(validation.extra_columns: fail; change the contract with `contract update` to accept them)")
+        problems.append(
+            f"column(s) {extra} are not in contract v{contract.version} "
+            "(validation.extra_columns: fail; change the contract with `contract update` to accept them)"
+        )
     return problems
 
 
@@ -125,10 +143,12 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
 
         metrics.incr("deliveries_quarantined", 1, dataset=name, stage=stage)
         metrics.incr("rows_quarantined", len(delivery.text), dataset=name)
-        return IngestError(f"{name} delivery {delivery.delivery_id} for {day} rejected: {'; '.join(reasons)}. "
-                           f"Delivery kept in {where}; the committed partition "
-                           f"{storage.uri(layout.raw_partition(name, day))} is unchanged.",
-                           links={"quarantine": where})
+        return IngestError(
+            f"{name} delivery {delivery.delivery_id} for {day} rejected: {'; '.join(reasons)}. "
+            f"Delivery kept in {where}; the committed partition "
+            f"{storage.uri(layout.raw_partition(name, day))} is unchanged.",
+            links={"quarantine": where},
+        )
 
     problems = header_problems(contract, list(delivery.text.columns), ds.source.csv_delimiter, v.extra_columns)
     if problems:
@@ -148,59 +168,110 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     if len(rows.bad):
         limit = v.max_bad_row_share if v.row_policy == "quarantine_rows" else 0.0
         if bad_share > limit:
-            raise reject("typing", rows.problems + [
-                f"{len(rows.bad)} of {delivered} rows ({bad_share:.2%}) do not fit contract v{contract.version}; "
-                f"limit {limit:.2%} (validation.row_policy: {v.row_policy})"], rows_bad=len(rows.bad))
+            raise reject(
+                "typing",
+                rows.problems
+                + [
+                    f"{len(rows.bad)} of {delivered} rows ({bad_share:.2%}) do not fit contract v{contract.version}; "
+                    f"limit {limit:.2%} (validation.row_policy: {v.row_policy})"
+                ],
+                rows_bad=len(rows.bad),
+            )
     good = rows.typed.drop(index=rows.bad.index)
     quarantined_rows = None
     if len(rows.bad):
         bad_text = delivery.text.loc[rows.bad.index].assign(_reason=rows.bad)
         quarantined_rows = quarantine.keep_delivery(
-            storage, delivery, name, "typing", rows.problems, rows=bad_text, partial=True,
-            rows_bad=len(rows.bad), rows_published=len(good))
-        log.warning("%s: %d of %d rows (%.2f%%) quarantined at %s: %s", day, len(rows.bad), delivered,
-                    100 * bad_share, quarantined_rows, "; ".join(rows.problems))
+            storage,
+            delivery,
+            name,
+            "typing",
+            rows.problems,
+            rows=bad_text,
+            partial=True,
+            rows_bad=len(rows.bad),
+            rows_published=len(good),
+        )
+        log.warning(
+            "%s: %d of %d rows (%.2f%%) quarantined at %s: %s",
+            day,
+            len(rows.bad),
+            delivered,
+            100 * bad_share,
+            quarantined_rows,
+            "; ".join(rows.problems),
+        )
     if rows.duplicates_dropped:
         log.info("%s: %d exact duplicate row(s) dropped", day, rows.duplicates_dropped)
     features = _sorted_by_id(good.loc[:, list(schema.batch_columns)], schema.id_column)
     key = layout.staging_delivery(name, day, delivery.delivery_id)
-    storage.write_partition(key, {"part-00000.parquet": _table(features)}, manifest={
-        "dataset": name, "day": day.isoformat(), "delivery_id": delivery.delivery_id,
-        "source": ds.source.uri, "source_files": delivery.files, "source_sha256": delivery.digest,
-        "schema": schema.to_dict(), "contract": contract.summary(),
-        "rows_delivered": delivered, "duplicates_dropped": rows.duplicates_dropped,
-        "rows_quarantined": len(rows.bad), "quarantined_rows": quarantined_rows,
-    })
+    storage.write_partition(
+        key,
+        {"part-00000.parquet": _table(features)},
+        manifest={
+            "dataset": name,
+            "day": day.isoformat(),
+            "delivery_id": delivery.delivery_id,
+            "source": ds.source.uri,
+            "source_files": delivery.files,
+            "source_sha256": delivery.digest,
+            "schema": schema.to_dict(),
+            "contract": contract.summary(),
+            "rows_delivered": delivered,
+            "duplicates_dropped": rows.duplicates_dropped,
+            "rows_quarantined": len(rows.bad),
+            "quarantined_rows": quarantined_rows,
+        },
+    )
     log.info("%s: staged %d of %d delivered rows (delivery %s)", day, len(features), delivered, delivery.delivery_id)
     from .ops import metrics
 
     metrics.incr("rows_ingested", len(features), dataset=name)
     metrics.incr("rows_quarantined", len(rows.bad), dataset=name)
     metrics.incr("duplicate_rows_dropped", rows.duplicates_dropped, dataset=name)
-    return {"day": day.isoformat(), "delivery_id": delivery.delivery_id, "staged": storage.uri(key),
-            "rows": int(len(features)), "rows_delivered": delivered,
-            "duplicates_dropped": rows.duplicates_dropped, "rows_quarantined": len(rows.bad),
-            "contract_version": contract.version}
+    return {
+        "day": day.isoformat(),
+        "delivery_id": delivery.delivery_id,
+        "staged": storage.uri(key),
+        "rows": int(len(features)),
+        "rows_delivered": delivered,
+        "duplicates_dropped": rows.duplicates_dropped,
+        "rows_quarantined": len(rows.bad),
+        "contract_version": contract.version,
+    }
 
 
 ingest_day = stage_day
 
 
-def publish_batch(config: PipelineConfig, storage: Storage, day: dt.date, typed, schema,
-                  source: str, extra: dict | None = None) -> dict:
+def publish_batch(
+    config: PipelineConfig, storage: Storage, day: dt.date, typed, schema, source: str, extra: dict | None = None
+) -> dict:
     """Stage an already-typed batch (simulated deliveries) for the audit, like stage_day."""
     import hashlib
     import uuid
 
     ds = config.dataset
-    delivery_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{hashlib.sha256(uuid.uuid4().bytes).hexdigest()[:8]}"
+    delivery_id = (
+        f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{hashlib.sha256(uuid.uuid4().bytes).hexdigest()[:8]}"
+    )
     contract = contracts.require(config, storage)
     typed = _sorted_by_id(typed.loc[:, list(schema.batch_columns)], schema.id_column)
     key = layout.staging_delivery(ds.name, day, delivery_id)
-    storage.write_partition(key, {"part-00000.parquet": _table(typed)}, manifest={
-        "dataset": ds.name, "day": day.isoformat(), "delivery_id": delivery_id, "source": source,
-        "schema": schema.to_dict(), "contract": contract.summary(), "rows_delivered": int(len(typed)),
-        **(extra or {})})
+    storage.write_partition(
+        key,
+        {"part-00000.parquet": _table(typed)},
+        manifest={
+            "dataset": ds.name,
+            "day": day.isoformat(),
+            "delivery_id": delivery_id,
+            "source": source,
+            "schema": schema.to_dict(),
+            "contract": contract.summary(),
+            "rows_delivered": int(len(typed)),
+            **(extra or {}),
+        },
+    )
     log.info("staged %s rows for %s (delivery %s)", len(typed), day, delivery_id)
     return {"day": day.isoformat(), "delivery_id": delivery_id, "staged": storage.uri(key), "rows": int(len(typed))}
 
@@ -213,17 +284,20 @@ class LabelsRejected(IngestError):
     """A day's labels broke the label contract; they were quarantined, the committed labels stay."""
 
 
-def publish_labels(config: PipelineConfig, storage: Storage, day: dt.date, typed, schema, as_of: dt.date,
-                   extra: dict | None = None) -> dict:
+def publish_labels(
+    config: PipelineConfig, storage: Storage, day: dt.date, typed, schema, as_of: dt.date, extra: dict | None = None
+) -> dict:
     """Publish the labels of `day` (id + target), known as of `as_of`."""
     ds = config.dataset
     if day > as_of:  # a label of a later day is the future as seen from this run: never published
         raise LabelsNotAvailable(f"labels of {day} cannot be published as of {as_of} (a later day)")
     typed = _sorted_by_id(typed.loc[:, [schema.id_column, schema.target_column]], schema.id_column)
     key = layout.labels_partition(ds.name, day)
-    storage.write_partition(key, {"part-00000.parquet": _table(typed)},
-                            manifest={"dataset": ds.name, "day": day.isoformat(), "known_as_of": as_of.isoformat(),
-                                      **(extra or {})})
+    storage.write_partition(
+        key,
+        {"part-00000.parquet": _table(typed)},
+        manifest={"dataset": ds.name, "day": day.isoformat(), "known_as_of": as_of.isoformat(), **(extra or {})},
+    )
     return {"day": day.isoformat(), "partition": storage.uri(key), "rows": int(len(typed))}
 
 
@@ -253,8 +327,10 @@ def label_problems(config: PipelineConfig, contract, rows, ids: tuple[set, str] 
     if classes:
         outside = present & ~typed[target].isin(classes)
         if outside.any():
-            problems.append(f"target column {target!r}: {int(outside.sum())} label(s) outside the contract's "
-                            f"classes {classes} (lines {[_plain(i) for i in typed.index[outside][:5]]})")
+            problems.append(
+                f"target column {target!r}: {int(outside.sum())} label(s) outside the contract's "
+                f"classes {classes} (lines {[_plain(i) for i in typed.index[outside][:5]]})"
+            )
     per_id = typed.loc[present].groupby(id_col, dropna=True)[target].nunique()
     conflicting = per_id[per_id > 1]
     if len(conflicting):
@@ -266,8 +342,10 @@ def label_problems(config: PipelineConfig, contract, rows, ids: tuple[set, str] 
         share = unknown / max(len(labelled), 1)
         limit = config.validation.max_unknown_label_share
         if unknown and share > limit:
-            problems.append(f"{unknown} of {len(labelled)} label(s) ({share:.2%}) are for ids the day's batch "
-                            f"{where} does not have; limit {limit:.2%} (validation.max_unknown_label_share)")
+            problems.append(
+                f"{unknown} of {len(labelled)} label(s) ({share:.2%}) are for ids the day's batch "
+                f"{where} does not have; limit {limit:.2%} (validation.max_unknown_label_share)"
+            )
     return problems
 
 
@@ -287,27 +365,34 @@ def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of:
     contract = contracts.require(config, storage, resolution_sample(config, storage, delivery))
     schema = contract.schema
     if schema.target_column not in delivery.text.columns:
-        raise IngestError(f"{day}: the delivery ({', '.join(delivery.files)}) has no target column "
-                          f"{schema.target_column!r}")
+        raise IngestError(
+            f"{day}: the delivery ({', '.join(delivery.files)}) has no target column {schema.target_column!r}"
+        )
     rows = type_rows(delivery.text, schema, schema.target_column, delivery.row_label)
     typed = rows.typed.drop(index=rows.bad.index)
     missing = typed[schema.target_column].isna() | (typed[schema.target_column] == "None")
     problems = []
     if missing.any():
-        problems.append(f"{int(missing.sum())} row(s) have no value in target column {schema.target_column!r} "
-                        f"({delivery.row_label}s {[_plain(i) for i in typed.index[missing][:5]]})")
+        problems.append(
+            f"{int(missing.sum())} row(s) have no value in target column {schema.target_column!r} "
+            f"({delivery.row_label}s {[_plain(i) for i in typed.index[missing][:5]]})"
+        )
     ids = delivered_ids(config, storage, day, schema.id_column)
     problems += label_problems(config, contract, rows, ids)
     if ids is None and not problems:
-        raise LabelsWaitForBatch(f"labels of {day} wait for the day's batch: no raw or staged delivery of {day} "
-                                 "to check their ids against (they are published when the day is ingested)")
+        raise LabelsWaitForBatch(
+            f"labels of {day} wait for the day's batch: no raw or staged delivery of {day} "
+            "to check their ids against (they are published when the day is ingested)"
+        )
     if problems:
         where = quarantine.keep_delivery(storage, delivery, ds.name, "labels", problems)
         from .ops import metrics
 
         metrics.incr("deliveries_quarantined", 1, dataset=ds.name, stage="labels")
-        raise LabelsRejected(f"{ds.name} labels of {day} (delivery {delivery.delivery_id}) rejected: "
-                             f"{'; '.join(problems)}. Delivery kept in {where}; the committed labels "
-                             f"{storage.uri(layout.labels_partition(ds.name, day))} are unchanged.",
-                             links={"quarantine": where})
+        raise LabelsRejected(
+            f"{ds.name} labels of {day} (delivery {delivery.delivery_id}) rejected: "
+            f"{'; '.join(problems)}. Delivery kept in {where}; the committed labels "
+            f"{storage.uri(layout.labels_partition(ds.name, day))} are unchanged.",
+            links={"quarantine": where},
+        )
     return publish_labels(config, storage, day, typed, schema, as_of)

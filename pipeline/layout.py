@@ -1,23 +1,24 @@
 """Where everything lives under the storage root. The one place that builds keys.
 
-    raw/<dataset>/dt=YYYY-MM-DD/              the day's batch (features, id; no target)
-    labels/<dataset>/dt=YYYY-MM-DD/           labels of that day, published once they arrive
-    staging/<dataset>/dt=YYYY-MM-DD/<delivery>/     a typed delivery awaiting validation (write-audit-publish)
-    quarantine/<dataset>/dt=YYYY-MM-DD/<delivery>/  a failed delivery (or its bad rows) + verdict.json
-    contracts/<dataset>/v0001.json, current.json    the frozen data contract and its versions
-    cache/source/<dataset>/<fingerprint>/     a single-file source split by day (read once)
-    validation/<dataset>/dt=YYYY-MM-DD.json   the validation verdict for a raw partition
-    snapshots/<dataset>/<snapshot_id>/        training snapshot (train + holdout rows)
-    models/<model>/versions/<version>/        artifact, manifest, metrics, gate decision
-    models/<model>/aliases/<alias>.json       champion | challenger -> version
-    models/<model>/history/<time>-<id>.json   append-only alias moves, refusals, approvals
-    predictions/<model>/dt=YYYY-MM-DD/        scored batch, one row per input row
-    predictions_shadow/<model>/dt=YYYY-MM-DD/ the challenger's scores of the day (shadow)
-    monitoring/<model>/statistics/dt=…/       drift, quality and performance statistics of a run
-    monitoring/<model>/reports/dt=….html      the drift report of a run
-    monitoring/<model>/decisions/dt=….json    the retraining decision of a run
-    monitoring/<model>/calibration/<version>/ noise floors per sample size (cache)
+raw/<dataset>/dt=YYYY-MM-DD/              the day's batch (features, id; no target)
+labels/<dataset>/dt=YYYY-MM-DD/           labels of that day, published once they arrive
+staging/<dataset>/dt=YYYY-MM-DD/<delivery>/     a typed delivery awaiting validation (write-audit-publish)
+quarantine/<dataset>/dt=YYYY-MM-DD/<delivery>/  a failed delivery (or its bad rows) + verdict.json
+contracts/<dataset>/v0001.json, current.json    the frozen data contract and its versions
+cache/source/<dataset>/<fingerprint>/     a single-file source split by day (read once)
+validation/<dataset>/dt=YYYY-MM-DD.json   the validation verdict for a raw partition
+snapshots/<dataset>/<snapshot_id>/        training snapshot (train + holdout rows)
+models/<model>/versions/<version>/        artifact, manifest, metrics, gate decision
+models/<model>/aliases/<alias>.json       champion | challenger -> version
+models/<model>/history/<time>-<id>.json   append-only alias moves, refusals, approvals
+predictions/<model>/dt=YYYY-MM-DD/        scored batch, one row per input row
+predictions_shadow/<model>/dt=YYYY-MM-DD/ the challenger's scores of the day (shadow)
+monitoring/<model>/statistics/dt=…/       drift, quality and performance statistics of a run
+monitoring/<model>/reports/dt=….html      the drift report of a run
+monitoring/<model>/decisions/dt=….json    the retraining decision of a run
+monitoring/<model>/calibration/<version>/ noise floors per sample size (cache)
 """
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,4 +1,5 @@
 """Where a model came from: code revision and library versions."""
+
 from __future__ import annotations
 
 import os
@@ -16,10 +17,16 @@ def code_revision() -> str:
         return os.environ[CODE_REVISION_ENV]
     here = Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", str(here)],
-                               cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", str(here)],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return f"{rev}-dirty" if dirty else rev
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -18,6 +18,7 @@ The manifest is written after the artifact, so a version without a manifest is
 incomplete and never listed. Loading checks the artifact's sha256 against the
 manifest and refuses a mismatch.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -57,8 +58,9 @@ def version_exists(storage: Storage, model: str, version: str) -> bool:
     return storage.exists(f"{layout.model_version(model, version)}/{MANIFEST}")
 
 
-def save_version(storage: Storage, model: str, version: str, estimator, manifest: dict,
-                 extra_files: dict[str, bytes] | None = None) -> dict:
+def save_version(
+    storage: Storage, model: str, version: str, estimator, manifest: dict, extra_files: dict[str, bytes] | None = None
+) -> dict:
     """Store a new version (artifact, `extra_files` such as the reference profile, then the
     manifest). An existing version is never overwritten."""
     key = layout.model_version(model, version)
@@ -108,15 +110,18 @@ def load_model(storage: Storage, model: str, version: str):
     """The fitted estimator, after verifying the manifest's signature (a key outside storage) and
     the artifact's bytes against the signed sha256: nothing is unpickled before both hold."""
     manifest = read_manifest(storage, model, version)
-    signing.verify(manifest, f"model {model} version {version} "
-                             f"({storage.uri(layout.model_version(model, version))}/{MANIFEST})")
+    signing.verify(
+        manifest, f"model {model} version {version} ({storage.uri(layout.model_version(model, version))}/{MANIFEST})"
+    )
     if manifest.get("artifact") != ARTIFACT:
         raise RegistryError(f"model {model} {version}: unexpected artifact name {manifest.get('artifact')!r}")
     data = storage.read_bytes(f"{layout.model_version(model, version)}/{ARTIFACT}")
     digest = hashlib.sha256(data).hexdigest()
     if digest != manifest["artifact_sha256"] or len(data) != manifest.get("artifact_bytes"):
-        raise RegistryError(f"artifact of {model} {version} does not match its manifest "
-                            f"(sha256 {digest} != {manifest['artifact_sha256']}, signed); refusing to load it")
+        raise RegistryError(
+            f"artifact of {model} {version} does not match its manifest "
+            f"(sha256 {digest} != {manifest['artifact_sha256']}, signed); refusing to load it"
+        )
     return joblib.load(io.BytesIO(data)), manifest
 
 
@@ -154,8 +159,10 @@ def get_alias(storage: Storage, model: str, alias: str = CHAMPION) -> dict | Non
 def champion_version(storage: Storage, model: str) -> str:
     alias = get_alias(storage, model, CHAMPION)
     if not alias:
-        raise RegistryError(f"model {model} has no champion yet: run the training_pipeline DAG "
-                            f"(or `python -m pipeline train`) and let a candidate pass the gate")
+        raise RegistryError(
+            f"model {model} has no champion yet: run the training_pipeline DAG "
+            f"(or `python -m pipeline train`) and let a candidate pass the gate"
+        )
     return alias["version"]
 
 
@@ -174,10 +181,18 @@ def record_event(storage: Storage, model: str, event: dict) -> dict:
 
     action = event.get("action", "")
     kind = "promotion" if action == "promote" else "rollback" if action == "rollback" else "registry"
-    audit.record(storage, kind, f"{model}: {action} {event.get('alias') or ''} -> {event.get('version')} "
-                                f"({event.get('outcome', '')})".replace("  ", " "),
-                 why=event.get("reason") or event.get("refused_because") or "", run_id=event.get("run_id"),
-                 actor=event.get("actor"), model=model, event=event)
+    audit.record(
+        storage,
+        kind,
+        f"{model}: {action} {event.get('alias') or ''} -> {event.get('version')} ({event.get('outcome', '')})".replace(
+            "  ", " "
+        ),
+        why=event.get("reason") or event.get("refused_because") or "",
+        run_id=event.get("run_id"),
+        actor=event.get("actor"),
+        model=model,
+        event=event,
+    )
     return record
 
 
@@ -185,8 +200,11 @@ def list_versions(storage: Storage, model: str) -> list[dict]:
     """Manifests with `status` derived from the aliases: champion, challenger, retired (was
     champion once) or candidate."""
     aliases = {a: (get_alias(storage, model, a) or {}).get("version") for a in ALIASES}
-    retired = {h.get("previous_version") for h in history(storage, model)
-               if h.get("alias") == CHAMPION and h.get("outcome") == "done"}
+    retired = {
+        h.get("previous_version")
+        for h in history(storage, model)
+        if h.get("alias") == CHAMPION and h.get("outcome") == "done"
+    }
     out = []
     for version in storage.list_children(f"{layout.model_root(model)}/versions"):
         if version_exists(storage, model, version):
@@ -203,8 +221,17 @@ def list_versions(storage: Storage, model: str) -> list[dict]:
     return sorted(out, key=lambda m: (m.get("created_at", ""), m["version"]))
 
 
-def move_alias(storage: Storage, model: str, alias: str, version: str | None, reason: str, action: str,
-               actor: str | None = None, run_id: str | None = None, extra: dict | None = None) -> dict:
+def move_alias(
+    storage: Storage,
+    model: str,
+    alias: str,
+    version: str | None,
+    reason: str,
+    action: str,
+    actor: str | None = None,
+    run_id: str | None = None,
+    extra: dict | None = None,
+) -> dict:
     """Point `alias` at `version` (None: remove it) as one compare-and-swap; the attempt is
     recorded in the history whether it succeeds or is refused."""
     if alias not in ALIASES:
@@ -212,8 +239,16 @@ def move_alias(storage: Storage, model: str, alias: str, version: str | None, re
     key = layout.model_alias(model, alias)
     current, tag = storage.read_json_versioned(key)
     previous = current["version"] if current else None
-    event = {"action": action, "alias": alias, "version": version, "previous_version": previous,
-             "reason": reason, "actor": actor or default_actor(), "run_id": run_id, **(extra or {})}
+    event = {
+        "action": action,
+        "alias": alias,
+        "version": version,
+        "previous_version": previous,
+        "reason": reason,
+        "actor": actor or default_actor(),
+        "run_id": run_id,
+        **(extra or {}),
+    }
 
     def refuse(why: str):
         record_event(storage, model, {**event, "outcome": "refused", "refused_because": why})
@@ -225,8 +260,11 @@ def move_alias(storage: Storage, model: str, alias: str, version: str | None, re
         refuse(f"{version} is already the {alias}" if version else f"there is no {alias}")
     record = {**event, "model": model, "set_at": _now()}
     try:
-        storage.write_json_if(key, record if version else {"model": model, "alias": alias, "version": None,
-                                                           "set_at": record["set_at"]}, tag)
+        storage.write_json_if(
+            key,
+            record if version else {"model": model, "alias": alias, "version": None, "set_at": record["set_at"]},
+            tag,
+        )
     except PreconditionFailed:
         refuse(f"the {alias} alias changed while this move was in flight (another move won)")
     # Read back: a store whose conditional writes are not atomic still shows who won.
@@ -239,8 +277,16 @@ def move_alias(storage: Storage, model: str, alias: str, version: str | None, re
     return record
 
 
-def promote(storage: Storage, model: str, version: str, reason: str, alias: str = CHAMPION,
-            actor: str | None = None, run_id: str | None = None, force: bool = False) -> dict:
+def promote(
+    storage: Storage,
+    model: str,
+    version: str,
+    reason: str,
+    alias: str = CHAMPION,
+    actor: str | None = None,
+    run_id: str | None = None,
+    force: bool = False,
+) -> dict:
     """Make `version` the champion (or challenger). Only a version whose gate passed, unless
     `force` (recorded, with the reason)."""
     try:
@@ -249,12 +295,26 @@ def promote(storage: Storage, model: str, version: str, reason: str, alias: str 
         gate = None
     extra = {"forced": bool(force)}
     if gate is None or not gate.get("passed"):
-        why = ("has no gate decision; evaluate and gate it first" if gate is None
-               else f"failed its gate: {'; '.join(gate.get('reasons', []))}")
+        why = (
+            "has no gate decision; evaluate and gate it first"
+            if gate is None
+            else f"failed its gate: {'; '.join(gate.get('reasons', []))}"
+        )
         if not force:
-            record_event(storage, model, {"action": "promote", "alias": alias, "version": version,
-                                          "reason": reason, "actor": actor or default_actor(), "run_id": run_id,
-                                          "outcome": "refused", "refused_because": f"{version} {why}"})
+            record_event(
+                storage,
+                model,
+                {
+                    "action": "promote",
+                    "alias": alias,
+                    "version": version,
+                    "reason": reason,
+                    "actor": actor or default_actor(),
+                    "run_id": run_id,
+                    "outcome": "refused",
+                    "refused_because": f"{version} {why}",
+                },
+            )
             raise RegistryError(f"{model} {version} {why}")
         extra["forced_over"] = why
     record = move_alias(storage, model, alias, version, reason, "promote", actor, run_id, extra)
@@ -264,12 +324,21 @@ def promote(storage: Storage, model: str, version: str, reason: str, alias: str 
     return record
 
 
-def rollback(storage: Storage, model: str, reason: str, to: str | None = None, actor: str | None = None,
-             run_id: str | None = None) -> dict:
+def rollback(
+    storage: Storage,
+    model: str,
+    reason: str,
+    to: str | None = None,
+    actor: str | None = None,
+    run_id: str | None = None,
+) -> dict:
     """Point the champion back at `to`, by default the champion before the current one."""
     if to is None:
-        moves = [h for h in history(storage, model)
-                 if h.get("alias") == CHAMPION and h.get("outcome") == "done" and h.get("previous_version")]
+        moves = [
+            h
+            for h in history(storage, model)
+            if h.get("alias") == CHAMPION and h.get("outcome") == "done" and h.get("previous_version")
+        ]
         if not moves:
             raise RegistryError(f"model {model} has no previous champion in its history to roll back to")
         to = moves[-1]["previous_version"]

@@ -13,6 +13,7 @@ With a `challenger` alias, the challenger also scores every row into
 production decision; with ``scoring.canary_share`` > 0 that share of rows, chosen by a stable
 hash of the row key, is decided by the challenger in the production partition.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,24 +44,34 @@ def canary_mask(keys: pd.Series, share: float) -> np.ndarray:
     rows go the same way on every rerun (and on every day a key recurs)."""
     if share <= 0:
         return np.zeros(len(keys), dtype=bool)
-    unit = np.array([int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "big") / 2 ** 64
-                     for k in keys.tolist()])
+    unit = np.array(
+        [int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "big") / 2**64 for k in keys.tolist()]
+    )
     return unit < share
 
 
-def prediction_table(ids: pd.Series, id_column: str, score: np.ndarray, prediction: np.ndarray,
-                     versions: np.ndarray | str, scored_at: dt.datetime, decided_by: np.ndarray | str) -> pa.Table:
+def prediction_table(
+    ids: pd.Series,
+    id_column: str,
+    score: np.ndarray,
+    prediction: np.ndarray,
+    versions: np.ndarray | str,
+    scored_at: dt.datetime,
+    decided_by: np.ndarray | str,
+) -> pa.Table:
     n = len(ids)
     id_array = pa.array(ids.to_numpy() if ids.dtype != object else ids.tolist())
-    as_array = (lambda v: np.asarray(v, dtype=object) if not isinstance(v, str) else np.full(n, v, dtype=object))
-    return pa.table({
-        id_column: id_array,
-        "score": pa.array(np.asarray(score, dtype="float64")),
-        "prediction": pa.array(np.asarray(prediction).astype("int8")),
-        "model_version": pa.array(as_array(versions), type=pa.string()),
-        "scored_at": pa.array([scored_at] * n, type=pa.timestamp("us", tz="UTC")),
-        "decided_by": pa.array(as_array(decided_by), type=pa.string()),
-    })
+    as_array = lambda v: np.asarray(v, dtype=object) if not isinstance(v, str) else np.full(n, v, dtype=object)
+    return pa.table(
+        {
+            id_column: id_array,
+            "score": pa.array(np.asarray(score, dtype="float64")),
+            "prediction": pa.array(np.asarray(prediction).astype("int8")),
+            "model_version": pa.array(as_array(versions), type=pa.string()),
+            "scored_at": pa.array([scored_at] * n, type=pa.timestamp("us", tz="UTC")),
+            "decided_by": pa.array(as_array(decided_by), type=pa.string()),
+        }
+    )
 
 
 _MODELS: dict[tuple[str, str, str], tuple] = {}
@@ -94,11 +105,14 @@ def _ranges(storage: Storage, raw_key: str, raw_manifest: dict, rows_per_task: i
         try:
             meta = pq.ParquetFile(storage.open_input(f"{raw_key}/{name}")).metadata
         except ArtefactMissing as exc:
-            raise ArtefactError(f"{storage.uri(raw_key)}: its manifest lists {name}, which is missing; the partition "
-                                "is damaged: ingest and validate the day again") from exc
+            raise ArtefactError(
+                f"{storage.uri(raw_key)}: its manifest lists {name}, which is missing; the partition "
+                "is damaged: ingest and validate the day again"
+            ) from exc
         except (pa.ArrowInvalid, OSError) as exc:
-            raise ArtefactError(f"{storage.uri(raw_key)}/{name}: not a readable Parquet file ({exc}); ingest and "
-                                "validate the day again") from exc
+            raise ArtefactError(
+                f"{storage.uri(raw_key)}/{name}: not a readable Parquet file ({exc}); ingest and validate the day again"
+            ) from exc
         first, rows = 0, 0
         for rg in range(meta.num_row_groups):
             rows += meta.row_group(rg).num_rows
@@ -120,12 +134,28 @@ def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version
     challenger = None if pinned else (registry.get_alias(storage, model_name, registry.CHALLENGER) or {}).get("version")
     challenger = challenger if challenger and challenger != version else None
     ranges = _ranges(storage, raw_key, raw_manifest, config.scoring.rows_per_task)
-    plan = {"day": day.isoformat(), "model": model_name, "model_version": version,
-            "challenger_version": challenger, "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "input_partition": storage.uri(raw_key), "input_publish_id": raw_manifest["publish_id"],
-            "token": uuid.uuid4().hex[:12], "rows": sum(r["rows"] for r in ranges), "ranges": ranges}
-    log.info("scoring plan for %s: %d rows in %d range(s) of ~%d rows, %s %s%s", day, plan["rows"], len(ranges),
-             config.scoring.rows_per_task, model_name, version, f", challenger {challenger}" if challenger else "")
+    plan = {
+        "day": day.isoformat(),
+        "model": model_name,
+        "model_version": version,
+        "challenger_version": challenger,
+        "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "input_partition": storage.uri(raw_key),
+        "input_publish_id": raw_manifest["publish_id"],
+        "token": uuid.uuid4().hex[:12],
+        "rows": sum(r["rows"] for r in ranges),
+        "ranges": ranges,
+    }
+    log.info(
+        "scoring plan for %s: %d rows in %d range(s) of ~%d rows, %s %s%s",
+        day,
+        plan["rows"],
+        len(ranges),
+        config.scoring.rows_per_task,
+        model_name,
+        version,
+        f", challenger {challenger}" if challenger else "",
+    )
     return plan
 
 
@@ -139,8 +169,11 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
     raw_key = layout.raw_partition(config.dataset.name, day)
     started = time.perf_counter()
     first, stop = rng["row_groups"]
-    frame = pq.ParquetFile(storage.open_input(f"{raw_key}/{rng['file']}")).read_row_groups(
-        list(range(first, stop))).to_pandas()
+    frame = (
+        pq.ParquetFile(storage.open_input(f"{raw_key}/{rng['file']}"))
+        .read_row_groups(list(range(first, stop)))
+        .to_pandas()
+    )
     model_name, version, challenger = plan["model"], plan["model_version"], plan["challenger_version"]
     scored_at = dt.datetime.fromisoformat(plan["scored_at"])
     id_column = registry.read_manifest(storage, model_name, version)["schema"]["id_column"]
@@ -152,9 +185,12 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
     canary_rows, ch_threshold = 0, None
     if challenger:
         ch_score, ch_threshold = _score_with(storage, model_name, challenger, frame)
-        storage.stage_part(layout.shadow_predictions_partition(model_name, day), plan["token"],
-                           _part_name(rng["part"]), prediction_table(
-                               ids, id_column, ch_score, ch_score >= ch_threshold, challenger, scored_at, "shadow"))
+        storage.stage_part(
+            layout.shadow_predictions_partition(model_name, day),
+            plan["token"],
+            _part_name(rng["part"]),
+            prediction_table(ids, id_column, ch_score, ch_score >= ch_threshold, challenger, scored_at, "shadow"),
+        )
         canary = canary_mask(ids, config.scoring.canary_share)
         final_score = np.where(canary, ch_score, score)
         final_pred = np.where(canary, ch_score >= ch_threshold, score >= threshold)
@@ -167,9 +203,15 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
     from .ops import metrics
 
     metrics.gauge("scoring_rows_per_second", len(frame) / max(elapsed, 1e-6), model=model_name)
-    return {"part": rng["part"], "rows": int(len(frame)), "positives": int(np.sum(final_pred)),
-            "canary_rows": canary_rows, "threshold": threshold, "challenger_threshold": ch_threshold,
-            "seconds": round(elapsed, 3)}
+    return {
+        "part": rng["part"],
+        "rows": int(len(frame)),
+        "positives": int(np.sum(final_pred)),
+        "canary_rows": canary_rows,
+        "threshold": threshold,
+        "challenger_threshold": ch_threshold,
+        "seconds": round(elapsed, 3),
+    }
 
 
 def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts: list[dict]) -> dict:
@@ -180,37 +222,72 @@ def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts:
     model_name, version, challenger = plan["model"], plan["model_version"], plan["challenger_version"]
     raw_manifest = require_validated(config, storage, day)
     if raw_manifest["publish_id"] != plan["input_publish_id"]:
-        raise ArtefactError(f"{plan['input_partition']} was republished while it was being scored "
-                            f"(publish {plan['input_publish_id']} -> {raw_manifest['publish_id']}); rerun scoring")
+        raise ArtefactError(
+            f"{plan['input_partition']} was republished while it was being scored "
+            f"(publish {plan['input_publish_id']} -> {raw_manifest['publish_id']}); rerun scoring"
+        )
     names = [_part_name(r["part"]) for r in plan["ranges"]]
     rows = sum(p["rows"] for p in parts)
     if len(parts) != len(plan["ranges"]) or rows != plan["rows"]:
-        raise ArtefactError(f"scoring of {day}: {len(parts)} of {len(plan['ranges'])} ranges reported, {rows} of "
-                            f"{plan['rows']} rows; rerun the failed range tasks")
+        raise ArtefactError(
+            f"scoring of {day}: {len(parts)} of {len(plan['ranges'])} ranges reported, {rows} of "
+            f"{plan['rows']} rows; rerun the failed range tasks"
+        )
     threshold = parts[0]["threshold"] if parts else None
-    common = {"model": model_name, "day": plan["day"], "input_partition": plan["input_partition"],
-              "input_publish_id": plan["input_publish_id"], "scored_at": plan["scored_at"],
-              "ranges": len(plan["ranges"])}
+    common = {
+        "model": model_name,
+        "day": plan["day"],
+        "input_partition": plan["input_partition"],
+        "input_publish_id": plan["input_publish_id"],
+        "scored_at": plan["scored_at"],
+        "ranges": len(plan["ranges"]),
+    }
     extra: dict = {}
     if challenger:
         shadow_key = layout.shadow_predictions_partition(model_name, day)
         ch_threshold = parts[0]["challenger_threshold"] if parts else None
-        storage.publish_staged(shadow_key, plan["token"], names, manifest={
-            **common, "model_version": challenger, "alias": registry.CHALLENGER, "threshold": ch_threshold})
-        extra = {"challenger_version": challenger, "canary_share": config.scoring.canary_share,
-                 "challenger_threshold": ch_threshold,
-                 "canary_rows": sum(p["canary_rows"] for p in parts), "shadow_partition": storage.uri(shadow_key)}
+        storage.publish_staged(
+            shadow_key,
+            plan["token"],
+            names,
+            manifest={**common, "model_version": challenger, "alias": registry.CHALLENGER, "threshold": ch_threshold},
+        )
+        extra = {
+            "challenger_version": challenger,
+            "canary_share": config.scoring.canary_share,
+            "challenger_threshold": ch_threshold,
+            "canary_rows": sum(p["canary_rows"] for p in parts),
+            "shadow_partition": storage.uri(shadow_key),
+        }
     key = layout.predictions_partition(model_name, day)
-    storage.publish_staged(key, plan["token"], names, manifest={
-        **common, "model_version": version, "input_rows": rows, "threshold": threshold, **extra})
+    storage.publish_staged(
+        key,
+        plan["token"],
+        names,
+        manifest={**common, "model_version": version, "input_rows": rows, "threshold": threshold, **extra},
+    )
     from .ops import metrics
 
     metrics.incr("rows_scored", rows, model=model_name)
-    log.info("scored %d rows of %s with %s %s in %d range(s)%s", rows, day, model_name, version, len(parts),
-             f" (challenger {challenger}: shadow, {extra['canary_rows']} canary rows)" if challenger else "")
-    return {"day": plan["day"], "partition": storage.uri(key), "predictions": storage.uri(key), "rows": rows,
-            "model_version": version, "challenger_version": challenger, "ranges": len(parts),
-            "positive_rate": round(sum(p["positives"] for p in parts) / max(rows, 1), 6)}
+    log.info(
+        "scored %d rows of %s with %s %s in %d range(s)%s",
+        rows,
+        day,
+        model_name,
+        version,
+        len(parts),
+        f" (challenger {challenger}: shadow, {extra['canary_rows']} canary rows)" if challenger else "",
+    )
+    return {
+        "day": plan["day"],
+        "partition": storage.uri(key),
+        "predictions": storage.uri(key),
+        "rows": rows,
+        "model_version": version,
+        "challenger_version": challenger,
+        "ranges": len(parts),
+        "positive_rate": round(sum(p["positives"] for p in parts) / max(rows, 1), 6),
+    }
 
 
 def score_day(config: PipelineConfig, storage: Storage, day: dt.date, version: str | None = None) -> dict:

@@ -7,6 +7,7 @@ is enabled, written to the DVC workspace directory that ``data.dvc`` tracks, the
 ``dvc add``-ed and pushed to the DVC remote. The model manifest records both the
 snapshot's sha256 and DVC's md5, so a model can be traced to its data version.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,9 @@ def _window_frames(config: PipelineConfig, storage: Storage, days: list[dt.date]
         features = storage.read_partition(layout.raw_partition(ds.name, day)).to_pandas()
         joined = features.merge(labels, on=schema.id_column, how="inner", validate="one_to_one")
         if len(joined) != len(features):
-            log.warning("%s: %d of %d rows have no label and are left out", day,
-                        len(features) - len(joined), len(features))
+            log.warning(
+                "%s: %d of %d rows have no label and are left out", day, len(features) - len(joined), len(features)
+            )
         joined[DAY_COLUMN] = day.isoformat()
         frames.append(joined)
     return frames, excluded, schema
@@ -100,8 +102,10 @@ def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date, s3_
         raise SnapshotError(f"snapshot needs rows in both train and holdout, got {counts}")
     positives = int((frame[ds.target.column].astype(str) == ds.target.positive_class).sum())
     if positives == 0 or positives == len(frame):
-        raise SnapshotError(f"target {ds.target.column!r} has a single class in the window "
-                            f"(positive class {ds.target.positive_class!r} in {positives} of {len(frame)} rows)")
+        raise SnapshotError(
+            f"target {ds.target.column!r} has a single class in the window "
+            f"(positive class {ds.target.positive_class!r} in {positives} of {len(frame)} rows)"
+        )
 
     buffer = io.BytesIO()
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -134,10 +138,28 @@ def build_snapshot(config: PipelineConfig, storage: Storage, as_of: dt.date, s3_
     meta["dvc"] = track_with_dvc(config, data, meta, s3_options)
     if meta["dvc"].get("dvc_file_content"):  # beside the snapshot: restorable without the model manifest
         storage.write_bytes(f"{key}.dvc", meta["dvc"]["dvc_file_content"].encode())
-    log.info("snapshot %s: %d rows (%d train, %d holdout), %d day(s) excluded", snapshot_id, len(frame),
-             counts["train"], counts["holdout"], len(excluded))
-    return {k: meta[k] for k in ("snapshot_id", "uri", "sha256", "rows", "train_rows", "holdout_rows",
-                                 "window", "days_excluded", "dvc")}
+    log.info(
+        "snapshot %s: %d rows (%d train, %d holdout), %d day(s) excluded",
+        snapshot_id,
+        len(frame),
+        counts["train"],
+        counts["holdout"],
+        len(excluded),
+    )
+    return {
+        k: meta[k]
+        for k in (
+            "snapshot_id",
+            "uri",
+            "sha256",
+            "rows",
+            "train_rows",
+            "holdout_rows",
+            "window",
+            "days_excluded",
+            "dvc",
+        )
+    }
 
 
 def read_snapshot(storage: Storage, dataset: str, snapshot_id: str) -> tuple[pd.DataFrame, dict]:
@@ -159,24 +181,37 @@ def _dvc_remote(config: PipelineConfig, s3_options: dict | None) -> tuple[str, d
         project = Config(dvc_dir=str(Path(config.dvc.repo_dir) / ".dvc"))
         name = project["core"].get("remote")
         if not name or name not in project["remote"]:
-            raise SnapshotError(f"no DVC remote: set dvc.remote_url (or {'PIPELINE_DVC_REMOTE_URL'}) or a default "
-                                f"remote in {config.dvc.repo_dir}/.dvc/config")
+            raise SnapshotError(
+                f"no DVC remote: set dvc.remote_url (or {'PIPELINE_DVC_REMOTE_URL'}) or a default "
+                f"remote in {config.dvc.repo_dir}/.dvc/config"
+            )
         settings = dict(project["remote"][name])
         url = settings.pop("url")
     if url.startswith("s3://"):
         opts = {k: v for k, v in (s3_options or {}).items() if v}
         endpoint = opts.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
-        settings.update({k: v for k, v in {
-            "endpointurl": endpoint, "access_key_id": opts.get("access_key_id"),
-            "secret_access_key": opts.get("secret_access_key"), "session_token": opts.get("session_token"),
-            "region": opts.get("region")}.items() if v})
+        settings.update(
+            {
+                k: v
+                for k, v in {
+                    "endpointurl": endpoint,
+                    "access_key_id": opts.get("access_key_id"),
+                    "secret_access_key": opts.get("secret_access_key"),
+                    "session_token": opts.get("session_token"),
+                    "region": opts.get("region"),
+                }.items()
+                if v
+            }
+        )
     return url, {"url": url, **settings}
 
 
 def _write_workspace(target: Path, data: bytes, meta: dict) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    summary = json.dumps({k: meta[k] for k in ("snapshot_id", "sha256", "as_of", "window", "rows")},
-                         indent=2, sort_keys=True) + "\n"
+    summary = (
+        json.dumps({k: meta[k] for k in ("snapshot_id", "sha256", "as_of", "window", "rows")}, indent=2, sort_keys=True)
+        + "\n"
+    )
     for name, payload in (("training.parquet", data), ("snapshot.json", summary.encode())):
         tmp = target / f".{name}.tmp"  # dot-files are excluded by .dvcignore
         tmp.write_bytes(payload)
@@ -202,8 +237,11 @@ def track_with_dvc(config: PipelineConfig, data: bytes, meta: dict, s3_options: 
     if os.environ.get("DVC_STAGE"):
         target = Path(config.dvc.repo_dir) / config.dvc.snapshot_dir / config.dataset.name
         _write_workspace(target, data, meta)
-        return {"enabled": True, "path": str(target),
-                "note": "written under `dvc repro`; `make repro` records it in data.dvc (dvc add + push)"}
+        return {
+            "enabled": True,
+            "path": str(target),
+            "note": "written under `dvc repro`; `make repro` records it in data.dvc (dvc add + push)",
+        }
     import shutil
     import tempfile
 
@@ -219,8 +257,13 @@ def track_with_dvc(config: PipelineConfig, data: bytes, meta: dict, s3_options: 
         with Repo(str(work), config=overrides) as repo:
             repo.add(str(work / config.dvc.snapshot_dir))
             dvc_text = (work / f"{config.dvc.snapshot_dir}.dvc").read_text()
-            result = {"enabled": True, "md5": yaml.safe_load(dvc_text)["outs"][0]["md5"], "remote": url,
-                      "dvc_file": f"{config.dvc.snapshot_dir}.dvc", "dvc_file_content": dvc_text}
+            result = {
+                "enabled": True,
+                "md5": yaml.safe_load(dvc_text)["outs"][0]["md5"],
+                "remote": url,
+                "dvc_file": f"{config.dvc.snapshot_dir}.dvc",
+                "dvc_file_content": dvc_text,
+            }
             if config.dvc.push:
                 try:
                     repo.push()
@@ -234,20 +277,22 @@ def track_with_dvc(config: PipelineConfig, data: bytes, meta: dict, s3_options: 
     return result
 
 
-def restore_snapshot(config: PipelineConfig, storage: Storage, model_manifest: dict, pull: bool = True,
-                     s3_options: dict | None = None) -> dict:
+def restore_snapshot(
+    config: PipelineConfig, storage: Storage, model_manifest: dict, pull: bool = True, s3_options: dict | None = None
+) -> dict:
     """Write the .dvc file a model's snapshot was recorded with into the project and `dvc pull` it;
     the pulled training.parquet is checked against the snapshot's sha256."""
     snap = model_manifest.get("data") or {}
     dvc = snap.get("dvc") or {}
     if not dvc.get("dvc_file_content"):
-        raise SnapshotError(f"model {model_manifest.get('version')} has no recorded DVC file (trained with DVC "
-                            "disabled, or under `dvc repro`: use the committed data.dvc)")
+        raise SnapshotError(
+            f"model {model_manifest.get('version')} has no recorded DVC file (trained with DVC "
+            "disabled, or under `dvc repro`: use the committed data.dvc)"
+        )
     repo_dir = Path(config.dvc.repo_dir)
     dvc_file = repo_dir / dvc["dvc_file"]
     dvc_file.write_text(dvc["dvc_file_content"])
-    result = {"version": model_manifest.get("version"), "dvc_file": str(dvc_file), "md5": dvc["md5"],
-              "pulled": False}
+    result = {"version": model_manifest.get("version"), "dvc_file": str(dvc_file), "md5": dvc["md5"], "pulled": False}
     if not pull:
         return result
     from dvc.repo import Repo

@@ -6,6 +6,7 @@ turned into a silent NaN or making pandas guess a different type for the whole
 column. Real extracts contain text ``nan`` and numbers in E notation
 (``5.00E+05``); both are handled here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -126,16 +127,19 @@ def read_source_text(cfg: DatasetConfig, storage=None) -> pd.DataFrame:
     """The source with every cell as text (None where missing)."""
     uri = cfg.source.uri
     if uri.startswith("s3://"):
-        return _parse_source(_read_uri_bytes(uri, storage), uri, cfg.source.format, cfg.source.csv_delimiter,
-                             cfg.source.missing_tokens)
+        return _parse_source(
+            _read_uri_bytes(uri, storage), uri, cfg.source.format, cfg.source.csv_delimiter, cfg.source.missing_tokens
+        )
     # Local sources are parsed once per process and file version.
-    return _read_local_cached(uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter,
-                              cfg.source.missing_tokens).copy()
+    return _read_local_cached(
+        uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter, cfg.source.missing_tokens
+    ).copy()
 
 
 @functools.lru_cache(maxsize=4)
-def _read_local_cached(uri: str, _mtime_key: float, fmt: str, delimiter: str,
-                       na_values: tuple[str, ...]) -> pd.DataFrame:
+def _read_local_cached(
+    uri: str, _mtime_key: float, fmt: str, delimiter: str, na_values: tuple[str, ...]
+) -> pd.DataFrame:
     return _parse_source(_read_uri_bytes(uri), uri, fmt, delimiter, na_values)
 
 
@@ -143,8 +147,15 @@ def _parse_source(data: bytes, uri: str, fmt: str, delimiter: str, na_values: tu
     compression = "gzip" if uri.endswith(".gz") else None
     if fmt == "csv":
         try:
-            frame = pd.read_csv(io.BytesIO(data), sep=delimiter, dtype=str, keep_default_na=False,
-                                na_filter=False, compression=compression, encoding="utf-8")
+            frame = pd.read_csv(
+                io.BytesIO(data),
+                sep=delimiter,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                compression=compression,
+                encoding="utf-8",
+            )
         except UnicodeDecodeError as exc:
             raise SourceError(f"{uri}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         except pd.errors.ParserError as exc:
@@ -175,16 +186,20 @@ def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame, numeric_columns: list
     """Roles from the config; unlisted feature columns typed by their content (or, when given,
     by `numeric_columns`: the columns whose every value parses as a number)."""
     sensitive = tuple(c for c in cfg.sensitive_attributes if c in cfg.features.exclude)
-    required = [*([cfg.id_column] if cfg.id_column else []), cfg.target.column, *cfg.features.numeric, *cfg.features.categorical,
-                *cfg.pii_columns, *sensitive]
+    required = [
+        *([cfg.id_column] if cfg.id_column else []),
+        cfg.target.column,
+        *cfg.features.numeric,
+        *cfg.features.categorical,
+        *cfg.pii_columns,
+        *sensitive,
+    ]
     if cfg.event_time_column:
         required.append(cfg.event_time_column)
     missing = [c for c in required if c not in text.columns]
     if missing:
-        raise SourceError(f"source {cfg.source.uri} lacks configured column(s) {missing}; "
-                          f"it has {list(text.columns)}")
-    special = {cfg.id_column, cfg.target.column, cfg.event_time_column, *cfg.pii_columns,
-               *cfg.features.exclude}
+        raise SourceError(f"source {cfg.source.uri} lacks configured column(s) {missing}; it has {list(text.columns)}")
+    special = {cfg.id_column, cfg.target.column, cfg.event_time_column, *cfg.pii_columns, *cfg.features.exclude}
     numeric = list(cfg.features.numeric)
     categorical = list(cfg.features.categorical)
     for col in text.columns:
@@ -227,7 +242,6 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     return parsed
 
 
-
 def _row_numbers(mask: pd.Series, limit: int = 5) -> list[int]:
     return [int(i) for i in mask[mask].index[:limit]]
 
@@ -262,20 +276,21 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
             parsed = pd.to_numeric(values, errors="coerce").astype("float64")
             bad = values.notna() & parsed.isna()
             if bad.any():
-                problems.append(f"column {col!r}: {int(bad.sum())} value(s) are not numbers "
-                                f"(rows {_row_numbers(bad)})")
+                problems.append(f"column {col!r}: {int(bad.sum())} value(s) are not numbers (rows {_row_numbers(bad)})")
             infinite = pd.Series(np.isinf(parsed.to_numpy()), index=parsed.index)
             if infinite.any():
-                problems.append(f"column {col!r}: {int(infinite.sum())} value(s) {NOT_FINITE} "
-                                f"(rows {_row_numbers(infinite)})")
+                problems.append(
+                    f"column {col!r}: {int(infinite.sum())} value(s) {NOT_FINITE} (rows {_row_numbers(infinite)})"
+                )
             out[col] = parsed
         elif col == schema.id_column:
             if schema.id_is_integer:
                 is_whole = values.str.fullmatch(r"[+-]?\d{1,18}").fillna(False).astype(bool)
                 bad = values.notna() & ~is_whole
                 if bad.any():
-                    problems.append(f"id column {col!r}: {int(bad.sum())} id(s) are not whole numbers "
-                                    f"(rows {_row_numbers(bad)})")
+                    problems.append(
+                        f"id column {col!r}: {int(bad.sum())} id(s) are not whole numbers (rows {_row_numbers(bad)})"
+                    )
                 out[col] = pd.to_numeric(values.where(is_whole), errors="coerce").astype("Int64")
             else:
                 out[col] = values.astype("str")
@@ -283,8 +298,10 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
             parsed = parse_timestamps(values)
             bad = values.notna() & parsed.isna()
             if bad.any():
-                problems.append(f"event-time column {col!r}: {int(bad.sum())} value(s) are not timestamps "
-                                f"(rows {_row_numbers(bad)})")
+                problems.append(
+                    f"event-time column {col!r}: {int(bad.sum())} value(s) are not timestamps "
+                    f"(rows {_row_numbers(bad)})"
+                )
             out[col] = parsed
         elif col in schema.categorical or col == schema.target_column or col in schema.sensitive:
             out[col] = canonical_label(values)
@@ -307,11 +324,12 @@ def assign_days(cfg: DatasetConfig, text: pd.DataFrame, strict: bool = True) -> 
             return pd.Series(np.where(ts.isna(), None, ts.dt.date.astype(object)), index=text.index)
         if ts.isna().any():
             bad = ts.isna()
-            raise SourceError(f"event-time column {cfg.event_time_column!r}: {int(bad.sum())} row(s) "
-                              f"without a readable timestamp (rows {_row_numbers(bad)})")
+            raise SourceError(
+                f"event-time column {cfg.event_time_column!r}: {int(bad.sum())} row(s) "
+                f"without a readable timestamp (rows {_row_numbers(bad)})"
+            )
         return ts.dt.date
-    ids = (text[cfg.id_column].to_numpy(dtype=object) if cfg.id_column
-           else np.full(len(text), None, dtype=object))
+    ids = text[cfg.id_column].to_numpy(dtype=object) if cfg.id_column else np.full(len(text), None, dtype=object)
     # Rows without an id (or datasets without one) are placed by their row key.
     missing = pd.isna(ids) | (ids == "")
     if missing.any():
@@ -340,9 +358,9 @@ def available_days(cfg: DatasetConfig, text: pd.DataFrame) -> list[dt.date]:
 class TypedRows:
     """A delivery typed against its contract: good rows, and the rows that did not fit."""
 
-    typed: pd.DataFrame                   # every row, typed (misfits as null)
-    bad: pd.Series                        # row label -> reasons ("column 'AGE': not a number; ...")
-    problems: list[str]                   # one line per column and kind, with counts and rows
+    typed: pd.DataFrame  # every row, typed (misfits as null)
+    bad: pd.Series  # row label -> reasons ("column 'AGE': not a number; ...")
+    problems: list[str]  # one line per column and kind, with counts and rows
     duplicates_dropped: int = 0
 
 
@@ -350,8 +368,9 @@ def _mask_rows(mask: pd.Series, limit: int = 5) -> list:
     return [i.item() if hasattr(i, "item") else i for i in mask[mask].index[:limit]]
 
 
-def type_rows(text: pd.DataFrame, schema: Schema, target_column: str | None = None,
-              row_label: str = "line") -> TypedRows:
+def type_rows(
+    text: pd.DataFrame, schema: Schema, target_column: str | None = None, row_label: str = "line"
+) -> TypedRows:
     """Type every contract column; misfits are reported per row and column, never coerced
     into another type. Values themselves are never quoted (some columns are PII)."""
     columns = [c for c in schema.batch_columns if not (schema.id_derived and c == schema.id_column)]
@@ -364,8 +383,7 @@ def type_rows(text: pd.DataFrame, schema: Schema, target_column: str | None = No
     def flag(mask: pd.Series, what: str, col: str) -> None:
         if mask.any():
             reasons[f"{col}:{what}"] = mask.map({True: f"column {col!r}: {what}", False: None})
-            problems.append(f"column {col!r}: {int(mask.sum())} value(s) {what} "
-                            f"({row_label}s {_mask_rows(mask)})")
+            problems.append(f"column {col!r}: {int(mask.sum())} value(s) {what} ({row_label}s {_mask_rows(mask)})")
 
     for col in columns:
         values = text[col]
@@ -415,6 +433,8 @@ def type_rows(text: pd.DataFrame, schema: Schema, target_column: str | None = No
         mask[conflicting[conflicting].index] = True
         n_ids = int(ids[conflicting].nunique())
         bad = bad.where(~mask, f"column {schema.id_column!r}: id shared by rows with different values")
-        problems.append(f"column {schema.id_column!r}: {n_ids} id(s) appear on {int(mask.sum())} rows with "
-                        f"different values ({row_label}s {_mask_rows(mask)}); conflicting duplicates are rejected")
+        problems.append(
+            f"column {schema.id_column!r}: {n_ids} id(s) appear on {int(mask.sum())} rows with "
+            f"different values ({row_label}s {_mask_rows(mask)}); conflicting duplicates are rejected"
+        )
     return TypedRows(typed=typed, bad=bad.dropna(), problems=problems, duplicates_dropped=duplicates)

@@ -5,6 +5,7 @@ the same code. Each loads the config (``PIPELINE_PARAMS`` or the given file),
 opens storage (S3 options from an Airflow connection can be passed in), calls
 one function, and returns a small JSON-able dict.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,10 +34,18 @@ def open_pipeline(params: str | None = None, s3_options: dict | None = None) -> 
 def storage_for(config: PipelineConfig, s3_options: dict | None = None) -> Storage:
     """Storage at the configured root, with the configured S3 timeouts and retry budget."""
     st = config.storage
-    budget = {"connect_timeout": st.connect_timeout_seconds, "read_timeout": st.read_timeout_seconds,
-              "max_attempts": st.max_attempts}
-    return open_storage(st.root, {**budget, **(s3_options or {})}, row_group_rows=st.row_group_rows,
-                        lease_seconds=st.publish_lease_seconds, wait_seconds=st.publish_wait_seconds)
+    budget = {
+        "connect_timeout": st.connect_timeout_seconds,
+        "read_timeout": st.read_timeout_seconds,
+        "max_attempts": st.max_attempts,
+    }
+    return open_storage(
+        st.root,
+        {**budget, **(s3_options or {})},
+        row_group_rows=st.row_group_rows,
+        lease_seconds=st.publish_lease_seconds,
+        wait_seconds=st.publish_wait_seconds,
+    )
 
 
 def as_date(value: str | dt.date) -> dt.date:
@@ -67,8 +76,9 @@ def ingest(day: str | dt.date, params: str | None = None, s3_options: dict | Non
     return result
 
 
-def ingest_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None,
-                  force: bool = False) -> dict:
+def ingest_window(
+    as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None, force: bool = False
+) -> dict:
     """Stage the deliveries and publish the labels of every day in the training window; days
     already published and validated are kept unless `force`."""
     from .validation import require_validated
@@ -98,12 +108,19 @@ def ingest_window(as_of: str | dt.date, params: str | None = None, s3_options: d
         rows += r["rows"]
         staged.append(day.isoformat())
         log.info("ingest window: day %d/%d (%s) %d rows staged", i, len(days), day, r["rows"])
-    return {"as_of": as_of.isoformat(), "window": [days[0].isoformat(), days[-1].isoformat()],
-            "staged_days": len(staged), "kept_days": len(kept), "rejected_days": rejected, "rows_staged": rows}
+    return {
+        "as_of": as_of.isoformat(),
+        "window": [days[0].isoformat(), days[-1].isoformat()],
+        "staged_days": len(staged),
+        "kept_days": len(kept),
+        "rejected_days": rejected,
+        "rows_staged": rows,
+    }
 
 
-def validate(day: str | dt.date, params: str | None = None, s3_options: dict | None = None,
-             delivery_id: str | None = None) -> dict:
+def validate(
+    day: str | dt.date, params: str | None = None, s3_options: dict | None = None, delivery_id: str | None = None
+) -> dict:
     """Audit the day's staged delivery (the given one, or the latest) and publish or quarantine it."""
     config, storage = open_pipeline(params, s3_options)
     return validate_day(config, storage, as_date(day), delivery_id)
@@ -120,12 +137,18 @@ def validate_window(as_of: str | dt.date, params: str | None = None, s3_options:
     log.info("validating %d staged day(s) of the window (%d kept)", len(todo), len(window) - len(todo))
     passed, failures = validate_days(config, storage, todo)
     if failures and not passed and len(failures) == len(window):
-        raise ValidationFailed(f"every day of the window failed validation:\n"
-                               + "\n".join(f["message"] for f in failures))
+        raise ValidationFailed(
+            f"every day of the window failed validation:\n" + "\n".join(f["message"] for f in failures)
+        )
     for failure in failures:  # quarantined: the snapshot leaves these days out and records why
         log.error("window day quarantined: %s", failure["message"])
-    return {"as_of": as_of.isoformat(), "validated_days": len(passed), "already_valid_days": len(window) - len(todo),
-            "quarantined_days": len(failures), "data_docs": data_docs_index(config)}
+    return {
+        "as_of": as_of.isoformat(),
+        "validated_days": len(passed),
+        "already_valid_days": len(window) - len(todo),
+        "quarantined_days": len(failures),
+        "data_docs": data_docs_index(config),
+    }
 
 
 # --------------------------------------------------------------------------- training
@@ -136,12 +159,19 @@ def snapshot(as_of: str | dt.date, params: str | None = None, s3_options: dict |
     return build_snapshot(config, storage, as_date(as_of), s3_options)
 
 
-def train(as_of: str | dt.date, snapshot_result: dict, reason: str = "scheduled", params: str | None = None,
-          s3_options: dict | None = None) -> dict:
+def train(
+    as_of: str | dt.date,
+    snapshot_result: dict,
+    reason: str = "scheduled",
+    params: str | None = None,
+    s3_options: dict | None = None,
+) -> dict:
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config) as threads:
-        return {**train_candidate(config, storage, snapshot_result, as_date(as_of), reason=reason),
-                "threads_per_task": threads}
+        return {
+            **train_candidate(config, storage, snapshot_result, as_date(as_of), reason=reason),
+            "threads_per_task": threads,
+        }
 
 
 def evaluate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
@@ -155,26 +185,47 @@ def gate(version: str, params: str | None = None, s3_options: dict | None = None
     return gate_version(config, storage, version)
 
 
-def register(version: str, reason: str = "passed the evaluation gate", params: str | None = None,
-             s3_options: dict | None = None, actor: str | None = None, run_id: str | None = None) -> dict:
+def register(
+    version: str,
+    reason: str = "passed the evaluation gate",
+    params: str | None = None,
+    s3_options: dict | None = None,
+    actor: str | None = None,
+    run_id: str | None = None,
+) -> dict:
     """Move `registry.promote_to` (champion, or challenger for shadow/canary first) to the
     version if its gate passed; otherwise say why not (and do nothing)."""
     config, storage = open_pipeline(params, s3_options)
     decision = storage.read_json(f"{layout.model_version(config.model_name, version)}/{registry.GATE}")
     current = registry.get_alias(storage, config.model_name)
     if not decision["passed"]:
-        return {"version": version, "promoted": False, "reasons": decision["reasons"],
-                "champion": current["version"] if current else None}
+        return {
+            "version": version,
+            "promoted": False,
+            "reasons": decision["reasons"],
+            "champion": current["version"] if current else None,
+        }
     alias = config.registry.promote_to
     record = registry.promote(storage, config.model_name, version, reason, alias=alias, actor=actor, run_id=run_id)
-    return {"version": version, "promoted": True, "alias": alias,
-            "champion": registry.champion_version(storage, config.model_name),
-            "previous": record["previous_version"]}
+    return {
+        "version": version,
+        "promoted": True,
+        "alias": alias,
+        "champion": registry.champion_version(storage, config.model_name),
+        "previous": record["previous_version"],
+    }
 
 
-def registry_action(action: str, version: str | None = None, reason: str = "", force: bool = False,
-                    params: str | None = None, s3_options: dict | None = None, actor: str | None = None,
-                    run_id: str | None = None) -> dict:
+def registry_action(
+    action: str,
+    version: str | None = None,
+    reason: str = "",
+    force: bool = False,
+    params: str | None = None,
+    s3_options: dict | None = None,
+    actor: str | None = None,
+    run_id: str | None = None,
+) -> dict:
     """promote | rollback | set_challenger | clear_challenger | history | list, as the CLI and
     the model_registry DAG offer them. Every move needs a reason and is recorded."""
     config, storage = open_pipeline(params, s3_options)
@@ -190,8 +241,9 @@ def registry_action(action: str, version: str | None = None, reason: str = "", f
     elif action == "set_challenger":
         if not version:
             raise registry.RegistryError("set_challenger needs a version")
-        record = registry.promote(storage, model, version, reason, alias=registry.CHALLENGER, actor=actor,
-                                  run_id=run_id, force=force)
+        record = registry.promote(
+            storage, model, version, reason, alias=registry.CHALLENGER, actor=actor, run_id=run_id, force=force
+        )
     elif action == "clear_challenger":
         record = registry.move_alias(storage, model, registry.CHALLENGER, None, reason, "clear", actor, run_id)
     elif action == "history":
@@ -199,29 +251,51 @@ def registry_action(action: str, version: str | None = None, reason: str = "", f
     elif action == "resign":  # key rotation (pipeline/model/signing.py)
         return {"model": model, "versions": registry.resign(storage, model)}
     elif action == "list":
-        return {"model": model, "champion": registry.get_alias(storage, model),
-                "challenger": registry.get_alias(storage, model, registry.CHALLENGER),
-                "versions": [{k: m.get(k) for k in ("version", "status", "created_at", "trained_as_of", "reason")}
-                             | {"roc_auc": (m.get("metrics") or {}).get("roc_auc"),
-                                "gate_passed": (m.get("gate") or {}).get("passed")}
-                             for m in registry.list_versions(storage, model)]}
+        return {
+            "model": model,
+            "champion": registry.get_alias(storage, model),
+            "challenger": registry.get_alias(storage, model, registry.CHALLENGER),
+            "versions": [
+                {k: m.get(k) for k in ("version", "status", "created_at", "trained_as_of", "reason")}
+                | {
+                    "roc_auc": (m.get("metrics") or {}).get("roc_auc"),
+                    "gate_passed": (m.get("gate") or {}).get("passed"),
+                }
+                for m in registry.list_versions(storage, model)
+            ],
+        }
     else:
         raise registry.RegistryError(f"unknown registry action {action!r}")
-    return {"action": action, "alias": record.get("alias"), "version": record.get("version"),
-            "previous_version": record.get("previous_version"), "reason": reason,
-            "champion": (registry.get_alias(storage, model) or {}).get("version")}
+    return {
+        "action": action,
+        "alias": record.get("alias"),
+        "version": record.get("version"),
+        "previous_version": record.get("previous_version"),
+        "reason": reason,
+        "champion": (registry.get_alias(storage, model) or {}).get("version"),
+    }
 
 
-def record_approval(version: str, approval: dict | None, params: str | None = None,
-                    s3_options: dict | None = None, run_id: str | None = None) -> dict:
+def record_approval(
+    version: str,
+    approval: dict | None,
+    params: str | None = None,
+    s3_options: dict | None = None,
+    run_id: str | None = None,
+) -> dict:
     """Record a human approval or rejection of a candidate (from the HITL task) in the history."""
     config, storage = open_pipeline(params, s3_options)
     approval = approval or {}
     chosen = (approval.get("chosen_options") or [None])[0]
     by = approval.get("responded_by_user") or approval.get("responded_by") or {}
-    event = {"action": "approval", "version": version, "outcome": "approved" if chosen == "Approve" else "rejected",
-             "actor": by.get("name") if isinstance(by, dict) else str(by),
-             "reason": (approval.get("params_input") or {}).get("reason") or "", "run_id": run_id}
+    event = {
+        "action": "approval",
+        "version": version,
+        "outcome": "approved" if chosen == "Approve" else "rejected",
+        "actor": by.get("name") if isinstance(by, dict) else str(by),
+        "reason": (approval.get("params_input") or {}).get("reason") or "",
+        "run_id": run_id,
+    }
     registry.record_event(storage, config.model_name, event)
     return event
 
@@ -229,15 +303,17 @@ def record_approval(version: str, approval: dict | None, params: str | None = No
 # --------------------------------------------------------------------------- scoring
 
 
-def score(day: str | dt.date, params: str | None = None, s3_options: dict | None = None,
-          version: str | None = None) -> dict:
+def score(
+    day: str | dt.date, params: str | None = None, s3_options: dict | None = None, version: str | None = None
+) -> dict:
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
         return score_day(config, storage, as_date(day), version=version)
 
 
-def plan_scoring(day: str | dt.date, params: str | None = None, s3_options: dict | None = None,
-                 version: str | None = None) -> dict:
+def plan_scoring(
+    day: str | dt.date, params: str | None = None, s3_options: dict | None = None, version: str | None = None
+) -> dict:
     """The day's row-group ranges and pinned model versions (batch_scoring maps one task per range)."""
     from .score import plan_scoring as plan
 
@@ -248,9 +324,14 @@ def plan_scoring(day: str | dt.date, params: str | None = None, s3_options: dict
 def scoring_jobs(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> list[dict]:
     """The plan as one job per range, for an orchestrator to map over."""
     plan = plan_scoring(day, params, s3_options)
-    return [{"plan": plan, "range": rng,
-             "label": f"part {rng['part']}: {rng['file']} row groups {rng['row_groups'][0]}-{rng['row_groups'][1] - 1}"}
-            for rng in plan["ranges"]]
+    return [
+        {
+            "plan": plan,
+            "range": rng,
+            "label": f"part {rng['part']}: {rng['file']} row groups {rng['row_groups'][0]}-{rng['row_groups'][1] - 1}",
+        }
+        for rng in plan["ranges"]
+    ]
 
 
 def score_range(plan: dict, rng: dict, params: str | None = None, s3_options: dict | None = None) -> dict:
@@ -275,8 +356,9 @@ def run_scoring(day: str | dt.date, params: str | None = None, s3_options: dict 
     return {"ingest": staged, "validate": validated, "score": score(day, params, s3_options)}
 
 
-def run_training(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None,
-                 reason: str = "manual") -> dict[str, Any]:
+def run_training(
+    as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None, reason: str = "manual"
+) -> dict[str, Any]:
     """The training pipeline without an orchestrator (CLI and DVC)."""
     out: dict[str, Any] = {"ingest": ingest_window(as_of, params, s3_options)}
     out["validate"] = validate_window(as_of, params, s3_options)
@@ -297,19 +379,31 @@ def contract_show(params: str | None = None, s3_options: dict | None = None, his
 
     config, storage = open_pipeline(params, s3_options)
     if history:
-        return {"dataset": config.dataset.name,
-                "versions": [{**c.summary(), "created_at": c.created_at, "reason": c.reason, "actor": c.actor}
-                             for c in contracts.history(config, storage)]}
+        return {
+            "dataset": config.dataset.name,
+            "versions": [
+                {**c.summary(), "created_at": c.created_at, "reason": c.reason, "actor": c.actor}
+                for c in contracts.history(config, storage)
+            ],
+        }
     current = contracts.current(config, storage)
     if current is None:
-        return {"dataset": config.dataset.name, "contract": None,
-                "hint": "no contract yet: the first ingest resolves one from params and the data"}
+        return {
+            "dataset": config.dataset.name,
+            "contract": None,
+            "hint": "no contract yet: the first ingest resolves one from params and the data",
+        }
     diff = contracts.differences(current.terms, contracts.terms_from_params(config))
     return {"contract": current.to_dict(), "params_differ": diff}
 
 
-def contract_update(reason: str, from_day: str | None = None, params: str | None = None,
-                    s3_options: dict | None = None, actor: str | None = None) -> dict:
+def contract_update(
+    reason: str,
+    from_day: str | None = None,
+    params: str | None = None,
+    s3_options: dict | None = None,
+    actor: str | None = None,
+) -> dict:
     """A new contract version from the params (and, with `from_day`, that day's column types)."""
     from .data import contract as contracts
     from .data.delivery import read_delivery, resolution_sample
@@ -321,24 +415,30 @@ def contract_update(reason: str, from_day: str | None = None, params: str | None
     return contracts.update(config, storage, reason, sample, actor)
 
 
-def quarantine_list(dataset: str | None = None, since: str | None = None, params: str | None = None,
-                    s3_options: dict | None = None) -> list[dict]:
+def quarantine_list(
+    dataset: str | None = None, since: str | None = None, params: str | None = None, s3_options: dict | None = None
+) -> list[dict]:
     from .data.quarantine import list_quarantined
 
     config, storage = open_pipeline(params, s3_options)
     return list_quarantined(storage, dataset, as_date(since) if since else None)
 
 
-def audit_list(since: str | None = None, kind: str | None = None, params: str | None = None,
-               s3_options: dict | None = None) -> list[dict]:
+def audit_list(
+    since: str | None = None, kind: str | None = None, params: str | None = None, s3_options: dict | None = None
+) -> list[dict]:
     from .ops.audit import list_records
 
     config, storage = open_pipeline(params, s3_options)
     return list_records(storage, as_date(since) if since else None, kind)
 
 
-def collect_garbage(older_than_hours: float | None = None, dry_run: bool = False, params: str | None = None,
-                    s3_options: dict | None = None) -> dict:
+def collect_garbage(
+    older_than_hours: float | None = None,
+    dry_run: bool = False,
+    params: str | None = None,
+    s3_options: dict | None = None,
+) -> dict:
     """Remove what killed or failed writers left (staging, temp files, unreferenced objects)."""
     from .ops.maintenance import collect_garbage as run
 
@@ -346,15 +446,17 @@ def collect_garbage(older_than_hours: float | None = None, dry_run: bool = False
     return run(config, storage, older_than_hours, dry_run)
 
 
-def dvc_restore(version: str | None = None, pull: bool = True, params: str | None = None,
-                s3_options: dict | None = None) -> dict:
+def dvc_restore(
+    version: str | None = None, pull: bool = True, params: str | None = None, s3_options: dict | None = None
+) -> dict:
     """Write the .dvc file a model's snapshot was recorded with into the project and `dvc pull` it."""
     from .snapshot import restore_snapshot
 
     config, storage = open_pipeline(params, s3_options)
     version = version or registry.champion_version(storage, config.model_name)
-    return restore_snapshot(config, storage, registry.read_manifest(storage, config.model_name, version),
-                            pull=pull, s3_options=s3_options)
+    return restore_snapshot(
+        config, storage, registry.read_manifest(storage, config.model_name, version), pull=pull, s3_options=s3_options
+    )
 
 
 def gx_init(params: str | None = None, s3_options: dict | None = None) -> dict:
@@ -365,26 +467,40 @@ def gx_init(params: str | None = None, s3_options: dict | None = None) -> dict:
     config, storage = open_pipeline(params, s3_options)
     contract = contracts.require(config, storage)
     write_suite(config, contract)
-    return {"gx_root": config.validation.gx_root, "suite": suite_name(config),
-            "checkpoint": checkpoint_name(config), "contract": contract.summary()}
+    return {
+        "gx_root": config.validation.gx_root,
+        "suite": suite_name(config),
+        "checkpoint": checkpoint_name(config),
+        "contract": contract.summary(),
+    }
 
 
 # --------------------------------------------------------------------------- monitoring
 
 
-def monitor_drift(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None,
-                  run_id: str | None = None) -> dict:
+def monitor_drift(
+    as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None, run_id: str | None = None
+) -> dict:
     """Drift, quality and performance of the scored days before `as_of`, and the retraining
     decision (`retrain`, `reason`)."""
     from .monitoring.monitor import run_monitoring
 
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
-        return run_monitoring(config, storage, as_of_date := as_date(as_of), run_id=run_id) | {"as_of": as_of_date.isoformat()}
+        return run_monitoring(config, storage, as_of_date := as_date(as_of), run_id=run_id) | {
+            "as_of": as_of_date.isoformat()
+        }
 
 
-def simulate(days: list[str | dt.date], scenario: str, column: str | None = None, strength: float | None = None,
-             break_kind: str = "null", params: str | None = None, s3_options: dict | None = None) -> dict:
+def simulate(
+    days: list[str | dt.date],
+    scenario: str,
+    column: str | None = None,
+    strength: float | None = None,
+    break_kind: str = "null",
+    params: str | None = None,
+    s3_options: dict | None = None,
+) -> dict:
     """Publish deliveries with an injected drift scenario for `days` (see monitoring.simulate)."""
     from .monitoring.simulate import simulate_deliveries
 
@@ -400,8 +516,9 @@ def false_alarms(weeks: int, params: str | None = None, s3_options: dict | None 
     return false_alarm_rates(config, storage, weeks, seed)
 
 
-def compare_shadow(since: str | dt.date | None = None, params: str | None = None,
-                   s3_options: dict | None = None) -> dict:
+def compare_shadow(
+    since: str | dt.date | None = None, params: str | None = None, s3_options: dict | None = None
+) -> dict:
     """Champion vs challenger on the shadow-scored days whose labels have arrived."""
     from .model.shadow import compare_shadow as run
 

@@ -37,6 +37,7 @@ A partition without ``_manifest.json`` does not exist as far as readers care.
 Mapped writers stage parts under ``_staging/`` (outside every partition, so globs
 never see them) and publish them as one partition with :meth:`Storage.publish_staged`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -97,6 +98,7 @@ def _wrap_s3(method):
         except (BotoCoreError, ClientError) as exc:
             target = args[0] if args and isinstance(args[0], str) else ""
             raise _s3_failure(method.__name__.strip("_"), self.uri(target), exc) from exc
+
     return wrapper
 
 
@@ -140,7 +142,7 @@ class S3Options:
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
-    rest = uri[len("s3://"):]
+    rest = uri[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise StorageError(f"S3 URI has no bucket: {uri!r}")
@@ -176,7 +178,7 @@ def _exchange(a: Path, b: Path) -> bool:
 
 class LocalBackend:
     def __init__(self, root: str):
-        self.root = Path(root[len("file://"):] if root.startswith("file://") else root).resolve()
+        self.root = Path(root[len("file://") :] if root.startswith("file://") else root).resolve()
 
     def uri(self, key: str) -> str:
         return str(self.root / key) if key else str(self.root)
@@ -240,9 +242,7 @@ class LocalBackend:
             return []
         if base.is_file():
             return [prefix]
-        return sorted(
-            str(p.relative_to(self.root)).replace(os.sep, "/") for p in base.rglob("*") if p.is_file()
-        )
+        return sorted(str(p.relative_to(self.root)).replace(os.sep, "/") for p in base.rglob("*") if p.is_file())
 
     def list_objects(self, prefix: str) -> list[tuple[str, float, int]]:
         """(key, modified epoch seconds, size) of every file under the prefix, dot-files included."""
@@ -359,11 +359,16 @@ class S3Backend:
             endpoint = self.client.meta.endpoint_url
             scheme, _, host = endpoint.partition("://")
             self._arrow_fs = fs.S3FileSystem(
-                access_key=frozen.access_key if frozen else None, secret_key=frozen.secret_key if frozen else None,
-                session_token=frozen.token if frozen else None, region=self.client.meta.region_name,
-                endpoint_override=host, scheme=scheme, connect_timeout=opts.connect_timeout,
+                access_key=frozen.access_key if frozen else None,
+                secret_key=frozen.secret_key if frozen else None,
+                session_token=frozen.token if frozen else None,
+                region=self.client.meta.region_name,
+                endpoint_override=host,
+                scheme=scheme,
+                connect_timeout=opts.connect_timeout,
                 request_timeout=opts.read_timeout,
-                retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=opts.max_attempts))
+                retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=opts.max_attempts),
+            )
         return self._arrow_fs
 
     def uri(self, key: str) -> str:
@@ -427,9 +432,9 @@ class S3Backend:
             Bucket=self.bucket, Prefix=full, Delimiter="/"
         ):
             for cp in page.get("CommonPrefixes", []):
-                names.add(cp["Prefix"][len(full):].rstrip("/"))
+                names.add(cp["Prefix"][len(full) :].rstrip("/"))
             for obj in page.get("Contents", []):
-                names.add(obj["Key"][len(full):])
+                names.add(obj["Key"][len(full) :])
         return sorted(n for n in names if n and not n.startswith("."))
 
     @contextlib.contextmanager
@@ -439,7 +444,7 @@ class S3Backend:
 
     def _delete(self, keys: list[str]) -> None:
         for i in range(0, len(keys), 1000):
-            chunk = [{"Key": self._key(k)} for k in keys[i:i + 1000]]
+            chunk = [{"Key": self._key(k)} for k in keys[i : i + 1000]]
             if chunk:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
 
@@ -460,9 +465,16 @@ class S3Backend:
     # ---- the publish lease
 
     def _lease_body(self, owner: str, lease_seconds: float) -> bytes:
-        return json.dumps({"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
-                           "process_start": _process_start(os.getpid()),
-                           "acquired_at": time.time(), "expires_at": time.time() + lease_seconds}).encode()
+        return json.dumps(
+            {
+                "owner": owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "process_start": _process_start(os.getpid()),
+                "acquired_at": time.time(),
+                "expires_at": time.time() + lease_seconds,
+            }
+        ).encode()
 
     def _acquire_lease(self, key: str, lease_seconds: float, wait_seconds: float) -> "_Lease":
         lease_key = f"{key}/{LEASE}"
@@ -480,14 +492,19 @@ class S3Backend:
                 except PreconditionFailed:
                     pass  # another writer got it first
             if not announced:
-                log.info("waiting for the publish lease of %s (held by %s pid %s)", self.uri(key),
-                         held.get("host"), held.get("pid"))
+                log.info(
+                    "waiting for the publish lease of %s (held by %s pid %s)",
+                    self.uri(key),
+                    held.get("host"),
+                    held.get("pid"),
+                )
                 announced = True
             if time.monotonic() > deadline:
                 raise PublishConflict(
                     f"{self.uri(key)} is being published by {held.get('host')} pid {held.get('pid')} (lease "
                     f"{LEASE} until {_iso(held.get('expires_at'))}); gave up after {wait_seconds:.0f}s. Retry; "
-                    "a writer killed mid-publish frees it when the lease expires")
+                    "a writer killed mid-publish frees it when the lease expires"
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
 
@@ -507,8 +524,9 @@ class S3Backend:
 
     # ---- publishing
 
-    def _publish(self, key: str, manifest: dict, put_files, lease_seconds: float = 120.0,
-                 wait_seconds: float = 600.0) -> None:
+    def _publish(
+        self, key: str, manifest: dict, put_files, lease_seconds: float = 120.0, wait_seconds: float = 600.0
+    ) -> None:
         """Under the partition's lease: put the new files (put_files(token, renew) -> {logical: stored}),
         commit the manifest conditionally, then remove every object the manifest does not list."""
         lease = self._acquire_lease(key, lease_seconds, wait_seconds)
@@ -529,8 +547,9 @@ class S3Backend:
             try:
                 self.write_if(f"{key}/{MANIFEST}", body, manifest_tag)
             except PreconditionFailed as exc:
-                raise PublishConflict(f"{self.uri(key)}: the manifest changed under the lease; this "
-                                      "publish lost and removed its files") from exc
+                raise PublishConflict(
+                    f"{self.uri(key)}: the manifest changed under the lease; this publish lost and removed its files"
+                ) from exc
         except BaseException:
             self._delete(uploaded)  # nothing was committed: leave the previous version as it was
             with contextlib.suppress(Exception):
@@ -542,8 +561,9 @@ class S3Backend:
         self._delete([k for k in self.list_keys(key) if k not in keep and _directly_in(k, key, manifest)])
         self._release_lease(lease)
 
-    def publish_dir(self, staged: Path, key: str, manifest: dict, lease_seconds: float = 120.0,
-                    wait_seconds: float = 600.0) -> None:
+    def publish_dir(
+        self, staged: Path, key: str, manifest: dict, lease_seconds: float = 120.0, wait_seconds: float = 600.0
+    ) -> None:
         def put_files(key, token, uploaded, renew):
             renamed = {}
             for path in sorted(p for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST):
@@ -557,16 +577,24 @@ class S3Backend:
 
         self._publish(key, manifest, put_files, lease_seconds, wait_seconds)
 
-    def publish_objects(self, sources: dict[str, str], key: str, manifest: dict, lease_seconds: float = 120.0,
-                        wait_seconds: float = 600.0) -> None:
+    def publish_objects(
+        self,
+        sources: dict[str, str],
+        key: str,
+        manifest: dict,
+        lease_seconds: float = 120.0,
+        wait_seconds: float = 600.0,
+    ) -> None:
         """Publish objects already in the bucket (mapped writers' parts) by server-side copy."""
+
         def put_files(key, token, uploaded, renew):
             renamed = {}
             for rel, src in sorted(sources.items()):
                 unique = _unique_name(rel, token)
                 uploaded.append(f"{key}/{unique}")
-                self.client.copy({"Bucket": self.bucket, "Key": self._key(src)}, self.bucket,
-                                 self._key(f"{key}/{unique}"))
+                self.client.copy(
+                    {"Bucket": self.bucket, "Key": self._key(src)}, self.bucket, self._key(f"{key}/{unique}")
+                )
                 renamed[rel] = unique
                 renew()
             return renamed
@@ -584,8 +612,21 @@ class S3Backend:
 # --------------------------------------------------------------------------- lease helpers
 
 
-for _name in ("exists", "read_bytes", "write_bytes", "read_versioned", "write_if", "list_keys", "list_children",
-              "_delete", "list_objects", "delete_keys", "publish_dir", "publish_objects", "delete_prefix"):
+for _name in (
+    "exists",
+    "read_bytes",
+    "write_bytes",
+    "read_versioned",
+    "write_if",
+    "list_keys",
+    "list_children",
+    "_delete",
+    "list_objects",
+    "delete_keys",
+    "publish_dir",
+    "publish_objects",
+    "delete_prefix",
+):
     setattr(S3Backend, _name, _wrap_s3(getattr(S3Backend, _name)))
 
 
@@ -605,7 +646,7 @@ def _unique_name(rel: str, token: str) -> str:
 
 def _directly_in(obj: str, key: str, manifest: dict) -> bool:
     """An object of this partition (not of a nested partition under it)."""
-    rel = obj[len(key) + 1:]
+    rel = obj[len(key) + 1 :]
     if "/" not in rel:
         return True
     return any(f.startswith(rel.split("/")[0] + "/") for f in manifest.get("files", []))
@@ -668,8 +709,14 @@ def _iso(epoch: Any) -> str:
 class Storage:
     """Reads and writes by key under one root URI."""
 
-    def __init__(self, root_uri: str, s3_options: S3Options | None = None, row_group_rows: int = 100_000,
-                 lease_seconds: float = 120.0, wait_seconds: float = 600.0):
+    def __init__(
+        self,
+        root_uri: str,
+        s3_options: S3Options | None = None,
+        row_group_rows: int = 100_000,
+        lease_seconds: float = 120.0,
+        wait_seconds: float = 600.0,
+    ):
         self.root_uri = root_uri
         self.row_group_rows = row_group_rows
         self.lease_seconds = lease_seconds
@@ -761,8 +808,9 @@ class Storage:
         try:
             return json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArtefactError(f"{self.uri(key)}: not valid JSON ({exc}); restore it from a backup or "
-                                "rerun the step that wrote it") from exc
+            raise ArtefactError(
+                f"{self.uri(key)}: not valid JSON ({exc}); restore it from a backup or rerun the step that wrote it"
+            ) from exc
 
     def read_json_versioned(self, key: str) -> tuple[Any, str | None]:
         """The JSON value (None if absent) and its version tag, for :meth:`write_json_if`."""
@@ -800,21 +848,28 @@ class Storage:
         key = _check_key(key)
         files = sorted(
             str(p.relative_to(staged)).replace(os.sep, "/")
-            for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST
+            for p in staged.rglob("*")
+            if p.is_file() and p.name != MANIFEST
         )
         if not files:
             raise StorageError(f"refusing to publish an empty partition at {self.uri(key)}")
         manifest = {**(manifest or {}), "files": files, "publish_id": uuid.uuid4().hex}
         try:
-            self.backend.publish_dir(staged, key, manifest, lease_seconds=self.lease_seconds,
-                                     wait_seconds=self.wait_seconds)
+            self.backend.publish_dir(
+                staged, key, manifest, lease_seconds=self.lease_seconds, wait_seconds=self.wait_seconds
+            )
         except OSError as exc:
             _raise_if_full(exc, self.uri(key))
             raise
         return self.read_manifest(key)
 
-    def write_partition(self, key: str, frames: dict[str, "pa.Table"], manifest: dict | None = None,
-                        extra_files: dict[str, bytes] | None = None) -> dict:
+    def write_partition(
+        self,
+        key: str,
+        frames: dict[str, "pa.Table"],
+        manifest: dict | None = None,
+        extra_files: dict[str, bytes] | None = None,
+    ) -> dict:
         """Write tables as Parquet (and optional extra files) and publish them as one partition."""
         with self.staging() as staged:
             rows = 0
@@ -848,18 +903,26 @@ class Storage:
         remove the staging prefix."""
         key = _check_key(key)
         prefix = self.parts_prefix(key, token)
-        present = {k[len(prefix) + 1:] for k in self.list_keys(prefix)}
+        present = {k[len(prefix) + 1 :] for k in self.list_keys(prefix)}
         missing = sorted(set(expected) - present)
         if missing:
-            raise ArtefactMissing(f"{self.uri(prefix)}: staged part(s) {missing[:5]} missing "
-                                  f"({len(missing)} of {len(expected)}); rerun the tasks that write them")
+            raise ArtefactMissing(
+                f"{self.uri(prefix)}: staged part(s) {missing[:5]} missing "
+                f"({len(missing)} of {len(expected)}); rerun the tasks that write them"
+            )
         files = sorted(expected)
-        rows = sum(pq.ParquetFile(self.open_input(f"{prefix}/{f}")).metadata.num_rows
-                   for f in files if f.endswith(".parquet"))
+        rows = sum(
+            pq.ParquetFile(self.open_input(f"{prefix}/{f}")).metadata.num_rows for f in files if f.endswith(".parquet")
+        )
         manifest = {"row_count": rows, **(manifest or {}), "files": files, "publish_id": uuid.uuid4().hex}
         if isinstance(self.backend, S3Backend):
-            self.backend.publish_objects({f: f"{prefix}/{f}" for f in files}, key, manifest,
-                                         lease_seconds=self.lease_seconds, wait_seconds=self.wait_seconds)
+            self.backend.publish_objects(
+                {f: f"{prefix}/{f}" for f in files},
+                key,
+                manifest,
+                lease_seconds=self.lease_seconds,
+                wait_seconds=self.wait_seconds,
+            )
             self.backend.delete_prefix(prefix)
         else:
             staged = self.backend.staged_parts_dir(prefix)
@@ -914,11 +977,14 @@ class Storage:
                 data = self.read_bytes(f"{key}/{name}")
                 tables.append(pq.read_table(io.BytesIO(data)))
             except ArtefactMissing as exc:
-                raise ArtefactError(f"{self.uri(key)}: its manifest lists {name}, which is missing; the partition is "
-                                    "damaged: rerun the step that wrote it") from exc
+                raise ArtefactError(
+                    f"{self.uri(key)}: its manifest lists {name}, which is missing; the partition is "
+                    "damaged: rerun the step that wrote it"
+                ) from exc
             except (pa.ArrowInvalid, OSError) as exc:
-                raise ArtefactError(f"{self.uri(key)}/{name}: not a readable Parquet file ({exc}); rerun the step "
-                                    "that wrote it") from exc
+                raise ArtefactError(
+                    f"{self.uri(key)}/{name}: not a readable Parquet file ({exc}); rerun the step that wrote it"
+                ) from exc
         if not tables:
             raise StorageError(f"partition {self.uri(key)} has no Parquet files")
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -933,8 +999,9 @@ class Storage:
             raise FileNotFoundError(f"{name} not in partition {self.uri(key)}")
         return self.read_bytes(f"{key}/{stored}")
 
-    def copy_partition(self, src: str, dst: str, extra_files: dict[str, bytes] | None = None,
-                       manifest: dict | None = None) -> dict:
+    def copy_partition(
+        self, src: str, dst: str, extra_files: dict[str, bytes] | None = None, manifest: dict | None = None
+    ) -> dict:
         """Publish a copy of partition `src` (plus extra files) at `dst`."""
         src_manifest = self.read_manifest(src)
         with self.staging() as staged:
@@ -953,8 +1020,10 @@ def check_row_count(uri: str, manifest: dict, rows: int) -> None:
     """A manifest that states a row count must agree with its files."""
     expected = manifest.get("row_count")
     if expected is not None and int(expected) != rows:
-        raise ArtefactError(f"{uri}: its files hold {rows} rows but its manifest says {expected}; the partition "
-                            "was changed outside the pipeline: rerun the step that wrote it")
+        raise ArtefactError(
+            f"{uri}: its files hold {rows} rows but its manifest says {expected}; the partition "
+            "was changed outside the pipeline: rerun the step that wrote it"
+        )
 
 
 def _raise_if_full(exc: OSError, uri: str) -> None:
@@ -962,8 +1031,11 @@ def _raise_if_full(exc: OSError, uri: str) -> None:
     import errno
 
     if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-        raise StorageFull(errno.ENOSPC, f"no space left writing {uri}; nothing was published. Free space "
-                                        "or point storage.root elsewhere, then rerun") from exc
+        raise StorageFull(
+            errno.ENOSPC,
+            f"no space left writing {uri}; nothing was published. Free space "
+            "or point storage.root elsewhere, then rerun",
+        ) from exc
 
 
 def open_storage(root_uri: str, s3_options: S3Options | dict | None = None, **settings) -> Storage:

@@ -1,5 +1,6 @@
 """Training: fit the sklearn Pipeline on the snapshot's train split, with cross-validation,
 and store it as a candidate version in the registry."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,8 +33,9 @@ def version_id(as_of: dt.date, snapshot_sha256: str, config: PipelineConfig, cod
     return f"{as_of:%Y%m%d}-{digest[:10]}"
 
 
-def train_candidate(config: PipelineConfig, storage: Storage, snapshot: dict, as_of: dt.date,
-                    reason: str = "scheduled") -> dict:
+def train_candidate(
+    config: PipelineConfig, storage: Storage, snapshot: dict, as_of: dt.date, reason: str = "scheduled"
+) -> dict:
     ds = config.dataset
     frame, snap_meta = read_snapshot(storage, ds.name, snapshot["snapshot_id"])
     schema = Schema.from_dict(snap_meta["schema"])
@@ -67,8 +69,10 @@ def train_candidate(config: PipelineConfig, storage: Storage, snapshot: dict, as
         "pr_auc_std": round(float(np.std(fold_ap)), 6),
     }
     if config.cost:
-        selection = {"method": "minimum expected cost on out-of-fold training predictions",
-                     **choose_threshold(y, oof, config.cost)}
+        selection = {
+            "method": "minimum expected cost on out-of-fold training predictions",
+            **choose_threshold(y, oof, config.cost),
+        }
         threshold = selection["threshold"]
     else:
         threshold = config.scoring.threshold
@@ -81,37 +85,58 @@ def train_candidate(config: PipelineConfig, storage: Storage, snapshot: dict, as
     holdout_X = feature_frame(holdout, schema)
     holdout_y = target_vector(holdout[ds.target.column], ds.target.positive_class)
     rows_per_day = float(train.groupby(DAY_COLUMN).size().median()) if DAY_COLUMN in train else float(len(train))
-    profile, sample = reference.build_profile(config, schema, train, holdout_X, holdout_y,
-                                              model.predict_proba(holdout_X)[:, 1], model, rows_per_day,
-                                              threshold)
-    manifest = registry.save_version(storage, config.model_name, version, model, {
-        "dataset": ds.name,
-        "trained_as_of": as_of.isoformat(),
-        "reason": reason,
-        "data": {
-            "snapshot_id": snap_meta["snapshot_id"],
-            "snapshot_uri": snapshot["uri"],
-            "snapshot_sha256": snap_meta["sha256"],
-            "dvc": snapshot.get("dvc", {}),
-            "window": snap_meta["window"],
-            "train_rows": int(len(train)),
-            "train_days": sorted(set(train[DAY_COLUMN])) if DAY_COLUMN in train else [],
-            "holdout_rows": snap_meta["holdout_rows"],
+    profile, sample = reference.build_profile(
+        config,
+        schema,
+        train,
+        holdout_X,
+        holdout_y,
+        model.predict_proba(holdout_X)[:, 1],
+        model,
+        rows_per_day,
+        threshold,
+    )
+    manifest = registry.save_version(
+        storage,
+        config.model_name,
+        version,
+        model,
+        {
+            "dataset": ds.name,
+            "trained_as_of": as_of.isoformat(),
+            "reason": reason,
+            "data": {
+                "snapshot_id": snap_meta["snapshot_id"],
+                "snapshot_uri": snapshot["uri"],
+                "snapshot_sha256": snap_meta["sha256"],
+                "dvc": snapshot.get("dvc", {}),
+                "window": snap_meta["window"],
+                "train_rows": int(len(train)),
+                "train_days": sorted(set(train[DAY_COLUMN])) if DAY_COLUMN in train else [],
+                "holdout_rows": snap_meta["holdout_rows"],
+            },
+            "schema": schema.to_dict(),
+            "data_contract": snap_meta.get("contract"),
+            "positive_class": ds.target.positive_class,
+            "threshold": threshold,
+            "threshold_selection": selection,
+            "params": config.as_dict(),
+            "params_fingerprint": config.fingerprint(),
+            "code_revision": code_rev,
+            "libraries": library_versions(),
+            "cross_validation": cv,
+            "importance": {
+                "method": "permutation (holdout ROC AUC drop, 5 repeats)",
+                "features": profile["importance"],
+            },
+            "reference_profile": {
+                "profile": reference.PROFILE,
+                "sample": reference.SAMPLE,
+                "exact": profile["exact"],
+                "important_features": profile["important_features"],
+            },
         },
-        "schema": schema.to_dict(),
-        "data_contract": snap_meta.get("contract"),
-        "positive_class": ds.target.positive_class,
-        "threshold": threshold,
-        "threshold_selection": selection,
-        "params": config.as_dict(),
-        "params_fingerprint": config.fingerprint(),
-        "code_revision": code_rev,
-        "libraries": library_versions(),
-        "cross_validation": cv,
-        "importance": {"method": "permutation (holdout ROC AUC drop, 5 repeats)",
-                       "features": profile["importance"]},
-        "reference_profile": {"profile": reference.PROFILE, "sample": reference.SAMPLE,
-                              "exact": profile["exact"], "important_features": profile["important_features"]},
-    }, extra_files={reference.PROFILE: json.dumps(profile, indent=1).encode(), reference.SAMPLE: sample})
+        extra_files={reference.PROFILE: json.dumps(profile, indent=1).encode(), reference.SAMPLE: sample},
+    )
     log.info("stored candidate %s (cv roc_auc %.3f)", version, cv["roc_auc_mean"])
     return {"version": version, "cv": cv, "reused": False, "artifact_sha256": manifest["artifact_sha256"]}

@@ -12,6 +12,7 @@ its verdict and the committed partition stays as it was. :class:`ValidationFaile
 names the failed expectations with shares and limits, and links the failing page of
 the Data Docs. Results keep no values of id, PII or sensitive columns.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -110,15 +111,26 @@ def build_expectations(contract) -> list:
         if col in v["ranges"]:
             lo, hi = v["ranges"][col]
             # An open bound still excludes ±inf: every number column is finite by contract.
-            exps.append(gxe.ExpectColumnValuesToBeBetween(
-                column=col, min_value=-FLOAT_MAX if lo is None else lo, max_value=FLOAT_MAX if hi is None else hi,
-                mostly=contract.mostly(col, "range")))
+            exps.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=col,
+                    min_value=-FLOAT_MAX if lo is None else lo,
+                    max_value=FLOAT_MAX if hi is None else hi,
+                    mostly=contract.mostly(col, "range"),
+                )
+            )
         elif col in schema.numeric:
-            exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=-FLOAT_MAX, max_value=FLOAT_MAX,
-                                                          meta={"contract": "finite numbers"}))
+            exps.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=col, min_value=-FLOAT_MAX, max_value=FLOAT_MAX, meta={"contract": "finite numbers"}
+                )
+            )
         if col in v["categories"]:
-            exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(v["categories"][col]),
-                                                        mostly=contract.mostly(col, "in_set")))
+            exps.append(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column=col, value_set=list(v["categories"][col]), mostly=contract.mostly(col, "in_set")
+                )
+            )
 
     for col in schema.numeric:
         exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
@@ -200,14 +212,23 @@ def ensure_context(config: PipelineConfig, contract):
         suite, changed = None, True
     if changed:
         # The config changed (or first run): replace the suite and what refers to it.
-        for store, item in ((context.checkpoints, checkpoint_name(config)),
-                            (context.validation_definitions, vd_name), (context.suites, name)):
+        for store, item in (
+            (context.checkpoints, checkpoint_name(config)),
+            (context.validation_definitions, vd_name),
+            (context.suites, name),
+        ):
             with contextlib.suppress(DataContextError):
                 store.delete(item)
-        suite = context.suites.add(gx.ExpectationSuite(
-            name=name, expectations=wanted,
-            meta={"data_contract": f"{contract.dataset} v{contract.version}",
-                  "note": "generated from the data contract; change it with `python -m pipeline contract update`"}))
+        suite = context.suites.add(
+            gx.ExpectationSuite(
+                name=name,
+                expectations=wanted,
+                meta={
+                    "data_contract": f"{contract.dataset} v{contract.version}",
+                    "note": "generated from the data contract; change it with `python -m pipeline contract update`",
+                },
+            )
+        )
     try:
         checkpoint = context.checkpoints.get(checkpoint_name(config))
     except DataContextError:
@@ -215,15 +236,18 @@ def ensure_context(config: PipelineConfig, contract):
             definition = context.validation_definitions.get(vd_name)
         except DataContextError:
             definition = context.validation_definitions.add(
-                gx.ValidationDefinition(name=vd_name, data=batch_definition, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=checkpoint_name(config),
-            validation_definitions=[definition],
-            # Data Docs are updated per validation, after the result is scrubbed of
-            # protected values (run_validation), not rebuilt by an action.
-            actions=[],
-            result_format={"result_format": "SUMMARY"},
-        ))
+                gx.ValidationDefinition(name=vd_name, data=batch_definition, suite=suite)
+            )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=checkpoint_name(config),
+                validation_definitions=[definition],
+                # Data Docs are updated per validation, after the result is scrubbed of
+                # protected values (run_validation), not rebuilt by an action.
+                actions=[],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
     return context, checkpoint
 
 
@@ -250,8 +274,15 @@ def _prune_results(root: Path, keep: int = KEEP_GX_RESULTS) -> None:
         path.unlink(missing_ok=True)
 
 
-_SAMPLE_KEYS = ("partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list",
-                "unexpected_list", "unexpected_index_list", "unexpected_index_query", "unexpected_rows")
+_SAMPLE_KEYS = (
+    "partial_unexpected_list",
+    "partial_unexpected_counts",
+    "partial_unexpected_index_list",
+    "unexpected_list",
+    "unexpected_index_list",
+    "unexpected_index_query",
+    "unexpected_rows",
+)
 
 
 def scrub(vr, protected: tuple[str, ...]) -> None:
@@ -274,10 +305,16 @@ def _outcome(vr) -> ValidationOutcome:
             res = r.result or {}
             if res.get("unexpected_count"):
                 conf = r.expectation_config
-                tolerated.append({"expectation": conf.type, "column": conf.kwargs.get("column"),
-                                  "unexpected_count": res["unexpected_count"],
-                                  "unexpected_percent": res.get("unexpected_percent"),
-                                  "element_count": res.get("element_count"), "mostly": conf.kwargs.get("mostly")})
+                tolerated.append(
+                    {
+                        "expectation": conf.type,
+                        "column": conf.kwargs.get("column"),
+                        "unexpected_count": res["unexpected_count"],
+                        "unexpected_percent": res.get("unexpected_percent"),
+                        "element_count": res.get("element_count"),
+                        "mostly": conf.kwargs.get("mostly"),
+                    }
+                )
             continue
         conf = r.expectation_config
         res = r.result or {}
@@ -286,19 +323,22 @@ def _outcome(vr) -> ValidationOutcome:
         limits = None
         if "min_value" in kwargs or "max_value" in kwargs:
             limits = [kwargs.get("min_value"), kwargs.get("max_value")]
-        failed.append({
-            "expectation": conf.type,
-            "column": kwargs.get("column"),
-            "unexpected_count": res.get("unexpected_count"),
-            "unexpected_percent": res.get("unexpected_percent"),
-            "element_count": res.get("element_count"),
-            "mostly": kwargs.get("mostly"),
-            "limits": limits if "unexpected_count" not in res else None,
-            "observed_value": res.get("observed_value") if "unexpected_count" not in res else None,
-            "exception": exc.get("exception_message") if exc.get("raised_exception") else None,
-        })
-    return ValidationOutcome(success=bool(vr.success), failed=failed, evaluated=evaluated,
-                             result=vr.to_json_dict(), tolerated=tolerated)
+        failed.append(
+            {
+                "expectation": conf.type,
+                "column": kwargs.get("column"),
+                "unexpected_count": res.get("unexpected_count"),
+                "unexpected_percent": res.get("unexpected_percent"),
+                "element_count": res.get("element_count"),
+                "mostly": kwargs.get("mostly"),
+                "limits": limits if "unexpected_count" not in res else None,
+                "observed_value": res.get("observed_value") if "unexpected_count" not in res else None,
+                "exception": exc.get("exception_message") if exc.get("raised_exception") else None,
+            }
+        )
+    return ValidationOutcome(
+        success=bool(vr.success), failed=failed, evaluated=evaluated, result=vr.to_json_dict(), tolerated=tolerated
+    )
 
 
 def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFrame]) -> dict[str, ValidationOutcome]:
@@ -311,8 +351,9 @@ def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFr
     with _context_lock(root):
         context, checkpoint = ensure_context(config, contract)
         for run_name, frame in frames.items():
-            result = checkpoint.run(batch_parameters={"dataframe": _for_gx(frame)},
-                                    run_id=RunIdentifier(run_name=run_name))
+            result = checkpoint.run(
+                batch_parameters={"dataframe": _for_gx(frame)}, run_id=RunIdentifier(run_name=run_name)
+            )
             ((key, vr),) = result.run_results.items()
             scrub(vr, contract.protected)
             context.validation_results_store.set(key, vr)
@@ -335,16 +376,11 @@ _VENDORED = {
     "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "popper.min.js",
     "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": "bootstrap-table.min.css",
     "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": "bootstrap-table.min.js",
-    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js":
-        "bootstrap-table-filter-control.min.js",
-    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css":
-        "bootstrap-table-filter-control.min.css",
-    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css":
-        "bootstrap-table-filter-control.min.css",
-    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css":
-        "bootstrap-datepicker.min.css",
-    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js":
-        "bootstrap-datepicker.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js": "bootstrap-table-filter-control.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css": "bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css": "bootstrap-table-filter-control.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css": "bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js": "bootstrap-datepicker.min.js",
 }
 _PROJECT_VENDOR = Path(__file__).resolve().parents[1] / "great_expectations" / "plugins" / "custom_data_docs" / "vendor"
 
@@ -406,8 +442,15 @@ def staged_deliveries(storage: Storage, dataset: str, day: dt.date) -> list[str]
     return sorted(storage.list_children(layout.staging_day(dataset, day)))
 
 
-def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, delivery_id: str,
-           outcome: ValidationOutcome, frame: pd.DataFrame) -> tuple[dict | None, str | None]:
+def _judge(
+    config: PipelineConfig,
+    storage: Storage,
+    contract,
+    day: dt.date,
+    delivery_id: str,
+    outcome: ValidationOutcome,
+    frame: pd.DataFrame,
+) -> tuple[dict | None, str | None]:
     ds = config.dataset
     staged = layout.staging_delivery(ds.name, day, delivery_id)
     raw_key = layout.raw_partition(ds.name, day)
@@ -429,26 +472,42 @@ def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, del
     }
     if outcome.success:
         keep = {k: v for k, v in staged_manifest.items() if k not in ("files", "file_map", "publish_id", "row_count")}
-        published = storage.copy_partition(staged, raw_key, manifest={**keep, "validation": {
-            "expectations_evaluated": outcome.evaluated, "data_docs": docs}})
+        published = storage.copy_partition(
+            staged,
+            raw_key,
+            manifest={**keep, "validation": {"expectations_evaluated": outcome.evaluated, "data_docs": docs}},
+        )
         record["raw_publish_id"] = published["publish_id"]
         storage.write_json(layout.validation_record(ds.name, day), record)
         storage.delete(staged)
         from .ops import metrics
 
         metrics.incr("validations_passed", 1, dataset=ds.name)
-        log.info("%s: delivery %s passed %d expectations on %d rows; published at %s", day, delivery_id,
-                 outcome.evaluated, len(frame), storage.uri(raw_key))
+        log.info(
+            "%s: delivery %s passed %d expectations on %d rows; published at %s",
+            day,
+            delivery_id,
+            outcome.evaluated,
+            len(frame),
+            storage.uri(raw_key),
+        )
         for t in outcome.tolerated:
             log.warning("%s: tolerated %s", day, _describe(t))
-        return {k: record[k] for k in ("day", "delivery_id", "success", "rows", "expectations_evaluated",
-                                       "tolerated")} | {
-            "partition": storage.uri(raw_key), "data_docs": docs}, None
+        return {
+            k: record[k] for k in ("day", "delivery_id", "success", "rows", "expectations_evaluated", "tolerated")
+        } | {"partition": storage.uri(raw_key), "data_docs": docs}, None
     from .data import quarantine
 
-    q_uri = quarantine.from_staging(storage, staged, ds.name, day, delivery_id, stage="validate",
-                                    reasons=[_describe(f) for f in outcome.failed],
-                                    details={"summary": record, "great_expectations": outcome.result})
+    q_uri = quarantine.from_staging(
+        storage,
+        staged,
+        ds.name,
+        day,
+        delivery_id,
+        stage="validate",
+        reasons=[_describe(f) for f in outcome.failed],
+        details={"summary": record, "great_expectations": outcome.result},
+    )
     storage.delete(staged)
     record["quarantine"] = q_uri
     from .ops import metrics
@@ -459,16 +518,19 @@ def _judge(config: PipelineConfig, storage: Storage, contract, day: dt.date, del
     committed = storage.partition_exists(raw_key)
     if not committed:  # nothing good for that day: training and monitoring must see it as quarantined
         storage.write_json(layout.validation_record(ds.name, day), record)
-    message = (f"{ds.name} delivery {delivery_id} for {day} failed {len(outcome.failed)} of {outcome.evaluated} "
-               f"expectations of contract v{contract.version}: {outcome.summary()}. Delivery kept in {q_uri}; "
-               + (f"the committed partition {storage.uri(raw_key)} is unchanged; " if committed else "")
-               + f"failing validation page: {docs}")
+    message = (
+        f"{ds.name} delivery {delivery_id} for {day} failed {len(outcome.failed)} of {outcome.evaluated} "
+        f"expectations of contract v{contract.version}: {outcome.summary()}. Delivery kept in {q_uri}; "
+        + (f"the committed partition {storage.uri(raw_key)} is unchanged; " if committed else "")
+        + f"failing validation page: {docs}"
+    )
     log.error(message)
     return None, {"message": message, "links": {"failing validation page": docs, "quarantine": q_uri}}
 
 
-def validate_days(config: PipelineConfig, storage: Storage, days: list[dt.date],
-                  deliveries: dict[dt.date, str] | None = None) -> tuple[list[dict], list[str]]:
+def validate_days(
+    config: PipelineConfig, storage: Storage, days: list[dt.date], deliveries: dict[dt.date, str] | None = None
+) -> tuple[list[dict], list[str]]:
     """Audit the staged delivery of each day (the given one, or the latest) and publish it or
     quarantine it. Returns (records of published days, messages of failed days)."""
     from .data import contract as contracts
@@ -481,9 +543,11 @@ def validate_days(config: PipelineConfig, storage: Storage, days: list[dt.date],
         if delivery_id is None:
             staged = staged_deliveries(storage, ds.name, day)
             if not staged:
-                raise ValidationFailed(f"{day}: no staged delivery to validate under "
-                                       f"{storage.uri(layout.staging_day(ds.name, day))} (run ingestion first: "
-                                       f"python -m pipeline ingest --date {day})")
+                raise ValidationFailed(
+                    f"{day}: no staged delivery to validate under "
+                    f"{storage.uri(layout.staging_day(ds.name, day))} (run ingestion first: "
+                    f"python -m pipeline ingest --date {day})"
+                )
             delivery_id = staged[-1]
             for older in staged[:-1]:  # superseded by a later delivery of the same day
                 storage.delete(layout.staging_delivery(ds.name, day, older))
@@ -522,13 +586,14 @@ def require_validated(config: PipelineConfig, storage: Storage, day: dt.date) ->
     try:
         manifest = storage.read_manifest(raw_key)
     except PartitionNotFound as exc:
-        raise PartitionNotFound(f"{exc}: day {day} was not ingested and validated; run "
-                                f"`python -m pipeline run-scoring --date {day}` (ingest, validate, score)") from exc
+        raise PartitionNotFound(
+            f"{exc}: day {day} was not ingested and validated; run "
+            f"`python -m pipeline run-scoring --date {day}` (ingest, validate, score)"
+        ) from exc
     try:
         record = storage.read_json(layout.validation_record(ds.name, day))
     except FileNotFoundError as exc:
         raise ValidationFailed(f"{day}: raw partition was never validated") from exc
     if not record.get("success") or record.get("raw_publish_id") != manifest["publish_id"]:
-        raise ValidationFailed(f"{day}: raw partition changed since it was validated, or failed; "
-                               "validate it again")
+        raise ValidationFailed(f"{day}: raw partition changed since it was validated, or failed; validate it again")
     return manifest

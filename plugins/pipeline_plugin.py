@@ -1,5 +1,6 @@
 """The project's Airflow plugin: extra links from task instances to what they produced, and the
 small app on the API server that serves local artefacts behind those links."""
+
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin

@@ -3,14 +3,17 @@
 Shared by `make demo`, the end-to-end tests and anyone calling the DAGs by hand:
 `eval "$(python scripts/airflow_env.py)"` prints the exports.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NOISY_LIBRARIES = ("great_expectations=WARNING botocore=WARNING boto3=WARNING s3transfer=WARNING dvc=WARNING "
-                   "matplotlib=WARNING urllib3=WARNING numexpr=WARNING")
+NOISY_LIBRARIES = (
+    "great_expectations=WARNING botocore=WARNING boto3=WARNING s3transfer=WARNING dvc=WARNING "
+    "matplotlib=WARNING urllib3=WARNING numexpr=WARNING"
+)
 
 
 def airflow_env(home: str | os.PathLike | None = None) -> dict[str, str]:

@@ -3,6 +3,7 @@ no trailing whitespace; no tracked file is over 1 MB (data goes to DVC or storag
 
     python scripts/check_files.py [FILE ...]     # default: every file git tracks
 """
+
 from __future__ import annotations
 
 import subprocess

@@ -5,6 +5,7 @@ for each of `demo.score_days` (params.yaml), with `dag.test()` on a local SQLite
 metadata DB, and prints where the predictions, models and reports are. Airflow's and the
 tasks' own log lines go to `.airflow/demo.log` (`-v` prints them too).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,6 +46,7 @@ def logs_to(path: Path):
             os.close(saved[0])
             os.close(saved[1])
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import airflow_env  # noqa: E402
 
@@ -72,8 +74,10 @@ def run_dag(bag, dag_id: str, day: dt.date):
     if set(ran) != set(bag.dags[dag_id].task_ids):
         # Airflow marks a run with no task instances (e.g. before start_date) as success.
         raise SystemExit(f"{dag_id} for {day}: tasks did not run: {set(bag.dags[dag_id].task_ids) - set(ran)}")
-    say(f"    {dag_id} {day}: {state} in {time.monotonic() - started:.0f}s "
-        f"({', '.join(f'{t} {s}' for t, s in ran.items() if s != 'success') or 'every task succeeded'})")
+    say(
+        f"    {dag_id} {day}: {state} in {time.monotonic() - started:.0f}s "
+        f"({', '.join(f'{t} {s}' for t, s in ran.items() if s != 'success') or 'every task succeeded'})"
+    )
     if state != "success":
         raise SystemExit(f"{dag_id} for {day} ended {state}; the task logs are in {LOG}")
 
@@ -114,21 +118,27 @@ def main() -> int:
     for day in config.demo.score_days:
         m = storage.read_manifest(layout.predictions_partition(config.model_name, day))
         say(f"                  dt={day}: {m['row_count']} rows, model {m['model_version']}")
-    say(f"    champion      {version}  (roc_auc {metrics.get('roc_auc', float('nan')):.3f}, "
-        f"pr_auc {metrics.get('pr_auc', float('nan')):.3f})")
+    say(
+        f"    champion      {version}  (roc_auc {metrics.get('roc_auc', float('nan')):.3f}, "
+        f"pr_auc {metrics.get('pr_auc', float('nan')):.3f})"
+    )
     say(f"    model files   {storage.uri(vkey)}/ (model.joblib, manifest.json, gate.json)")
     say(f"    evaluation    {storage.uri(vkey + '/evaluation.html')}")
     say(f"    data docs     {data_docs_index(config)}")
     say(f"    raw batches   {storage.uri(f'raw/{config.dataset.name}')}/")
     say(f"    contract      {storage.uri(f'contracts/{config.dataset.name}')}/  (python -m pipeline contract show)")
     say(f"    audit trail   {storage.uri('audit')}/  (python -m pipeline audit list)")
-    say(f"    DVC snapshot  md5 {manifest['data']['dvc'].get('md5', '-')} pushed to "
-        f"{manifest['data']['dvc'].get('remote', '-')}  (python -m pipeline dvc-restore {version})")
+    say(
+        f"    DVC snapshot  md5 {manifest['data']['dvc'].get('md5', '-')} pushed to "
+        f"{manifest['data']['dvc'].get('remote', '-')}  (python -m pipeline dvc-restore {version})"
+    )
     say(f"    task logs     {LOG}")
     glob = f"{storage.uri(f'predictions/{config.model_name}')}/*/*.parquet"
     say("    try:")
-    say(f"      .venv/bin/python -c \"import duckdb; duckdb.sql(\\\"select model_version, count(*) as n, "
-        f"avg(score) as mean_score from '{glob}' group by 1\\\").show()\"")
+    say(
+        f'      .venv/bin/python -c "import duckdb; duckdb.sql(\\"select model_version, count(*) as n, '
+        f"avg(score) as mean_score from '{glob}' group by 1\\\").show()\""
+    )
     say("      make airflow-ui   # the same runs in the Airflow UI (http://127.0.0.1:8080)")
     return 0
 

@@ -8,6 +8,7 @@
 4. If the policy decided to retrain, runs the training_pipeline run that drift_monitoring
    triggered (its conf carries `as_of` and the reason) and shows the new version's manifest.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -53,7 +54,8 @@ def main() -> int:
 
     champion = registry.get_alias(storage, model)
     has_profile = champion and storage.exists(
-        f"{layout.model_version(model, champion['version'])}/reference_profile.json")
+        f"{layout.model_version(model, champion['version'])}/reference_profile.json"
+    )
     if not has_profile:
         _step(f"No champion with a reference profile yet: training_pipeline as of {config.demo.train_as_of}")
         run_dag(bag, "training_pipeline", config.demo.train_as_of)
@@ -61,18 +63,25 @@ def main() -> int:
 
     _step(f"Deliveries with injected {config.demo.drift_scenario} for {days[0]} .. {days[-1]}")
     sim = steps.simulate([d.isoformat() for d in days], config.demo.drift_scenario)
-    print(f"    column {sim['column']}, strength {sim['strength']}, "
-          f"{sum(d['rows'] for d in sim['days'])} rows over {len(days)} days", flush=True)
+    print(
+        f"    column {sim['column']}, strength {sim['strength']}, "
+        f"{sum(d['rows'] for d in sim['days'])} rows over {len(days)} days",
+        flush=True,
+    )
     for i, day in enumerate(days, 1):
         started = time.monotonic()
         try:
             steps.validate(day)
             scored = steps.score(day)
-            print(f"    [{i}/{len(days)}] {day}: validated, {scored['rows']} rows scored by {scored['model_version']} "
-                  f"in {time.monotonic() - started:.1f}s", flush=True)
+            print(
+                f"    [{i}/{len(days)}] {day}: validated, {scored['rows']} rows scored by {scored['model_version']} "
+                f"in {time.monotonic() - started:.1f}s",
+                flush=True,
+            )
         except Exception as exc:  # a quarantined delivery is part of some scenarios; the monitor reports it
-            print(f"    [{i}/{len(days)}] {day}: not scored: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                  flush=True)
+            print(
+                f"    [{i}/{len(days)}] {day}: not scored: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True
+            )
 
     _step(f"drift_monitoring as of {as_of} (champion {champion})")
     run_dag(bag, "drift_monitoring", as_of)
@@ -102,13 +111,17 @@ def main() -> int:
     print(f"    statistics     {decision['statistics']}/part-00000.parquet")
     print(f"    decision       {storage.uri(layout.monitoring_decision(model, as_of))}")
     if new_version:
-        print(f"    new version    {new_version['version']} (status {new_version['status']}); its manifest's "
-              f"reason: {new_version['reason']!r}")
+        print(
+            f"    new version    {new_version['version']} (status {new_version['status']}); its manifest's "
+            f"reason: {new_version['reason']!r}"
+        )
         print(f"    manifest       {storage.uri(layout.model_version(model, new_version['version']))}/manifest.json")
     print(f"    champion now   {registry.champion_version(storage, model)}")
-    query = (f"select feature, statistic, value, noise_p95, calibrated_pvalue, calibrated_flag "
-             f"from '{decision['statistics']}/*.parquet' where is_primary order by calibrated_pvalue limit 5")
-    print(f"    try:  {Path(sys.executable).parent}/python -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"")
+    query = (
+        f"select feature, statistic, value, noise_p95, calibrated_pvalue, calibrated_flag "
+        f"from '{decision['statistics']}/*.parquet' where is_primary order by calibrated_pvalue limit 5"
+    )
+    print(f'    try:  {Path(sys.executable).parent}/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
     return 0
 
 

@@ -10,6 +10,7 @@ and the DVC remote on an S3 endpoint. The same settings as docker-compose.yaml
 tests/test_stack.py starts its own instance with :func:`start` (own database, own broker DB,
 own queue) and stops it with :func:`stop`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,14 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 STATE = ROOT / ".stack" / "state.json"
 # Credentials reach the pipeline only through the Airflow connection: none of these in the env.
-AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-            "AWS_PROFILE", "AWS_DEFAULT_REGION")
+AWS_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+)
 
 
 def storage_uri() -> str:
@@ -116,8 +123,9 @@ def claim_broker_db(redis_db: int, owner: str) -> None:
             f"Redis DB {redis_db} at {REDIS_HOST}:{REDIS_PORT} holds {size} key(s) (e.g. {sample})"
             + (f" of another stack ({marker.decode(errors='replace')})" if marker else "")
             + "; the stack needs a broker DB of its own: stop that stack (`make stack-down`), pick another "
-              "index (redis_db in deploy/stack.yaml), or empty it (`redis-cli -n "
-            + f"{redis_db} flushdb`) if nothing else uses it")
+            "index (redis_db in deploy/stack.yaml), or empty it (`redis-cli -n "
+            + f"{redis_db} flushdb`) if nothing else uses it"
+        )
     if not client.set(OWNER_KEY, owner, nx=True):  # another start claimed it a moment ago
         raise RuntimeError(f"Redis DB {redis_db} was just claimed by {client.get(OWNER_KEY)!r}; pick another index")
 
@@ -173,108 +181,165 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in AWS_VARS and not k.startswith("AIRFLOW")}
         env.update(airflow_env.airflow_env(self.home))
         bin_dir = str(Path(sys.executable).parent)
-        env.update({
-            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-            "PIPELINE_PARAMS": self.params,
-            "PIPELINE_STORAGE_URI": storage_uri(),
-            "PIPELINE_DVC_REMOTE_URL": dvc_remote_uri(),
-            "AIRFLOW__CORE__EXECUTOR": SETTINGS["executor"],
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url(self.db),
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": postgres_url(self.db, "db+postgresql+psycopg2"),
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.concurrency),
-            # A task still running after this is redelivered by Redis: longer than any task here.
-            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(SETTINGS["visibility_timeout_seconds"]),
-            # A lost worker's tasks are failed and retried elsewhere after this (deploy/stack.yaml).
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(SETTINGS["task_heartbeat_timeout_seconds"]),
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL":
-                str(SETTINGS["heartbeat_check_interval_seconds"]),
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
-            "AIRFLOW__CORE__AUTH_MANAGER":
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{SETTINGS['admin_user']}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(Path(self.home) / "passwords.json"),
-            "AIRFLOW__API_AUTH__JWT_SECRET": (Path(self.home) / "jwt_secret").read_text().strip(),
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__BASE_URL": self.api,
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.use_schedule),
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-            # DAG files change only on deploy: re-parse every 5 minutes, not every 30 s (CPU for tasks).
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
-            "AIRFLOW__CORE__PARALLELISM": str(self.workers * self.concurrency),
-            "AIRFLOW__LOGGING__TRIGGERER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        })
+        env.update(
+            {
+                "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+                "PIPELINE_PARAMS": self.params,
+                "PIPELINE_STORAGE_URI": storage_uri(),
+                "PIPELINE_DVC_REMOTE_URL": dvc_remote_uri(),
+                "AIRFLOW__CORE__EXECUTOR": SETTINGS["executor"],
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url(self.db),
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}",
+                "AIRFLOW__CELERY__RESULT_BACKEND": postgres_url(self.db, "db+postgresql+psycopg2"),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.concurrency),
+                # A task still running after this is redelivered by Redis: longer than any task here.
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(
+                    SETTINGS["visibility_timeout_seconds"]
+                ),
+                # A lost worker's tasks are failed and retried elsewhere after this (deploy/stack.yaml).
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(SETTINGS["task_heartbeat_timeout_seconds"]),
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": str(
+                    SETTINGS["heartbeat_check_interval_seconds"]
+                ),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
+                "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{SETTINGS['admin_user']}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(Path(self.home) / "passwords.json"),
+                "AIRFLOW__API_AUTH__JWT_SECRET": (Path(self.home) / "jwt_secret").read_text().strip(),
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__BASE_URL": self.api,
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.use_schedule),
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+                # DAG files change only on deploy: re-parse every 5 minutes, not every 30 s (CPU for tasks).
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
+                "AIRFLOW__CORE__PARALLELISM": str(self.workers * self.concurrency),
+                "AIRFLOW__LOGGING__TRIGGERER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            }
+        )
         env.update(extra)
         return env
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=self.env(),
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), *args], env=self.env(), capture_output=True, text=True
+        )
         if check and done.returncode:
-            raise RuntimeError(f"`airflow {' '.join(args[:2])}` failed ({done.returncode}):\n"
-                               f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"`airflow {' '.join(args[:2])}` failed ({done.returncode}):\n"
+                f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+            )
         return done
 
     def spawn(self, name: str, *args: str, **extra_env: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), *args], env=self.env(**extra_env),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=str(ROOT), start_new_session=True)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), *args],
+            env=self.env(**extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(ROOT),
+            start_new_session=True,
+        )
         self.pids[name] = proc.pid
 
     # ---- REST API
 
     def token(self) -> str:
         body = json.dumps({"username": SETTINGS["admin_user"], "password": self.password}).encode()
-        req = urllib.request.Request(f"{self.api}/auth/token", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.api}/auth/token", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())["access_token"]
 
     def call(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
-        req = urllib.request.Request(f"{self.api}/api/v2{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {token or self.token()}"})
+        req = urllib.request.Request(
+            f"{self.api}/api/v2{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token or self.token()}"},
+        )
         with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read() or b"{}")
 
 
-def start(home: Path, params: Path, s3_endpoint: str, db: str, redis_db: int, queue: str | None = None,
-          api_port: int | None = None, workers: int | None = None, concurrency: int | None = None,
-          use_schedule: bool = True, s3_credentials: tuple[str, str] = ("minioadmin", "minioadmin"),
-          timeout: float = 300) -> Stack:
+def start(
+    home: Path,
+    params: Path,
+    s3_endpoint: str,
+    db: str,
+    redis_db: int,
+    queue: str | None = None,
+    api_port: int | None = None,
+    workers: int | None = None,
+    concurrency: int | None = None,
+    use_schedule: bool = True,
+    s3_credentials: tuple[str, str] = ("minioadmin", "minioadmin"),
+    timeout: float = 300,
+) -> Stack:
     """Create the database, migrate it, add the S3 connection, start every component and wait
     until the API answers and every worker has registered with the broker."""
     home.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(12)
     (home / "passwords.json").write_text(json.dumps({SETTINGS["admin_user"]: password}))
     (home / "jwt_secret").write_text(secrets.token_urlsafe(32))
-    stack = Stack(home=str(home), params=str(params), s3_endpoint=s3_endpoint, db=db, redis_db=redis_db,
-                  queue=queue or f"pipeline-{secrets.token_hex(4)}", api_port=api_port or free_port(),
-                  password=password, workers=workers or SETTINGS["workers"],
-                  concurrency=concurrency or SETTINGS["worker_concurrency"], use_schedule=use_schedule)
+    stack = Stack(
+        home=str(home),
+        params=str(params),
+        s3_endpoint=s3_endpoint,
+        db=db,
+        redis_db=redis_db,
+        queue=queue or f"pipeline-{secrets.token_hex(4)}",
+        api_port=api_port or free_port(),
+        password=password,
+        workers=workers or SETTINGS["workers"],
+        concurrency=concurrency or SETTINGS["worker_concurrency"],
+        use_schedule=use_schedule,
+    )
     claim_broker_db(redis_db, owner=f"{stack.home} db={db}")
     create_database(db)
     try:
         stack.airflow("db", "migrate")
         login, secret = s3_credentials
-        stack.airflow("connections", "add", SETTINGS["aws_conn_id"], "--conn-json", json.dumps({
-            "conn_type": "aws", "login": login, "password": secret,
-            "extra": {"endpoint_url": s3_endpoint, "region_name": SETTINGS["region"]}}))
+        stack.airflow(
+            "connections",
+            "add",
+            SETTINGS["aws_conn_id"],
+            "--conn-json",
+            json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": login,
+                    "password": secret,
+                    "extra": {"endpoint_url": s3_endpoint, "region_name": SETTINGS["region"]},
+                }
+            ),
+        )
         stack.spawn("api-server", "api-server", "--port", str(stack.api_port))
         stack.spawn("scheduler", "scheduler")
         stack.spawn("dag-processor", "dag-processor")
         stack.spawn("triggerer", "triggerer")
         for i in range(1, stack.workers + 1):
-            stack.spawn(f"worker{i}", "celery", "worker", "--celery-hostname", f"worker{i}@%h", "--queues",
-                        stack.queue, "--concurrency", str(stack.concurrency), "--without-mingle", "--without-gossip",
-                        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()))
+            stack.spawn(
+                f"worker{i}",
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"worker{i}@%h",
+                "--queues",
+                stack.queue,
+                "--concurrency",
+                str(stack.concurrency),
+                "--without-mingle",
+                "--without-gossip",
+                AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+            )
         wait_ready(stack, timeout)
     except BaseException:
         stop(stack)  # a failed start leaves no processes and no database behind
@@ -300,8 +365,9 @@ def wait_ready(stack: Stack, timeout: float) -> None:
             if "ready." in (stack.logs / f"{name}.log").read_text(errors="replace"):
                 pending.discard(name)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"stack not ready after {timeout:.0f}s: waiting for {sorted(pending)} "
-                               f"(logs in {stack.logs})")
+            raise TimeoutError(
+                f"stack not ready after {timeout:.0f}s: waiting for {sorted(pending)} (logs in {stack.logs})"
+            )
         time.sleep(1)
 
 
@@ -350,8 +416,12 @@ def stop(stack: Stack, drop: bool = True) -> None:
 def _start_s3(port: int, state_dir: Path) -> tuple[str, int]:
     endpoint = f"http://127.0.0.1:{port}"
     log = open(state_dir / "s3.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     for _ in range(60):
         try:
             urllib.request.urlopen(endpoint, timeout=2)
@@ -362,8 +432,13 @@ def _start_s3(port: int, state_dir: Path) -> tuple[str, int]:
             time.sleep(0.5)
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="minioadmin", aws_secret_access_key="minioadmin",
-                 region_name=SETTINGS["region"]).create_bucket(Bucket=SETTINGS["bucket"])
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="minioadmin",
+        aws_secret_access_key="minioadmin",
+        region_name=SETTINGS["region"],
+    ).create_bucket(Bucket=SETTINGS["bucket"])
     return endpoint, proc.pid
 
 
@@ -381,20 +456,30 @@ def up(args: argparse.Namespace) -> int:
     endpoint = args.s3_endpoint
     if not endpoint:
         endpoint, s3_pid = _start_s3(args.s3_port, state_dir)
-    print(f"starting Airflow ({SETTINGS['executor']}, {SETTINGS['workers']} workers) on PostgreSQL db "
-          f"{SETTINGS['postgres_db']} and Redis db {SETTINGS['redis_db']}; S3 at {endpoint} ...", flush=True)
-    stack = start(state_dir / "airflow", Path(os.environ.get("PIPELINE_PARAMS", ROOT / "params.yaml")), endpoint,
-                  SETTINGS["postgres_db"], SETTINGS["redis_db"], queue="default", api_port=SETTINGS["api_port"])
+    print(
+        f"starting Airflow ({SETTINGS['executor']}, {SETTINGS['workers']} workers) on PostgreSQL db "
+        f"{SETTINGS['postgres_db']} and Redis db {SETTINGS['redis_db']}; S3 at {endpoint} ...",
+        flush=True,
+    )
+    stack = start(
+        state_dir / "airflow",
+        Path(os.environ.get("PIPELINE_PARAMS", ROOT / "params.yaml")),
+        endpoint,
+        SETTINGS["postgres_db"],
+        SETTINGS["redis_db"],
+        queue="default",
+        api_port=SETTINGS["api_port"],
+    )
     if s3_pid:
         stack.pids["s3"] = s3_pid
     STATE.write_text(json.dumps(asdict(stack), indent=2))
     print(f"""
-Airflow UI / REST API  {stack.api}   user {SETTINGS['admin_user']}  password {stack.password}
-S3 endpoint            {endpoint}   bucket {SETTINGS['bucket']} (storage {storage_uri()}, DVC {dvc_remote_uri()})
-                       credentials only in the Airflow connection '{SETTINGS['aws_conn_id']}'
+Airflow UI / REST API  {stack.api}   user {SETTINGS["admin_user"]}  password {stack.password}
+S3 endpoint            {endpoint}   bucket {SETTINGS["bucket"]} (storage {storage_uri()}, DVC {dvc_remote_uri()})
+                       credentials only in the Airflow connection '{SETTINGS["aws_conn_id"]}'
 metadata DB            {postgres_url(stack.db)}
 broker                 redis://{REDIS_HOST}:{REDIS_PORT}/{stack.redis_db}
-components             {', '.join(n for n in stack.pids if n != 's3')}
+components             {", ".join(n for n in stack.pids if n != "s3")}
 logs                   {stack.logs}/*.log, task logs in {stack.home}/logs
 DAGs are paused: unpause and trigger them in the UI, e.g. training_pipeline, then batch_scoring.
 Stop with: make stack-down""")

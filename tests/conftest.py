@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated Airflow home, a real S3 endpoint on loopback, and
 params files derived from the project's own, pointing every output at tmp dirs."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,13 @@ import airflow_env  # noqa: E402
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="pytest-airflow-"))
 airflow_env.apply(home=_AIRFLOW_HOME)
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
-for _var in ("PIPELINE_STORAGE_URI", "AWS_ENDPOINT_URL", "AWS_PROFILE", "PIPELINE_SIGNING_KEYS_PREVIOUS",
-             "PIPELINE_SIGNING_KEY_FILE"):
+for _var in (
+    "PIPELINE_STORAGE_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "PIPELINE_SIGNING_KEYS_PREVIOUS",
+    "PIPELINE_SIGNING_KEY_FILE",
+):
     os.environ.pop(_var, None)
 # The model signing key of this test session (every process the tests start inherits it).
 os.environ["PIPELINE_SIGNING_KEY"] = __import__("secrets").token_hex(32)
@@ -33,8 +39,13 @@ os.environ["PIPELINE_SIGNING_KEY"] = __import__("secrets").token_hex(32)
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated metadata DB (dag.test() needs one)."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
     return _AIRFLOW_HOME
 
 
@@ -80,8 +91,7 @@ def s3_env(s3_server, monkeypatch):
     return {"endpoint": s3_server, "bucket": bucket, "client": client}
 
 
-def write_params(tmp_path: Path, base: Path | dict = ROOT / "params.yaml", with_dvc: bool = False,
-                 **overrides) -> Path:
+def write_params(tmp_path: Path, base: Path | dict = ROOT / "params.yaml", with_dvc: bool = False, **overrides) -> Path:
     """A params file in tmp_path: the base params with every output in tmp_path.
 
     `overrides` are merged per top-level section (e.g. training={"window_days": 20}).
@@ -104,8 +114,11 @@ def write_params(tmp_path: Path, base: Path | dict = ROOT / "params.yaml", with_
     elif not (dvc_repo / ".dvc").exists():
         dvc_repo.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=dvc_repo, check=True)
-        subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-q", "-d", "local",
-                        str(tmp_path / "dvc_remote")], cwd=dvc_repo, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "dvc", "remote", "add", "-q", "-d", "local", str(tmp_path / "dvc_remote")],
+            cwd=dvc_repo,
+            check=True,
+        )
     if with_dvc:
         params["dvc"] = {**params.get("dvc", {}), "enabled": True, "repo_dir": str(dvc_repo)}
     for section, values in overrides.items():
@@ -121,8 +134,11 @@ def write_params(tmp_path: Path, base: Path | dict = ROOT / "params.yaml", with_
 @pytest.fixture
 def small_params(tmp_path, monkeypatch) -> Path:
     """The demo dataset with a shorter training window, so end-to-end runs stay quick."""
-    path = write_params(tmp_path, with_dvc=True, training={"window_days": 20, "holdout_days": 5, "cv_folds": 3,
-                                            "estimator_params": {"max_iter": 60}},
-                        demo={"train_as_of": "2025-03-01", "score_days": ["2025-03-02", "2025-03-03"]})
+    path = write_params(
+        tmp_path,
+        with_dvc=True,
+        training={"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 60}},
+        demo={"train_as_of": "2025-03-01", "score_days": ["2025-03-02", "2025-03-03"]},
+    )
     monkeypatch.setenv("PIPELINE_PARAMS", str(path))
     return path

@@ -1,4 +1,5 @@
 """Running DAGs with dag.test() and reading what they wrote."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,7 +21,9 @@ def run_dag(dagbag, dag_id: str, day: str | dt.date) -> str:
     dag.deadline = None
     run = dag.test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
     states = task_states(dagbag, dag_id)
-    assert set(states) == set(dag.task_ids), f"{dag_id} {day}: tasks that did not run: {set(dag.task_ids) - set(states)}"
+    assert set(states) == set(dag.task_ids), (
+        f"{dag_id} {day}: tasks that did not run: {set(dag.task_ids) - set(states)}"
+    )
     return str(getattr(run.state, "value", run.state))
 
 
@@ -29,15 +32,16 @@ def task_states(dagbag, dag_id: str) -> dict[str, str]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        run = (session.query(DagRun).filter(DagRun.dag_id == dag_id)
-               .order_by(DagRun.id.desc()).first())
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id,
-                                                 TaskInstance.run_id == run.run_id).all()
+        run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id).all()
         return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in tis}
 
 
 def read_parquet_objects(storage, prefix: str) -> pd.DataFrame:
     """Every Parquet file under a prefix, as an analyst's glob would see them."""
-    frames = [pq.read_table(io.BytesIO(storage.read_bytes(k))).to_pandas()
-              for k in storage.list_keys(prefix) if k.endswith(".parquet")]
+    frames = [
+        pq.read_table(io.BytesIO(storage.read_bytes(k))).to_pandas()
+        for k in storage.list_keys(prefix)
+        if k.endswith(".parquet")
+    ]
     return pd.concat(frames, ignore_index=True)

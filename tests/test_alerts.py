@@ -4,6 +4,7 @@ A bad delivery fails `validate` in batch_scoring; on-call gets one email and one
 failed, why, where to look and what to do. Five failures with the same cause send one alert;
 the next success sends one "resolved". Every alert is in the audit trail.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,10 +84,12 @@ def world(tmp_path_factory, endpoints):
             raw[days == day].to_csv(landing / f"dt={day}" / "delivery.csv", index=False)
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     base["dataset"]["source"] = {"uri": str(landing / "dt={date}" / "*.csv"), "format": "csv"}
-    params = write_params(tmp, base, training={"window_days": 20, "holdout_days": 5, "cv_folds": 3,
-                                               "estimator_params": {"max_iter": 40}},
-                          alerts={"email_to": ["oncall@example.com"], "email_from": "pipeline@example.com",
-                                  "dedupe_minutes": 60})
+    params = write_params(
+        tmp,
+        base,
+        training={"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
+        alerts={"email_to": ["oncall@example.com"], "email_from": "pipeline@example.com", "dedupe_minutes": 60},
+    )
     steps.run_training("2025-03-01", str(params))
     return {"tmp": tmp, "params": params, "landing": landing, "good": raw[days == BAD_DAY]}
 
@@ -94,12 +97,29 @@ def world(tmp_path_factory, endpoints):
 @pytest.fixture
 def channels(monkeypatch, endpoints, world):
     monkeypatch.setenv("PIPELINE_PARAMS", str(world["params"]))
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": endpoints["smtp_port"],
-        "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 10, "retry_limit": 1}}))
-    monkeypatch.setenv("AIRFLOW_CONN_ALERTS_WEBHOOK", json.dumps({
-        "conn_type": "http", "host": "127.0.0.1", "port": endpoints["http_port"], "schema": "http",
-        "extra": {"endpoint": "/hooks/oncall"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_ALERTS",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": endpoints["smtp_port"],
+                "extra": {"disable_ssl": True, "disable_tls": True, "timeout": 10, "retry_limit": 1},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ALERTS_WEBHOOK",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": endpoints["http_port"],
+                "schema": "http",
+                "extra": {"endpoint": "/hooks/oncall"},
+            }
+        ),
+    )
     endpoints["inbox"].messages.clear()
     endpoints["posts"].clear()
     return endpoints
@@ -128,18 +148,35 @@ def test_failed_validation_alerts_once_per_cause_then_resolves(world, channels, 
     assert mail["To"] == "oncall@example.com"
     assert "bad data: batch_scoring.validate 2025-03-03 failed" in mail["Subject"]
     body = mail.get_body(("html", "plain")).get_content()
-    for expected in ("batch_scoring", "validate", "2025-03-03", "Try", "ValidationFailed",
-                     "expect_column_values_to_be_between(column=AGE): 3 of", "limit 0.00%",
-                     "quarantine/credit_default/dt=2025-03-03/", "failing validation page", ".html",
-                     "task log", "What to do:", "Bad data"):
+    for expected in (
+        "batch_scoring",
+        "validate",
+        "2025-03-03",
+        "Try",
+        "ValidationFailed",
+        "expect_column_values_to_be_between(column=AGE): 3 of",
+        "limit 0.00%",
+        "quarantine/credit_default/dt=2025-03-03/",
+        "failing validation page",
+        ".html",
+        "task log",
+        "What to do:",
+        "Bad data",
+    ):
         assert expected in body, expected
     alert = posts[0]["pipeline_alert"]
     assert posts[0]["text"].startswith("[pipeline] bad data")
-    assert (alert["status"], alert["dag_id"], alert["task_id"], alert["partition_date"], alert["kind"]) == \
-        ("failed", "batch_scoring", "validate", BAD_DAY, "bad_data")
+    assert (alert["status"], alert["dag_id"], alert["task_id"], alert["partition_date"], alert["kind"]) == (
+        "failed",
+        "batch_scoring",
+        "validate",
+        BAD_DAY,
+        "bad_data",
+    )
     assert alert["run_id"] and alert["try_number"] >= 1 and alert["log_url"]
     assert alert["links"]["quarantine"].startswith(str(world["tmp"]))
     import os
+
     assert os.path.exists(alert["links"]["failing validation page"])
 
     _deliver(world, world["good"])  # the corrected delivery
@@ -161,9 +198,12 @@ def _latest_ti(dag_id: str, task_id: str, state: str):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        ti = (session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
-                                                 TaskInstance.state == state)
-              .order_by(TaskInstance.start_date.desc()).first())
+        ti = (
+            session.query(TaskInstance)
+            .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, TaskInstance.state == state)
+            .order_by(TaskInstance.start_date.desc())
+            .first()
+        )
         return ti.key
 
 
@@ -175,8 +215,13 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
     from airflow.plugins_manager import get_global_operator_extra_links
 
     links = {link.name: link for link in get_global_operator_extra_links()}
-    assert {"Data Docs (this validation)", "Quarantined delivery", "Prediction partition",
-            "Evaluation report", "Drift report"} <= set(links)
+    assert {
+        "Data Docs (this validation)",
+        "Quarantined delivery",
+        "Prediction partition",
+        "Evaluation report",
+        "Drift report",
+    } <= set(links)
 
     from fastapi.testclient import TestClient
 
@@ -190,8 +235,8 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
     def render(name, key):
         url = links[name].get_link(None, ti_key=key)
         assert url.startswith("/pipeline/artefacts/"), (name, url)  # same origin: the UI shows it
-        assert os.path.exists(url[len("/pipeline/artefacts"):]), url
-        assert client.get(url[len("/pipeline"):]).status_code == 200, url  # served by the plugin app
+        assert os.path.exists(url[len("/pipeline/artefacts") :]), url
+        assert client.get(url[len("/pipeline") :]).status_code == 200, url  # served by the plugin app
         return url
 
     assert client.get("/artefacts/etc/passwd").status_code == 404  # nothing outside the artefacts
@@ -218,7 +263,7 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
     root = Path(load_config(world["params"]).storage.root)
     rows = [p for p in (root / "raw").rglob("*.parquet")] + list((root / "models").rglob("model.joblib"))
     assert rows and all(client.get(f"/artefacts{p}").status_code == 404 for p in rows)
-    assert client.get("/artefacts" + predictions[len("/pipeline/artefacts"):] + "/_manifest.json").status_code == 200
+    assert client.get("/artefacts" + predictions[len("/pipeline/artefacts") :] + "/_manifest.json").status_code == 200
     assert client.get("/artefacts/tmp/%00x").status_code == 400
     app.dependency_overrides.clear()
 
@@ -244,18 +289,24 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
     late["alerts"]["scoring_deadline_hours"] = 0
     late_params = tmp_path / "params-deadline.yaml"
     late_params.write_text(yaml.safe_dump(late, sort_keys=False))
-    env = {**os.environ, **airflow_env.airflow_env(home),
-           "AIRFLOW__API__PORT": str(port),
-           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-           "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-           "PIPELINE_PARAMS": str(late_params),
-           # standalone starts its components as `airflow ...` from PATH
-           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        **airflow_env.airflow_env(home),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "PIPELINE_PARAMS": str(late_params),
+        # standalone starts its components as `airflow ...` from PATH
+        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     airflow = [sys.executable, "-m", "airflow"]
     log = open(tmp_path / "standalone.log", "w")
-    proc = subprocess.Popen(airflow + ["standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        airflow + ["standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 240
         while True:  # wait until the dag-processor has parsed batch_scoring
@@ -266,8 +317,12 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
             time.sleep(3)
         subprocess.run(airflow + ["dags", "unpause", "batch_scoring"], env=env, check=True, capture_output=True)
         run_id = f"alert_check__{BAD_DAY}"
-        subprocess.run(airflow + ["dags", "trigger", "batch_scoring", "--run-id", run_id,
-                                  "--conf", json.dumps({"date": BAD_DAY})], env=env, check=True, capture_output=True)
+        subprocess.run(
+            airflow + ["dags", "trigger", "batch_scoring", "--run-id", run_id, "--conf", json.dumps({"date": BAD_DAY})],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         import sqlite3
 
         def runs() -> dict[str, str]:
@@ -319,18 +374,25 @@ def test_pipeline_metrics_reach_statsd(world, tmp_path, airflow_db):
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(0.5)
-    env = {**os.environ, "PIPELINE_PARAMS": str(world["params"]), "AIRFLOW__METRICS__STATSD_ON": "True",
-           "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-           "AIRFLOW__METRICS__STATSD_PORT": str(listener.getsockname()[1]),
-           "AIRFLOW__METRICS__STATSD_PREFIX": "airflow"}
-    script = ("import sys; sys.path.insert(0, 'tests'); sys.path.insert(0, 'plugins')\n"
-              "from airflow.dag_processing.dagbag import DagBag\n"
-              "from helpers import run_dag\n"
-              f"print(run_dag(DagBag('dags'), 'batch_scoring', '{BAD_DAY}'))\n")
+    env = {
+        **os.environ,
+        "PIPELINE_PARAMS": str(world["params"]),
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(listener.getsockname()[1]),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+    }
+    script = (
+        "import sys; sys.path.insert(0, 'tests'); sys.path.insert(0, 'plugins')\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "from helpers import run_dag\n"
+        f"print(run_dag(DagBag('dags'), 'batch_scoring', '{BAD_DAY}'))\n"
+    )
     _deliver(world, world["good"])
     log = open(tmp_path / "run.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+    )
     received = []
     while proc.poll() is None:
         try:
@@ -347,8 +409,12 @@ def test_pipeline_metrics_reach_statsd(world, tmp_path, airflow_db):
     assert proc.returncode == 0 and out.strip().splitlines()[-1] == "success", out[-2000:]
     lines = "\n".join(received).splitlines()
     names = {line.split(":")[0] for line in lines}
-    assert {"airflow.pipeline.rows_ingested", "airflow.pipeline.rows_scored",
-            "airflow.pipeline.scoring_rows_per_second", "airflow.pipeline.validations_passed"} <= names, names
+    assert {
+        "airflow.pipeline.rows_ingested",
+        "airflow.pipeline.rows_scored",
+        "airflow.pipeline.scoring_rows_per_second",
+        "airflow.pipeline.validations_passed",
+    } <= names, names
     scored = [line for line in lines if line.startswith("airflow.pipeline.rows_scored:")]
     assert scored[0].split(":")[1].split("|")[0] == str(len(world["good"]))
 
@@ -384,8 +450,12 @@ def _artefact_app_needs_airflow_auth(base: str, home, params) -> None:
     passwords = json.loads((Path(home) / "simple_auth_manager_passwords.json.generated").read_text())
     user, password = next(iter(passwords.items()))
     body = json.dumps({"username": user, "password": password}).encode()
-    with urllib.request.urlopen(urllib.request.Request(base + "/auth/token", data=body, method="POST",
-                                                       headers={"Content-Type": "application/json"}), timeout=30) as r:
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            base + "/auth/token", data=body, method="POST", headers={"Content-Type": "application/json"}
+        ),
+        timeout=30,
+    ) as r:
         token = json.loads(r.read())["access_token"]
     assert get(url(docs), token) == 200 and get(url(docs), token, cookie=True) == 200
     assert get(url(verdict), token) == 200 and get(url(verdict.parent), token) == 200

@@ -5,6 +5,7 @@ For every case: the message names the problem, the committed raw partition and t
 predictions are unchanged, and the quarantine holds the delivery. The committed suite stays
 byte-identical. Counts go to tests/results/bad_inputs_summary.json.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -56,8 +57,9 @@ def world(tmp_path_factory):
     base["dataset"]["features"]["numeric"] = ["LIMIT_BAL"]  # declared; AGE etc. stay inferred
     # Limits small enough that a test can exceed them (a good day is ~330 rows, ~40 KB).
     base["dataset"]["source"].update(max_bytes=8 << 20, max_rows=20_000)
-    params = write_params(tmp, base, training={"window_days": 20, "holdout_days": 5, "cv_folds": 3,
-                                               "estimator_params": {"max_iter": 40}})
+    params = write_params(
+        tmp, base, training={"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 40}}
+    )
     steps.run_training("2025-03-01", str(params))
     steps.run_scoring(GOOD_DAY, str(params))
     config = load_config(params)
@@ -65,10 +67,19 @@ def world(tmp_path_factory):
     outside = tmp / "outside"
     outside.mkdir()
     (outside / "elsewhere.csv").write_bytes(_csv(by_day[GOOD_DAY]))
-    return {"tmp": tmp, "params": params, "landing": landing, "outside": outside, "good": by_day[GOOD_DAY], "by_day": by_day,
-            "storage": open_storage(config.storage.root), "suite": suite, "suite_bytes": suite.read_bytes(),
-            "committed_suite": (ROOT / "great_expectations/expectations/credit_default_raw_batch.json").read_bytes(),
-            "results": []}
+    return {
+        "tmp": tmp,
+        "params": params,
+        "landing": landing,
+        "outside": outside,
+        "good": by_day[GOOD_DAY],
+        "by_day": by_day,
+        "storage": open_storage(config.storage.root),
+        "suite": suite,
+        "suite_bytes": suite.read_bytes(),
+        "committed_suite": (ROOT / "great_expectations/expectations/credit_default_raw_batch.json").read_bytes(),
+        "results": [],
+    }
 
 
 def _deliver(world, files: dict[str, bytes | Path], day: str = GOOD_DAY) -> None:
@@ -113,6 +124,7 @@ def _ten_times(world_frames):
         big = pd.concat([frame] * 10, ignore_index=True)
         big["ID"] = [str(900000 + i) for i in range(len(big))]
         return big
+
     return change
 
 
@@ -147,55 +159,97 @@ DELIVERY_CASES = {
     "empty_file": (lambda w: {"delivery.csv": b""}, r"empty file"),
     "header_only": (lambda w: {"delivery.csv": _csv(w["good"].iloc[:0])}, r"header only"),
     "wrong_delimiter": (lambda w: {"delivery.csv": _csv(w["good"], sep=";")}, r"delimited by ';'"),
-    "missing_column_configured": (lambda w: _frame_case(w, lambda f: f.drop(columns=["SEX"])),
-                                  r"column 'SEX' of contract v1 is missing"),
-    "missing_column_inferred": (lambda w: _frame_case(w, lambda f: f.drop(columns=["BILL_AMT3"])),
-                                r"column 'BILL_AMT3' of contract v1 is missing"),
-    "extra_column": (lambda w: _frame_case(w, lambda f: f.assign(NEW_SCORE="1")),
-                     r"\['NEW_SCORE'\] are not in contract v1"),
-    "renamed_column_configured": (lambda w: _frame_case(w, lambda f: f.rename(columns={"EDUCATION": "EDUCATION_LEVEL"})),
-                                  r"'EDUCATION' of contract v1 is missing \(renamed to 'EDUCATION_LEVEL'\?\)"),
-    "renamed_column_inferred": (lambda w: _frame_case(w, lambda f: f.rename(columns={"PAY_AMT1": "PAY_AMT_1"})),
-                                r"'PAY_AMT1' of contract v1 is missing \(renamed to 'PAY_AMT_1'\?\)"),
-    "text_in_numeric_declared": (lambda w: _frame_case(w, lambda f: _set(_set(f, 3, "LIMIT_BAL", "abc"), 5, "LIMIT_BAL", "n/a?")),
-                                 r"column 'LIMIT_BAL': 2 value\(s\) not a number \(lines \[\d+, \d+\]\)"),
-    "text_in_numeric_inferred": (lambda w: _frame_case(w, lambda f: _set(f, 7, "BILL_AMT1", "abc")),
-                                 r"column 'BILL_AMT1': 1 value\(s\) not a number \(lines \[\d+\]\)"),
-    "all_null_column": (lambda w: _frame_case(w, lambda f: f.assign(BILL_AMT2="")),
-                        r"expect_column_values_to_not_be_null\(column=BILL_AMT2\): \d+ of \d+ value\(s\) unexpected \(100\.00%; limit 2\.00%\)"),
-    "unseen_category": (lambda w: _frame_case(w, lambda f: _set(f, 2, "EDUCATION", "9")),
-                        r"expect_column_values_to_be_in_set\(column=EDUCATION\): 1 of \d+"),
+    "missing_column_configured": (
+        lambda w: _frame_case(w, lambda f: f.drop(columns=["SEX"])),
+        r"column 'SEX' of contract v1 is missing",
+    ),
+    "missing_column_inferred": (
+        lambda w: _frame_case(w, lambda f: f.drop(columns=["BILL_AMT3"])),
+        r"column 'BILL_AMT3' of contract v1 is missing",
+    ),
+    "extra_column": (
+        lambda w: _frame_case(w, lambda f: f.assign(NEW_SCORE="1")),
+        r"\['NEW_SCORE'\] are not in contract v1",
+    ),
+    "renamed_column_configured": (
+        lambda w: _frame_case(w, lambda f: f.rename(columns={"EDUCATION": "EDUCATION_LEVEL"})),
+        r"'EDUCATION' of contract v1 is missing \(renamed to 'EDUCATION_LEVEL'\?\)",
+    ),
+    "renamed_column_inferred": (
+        lambda w: _frame_case(w, lambda f: f.rename(columns={"PAY_AMT1": "PAY_AMT_1"})),
+        r"'PAY_AMT1' of contract v1 is missing \(renamed to 'PAY_AMT_1'\?\)",
+    ),
+    "text_in_numeric_declared": (
+        lambda w: _frame_case(w, lambda f: _set(_set(f, 3, "LIMIT_BAL", "abc"), 5, "LIMIT_BAL", "n/a?")),
+        r"column 'LIMIT_BAL': 2 value\(s\) not a number \(lines \[\d+, \d+\]\)",
+    ),
+    "text_in_numeric_inferred": (
+        lambda w: _frame_case(w, lambda f: _set(f, 7, "BILL_AMT1", "abc")),
+        r"column 'BILL_AMT1': 1 value\(s\) not a number \(lines \[\d+\]\)",
+    ),
+    "all_null_column": (
+        lambda w: _frame_case(w, lambda f: f.assign(BILL_AMT2="")),
+        r"expect_column_values_to_not_be_null\(column=BILL_AMT2\): \d+ of \d+ value\(s\) unexpected \(100\.00%; limit 2\.00%\)",
+    ),
+    "unseen_category": (
+        lambda w: _frame_case(w, lambda f: _set(f, 2, "EDUCATION", "9")),
+        r"expect_column_values_to_be_in_set\(column=EDUCATION\): 1 of \d+",
+    ),
     "duplicate_ids": (lambda w: _frame_case(w, _dup_id), r"1 id\(s\) appear on 2 rows with different values"),
-    "missing_ids": (lambda w: _frame_case(w, lambda f: _set(_set(f, 0, "ID", ""), 1, "ID", "")),
-                    r"column 'ID': 2 value\(s\) missing \(no id\)"),
-    "out_of_range": (lambda w: _frame_case(w, lambda f: _set(f, 4, "AGE", "170")),
-                     r"expect_column_values_to_be_between\(column=AGE\): 1 of \d+ value\(s\) unexpected"),
+    "missing_ids": (
+        lambda w: _frame_case(w, lambda f: _set(_set(f, 0, "ID", ""), 1, "ID", "")),
+        r"column 'ID': 2 value\(s\) missing \(no id\)",
+    ),
+    "out_of_range": (
+        lambda w: _frame_case(w, lambda f: _set(f, 4, "AGE", "170")),
+        r"expect_column_values_to_be_between\(column=AGE\): 1 of \d+ value\(s\) unexpected",
+    ),
     "non_utf8": (lambda w: {"delivery.csv": _latin1_on_line_5(_csv(w["good"]))}, r"line 5 is not UTF-8"),
     "truncated_gzip": (lambda w: {"delivery.csv.gz": _gz(_csv(w["good"]))[:-200]}, r"truncated gzip"),
     "corrupt_gzip": (lambda w: {"delivery.csv.gz": b"\x1f\x8bnot really gzip" * 10}, r"corrupt gzip"),
-    "ten_times_larger": (lambda w: _frame_case(w, _ten_times(w)),
-                         r"expect_table_row_count_to_be_between: observed \d+, allowed \[50, \d+\]"),
+    "ten_times_larger": (
+        lambda w: _frame_case(w, _ten_times(w)),
+        r"expect_table_row_count_to_be_between: observed \d+, allowed \[50, \d+\]",
+    ),
     # Numbers are finite by contract: text 'inf' and values beyond float64 are misfits.
-    "inf_in_unranged_column": (lambda w: _frame_case(w, lambda f: _set(f, 3, "BILL_AMT1", "inf")),
-                               r"column 'BILL_AMT1': 1 value\(s\) not a finite number .*lines \[\d+\]"),
-    "minus_inf_in_declared_column": (lambda w: _frame_case(w, lambda f: _set(f, 6, "LIMIT_BAL", "-Infinity")),
-                                     r"column 'LIMIT_BAL': 1 value\(s\) not a finite number"),
-    "beyond_float64": (lambda w: _frame_case(w, lambda f: _set(f, 8, "PAY_AMT1", "1e400")),
-                       r"column 'PAY_AMT1': 1 value\(s\) not a finite number"),
+    "inf_in_unranged_column": (
+        lambda w: _frame_case(w, lambda f: _set(f, 3, "BILL_AMT1", "inf")),
+        r"column 'BILL_AMT1': 1 value\(s\) not a finite number .*lines \[\d+\]",
+    ),
+    "minus_inf_in_declared_column": (
+        lambda w: _frame_case(w, lambda f: _set(f, 6, "LIMIT_BAL", "-Infinity")),
+        r"column 'LIMIT_BAL': 1 value\(s\) not a finite number",
+    ),
+    "beyond_float64": (
+        lambda w: _frame_case(w, lambda f: _set(f, 8, "PAY_AMT1", "1e400")),
+        r"column 'PAY_AMT1': 1 value\(s\) not a finite number",
+    ),
     # Resource limits, enforced while streaming.
     "gzip_bomb": (_gzip_bomb, r"decompresses to more than 8388608 bytes .*stopped there"),
     "too_many_rows": (lambda w: _frame_case(w, _too_many_rows), r"data rows, over the limit of 20000 rows"),
-    "symlink_out_of_landing_area": (lambda w: {"delivery.csv": w["outside"] / "elsewhere.csv"},
-                                    r"resolves to .*elsewhere.csv, outside the landing area"),
+    "symlink_out_of_landing_area": (
+        lambda w: {"delivery.csv": w["outside"] / "elsewhere.csv"},
+        r"resolves to .*elsewhere.csv, outside the landing area",
+    ),
     # Undeclared personal data (messages name the column and the kind, never a value).
-    "undeclared_email": (lambda w: _frame_case(w, lambda f: _column_of(f, "BILL_AMT4", lambda i: f"p{i}.x@mail.test")),
-                         r"column 'BILL_AMT4' looks like personal data: \d+ of \d+ sampled value\(s\) match the e-mail"),
-    "undeclared_phone": (lambda w: _frame_case(w, lambda f: _column_of(f, "BILL_AMT5", lambda i: f"+44 7700 9{i:05d}")),
-                         r"column 'BILL_AMT5' looks like personal data: .* phone number pattern"),
-    "undeclared_card_number": (lambda w: _frame_case(w, lambda f: _column_of(f, "BILL_AMT6", _luhn_card)),
-                               r"column 'BILL_AMT6' looks like personal data: .* payment card number"),
-    "undeclared_national_id": (lambda w: _frame_case(w, lambda f: _column_of(f, "PAY_AMT6", lambda i: f"{100 + i % 500:03d}-{10 + i % 80:02d}-{1000 + i:04d}")),
-                               r"column 'PAY_AMT6' looks like personal data: .* US social security number"),
+    "undeclared_email": (
+        lambda w: _frame_case(w, lambda f: _column_of(f, "BILL_AMT4", lambda i: f"p{i}.x@mail.test")),
+        r"column 'BILL_AMT4' looks like personal data: \d+ of \d+ sampled value\(s\) match the e-mail",
+    ),
+    "undeclared_phone": (
+        lambda w: _frame_case(w, lambda f: _column_of(f, "BILL_AMT5", lambda i: f"+44 7700 9{i:05d}")),
+        r"column 'BILL_AMT5' looks like personal data: .* phone number pattern",
+    ),
+    "undeclared_card_number": (
+        lambda w: _frame_case(w, lambda f: _column_of(f, "BILL_AMT6", _luhn_card)),
+        r"column 'BILL_AMT6' looks like personal data: .* payment card number",
+    ),
+    "undeclared_national_id": (
+        lambda w: _frame_case(
+            w, lambda f: _column_of(f, "PAY_AMT6", lambda i: f"{100 + i % 500:03d}-{10 + i % 80:02d}-{1000 + i:04d}")
+        ),
+        r"column 'PAY_AMT6' looks like personal data: .* US social security number",
+    ),
 }
 PII_VALUE = re.compile(r"mail\.test|\+44 7700|4000\d{12}")
 
@@ -270,38 +324,73 @@ def test_truncated_parquet_delivery(tmp_path):
 PARAMS_CASES = {
     "typo": (lambda p: p.update(validaton={"min_rows": 1}), r"unknown key\(s\) \['validaton'\]"),
     "wrong_type": (lambda p: p["validation"].update(min_rows="ten"), r"validation.min_rows: expected a number"),
-    "swapped_range": (lambda p: p["validation"]["ranges"].update(AGE=[100, 18]),
-                      r"validation.ranges.AGE: \[100, 18\] is not ordered"),
-    "unknown_column": (lambda p: p["validation"]["ranges"].update(AGEE=[18, 100]),
-                       r"validation.ranges names \['AGEE'\].*'AGEE' -> 'AGE'\?"),
-    "sensitive_names_no_column": (lambda p: p["dataset"].update(sensitive_attributes=["GENDER"]),
-                                  r"dataset.sensitive_attributes names \['GENDER'\]"),
-    "unquoted_yes": (lambda p: p["dataset"]["target"].update(positive_class=True),
-                     r"positive_class: got the boolean True.*quote"),
-    "id_is_pii": (lambda p: p["dataset"].update(pii_columns=["ID"]), r"id_column 'ID' is listed in dataset.pii_columns"),
-    "id_is_target": (lambda p: p["dataset"].update(id_column="default.payment.next.month"),
-                     r"id_column 'default.payment.next.month' is also the target"),
-    "null_text_value": (lambda p: p["dataset"]["target"].update(column=None), r"target.column: expected text, got nothing"),
-    "negative_label_delay": (lambda p: p["dataset"]["batching"].update(label_delay_days=-3),
-                             r"label_delay_days is -3: labels cannot arrive before their day"),
-    "non_finite_number": (lambda p: p["validation"].update(max_null_fraction=float("nan")),
-                          r"validation.max_null_fraction: expected a finite number, got nan"),
-    "infinite_range": (lambda p: p["validation"]["ranges"].update(AGE=[18, float("inf")]),
-                       r"validation.ranges.AGE\[1\]: expected a finite number, got inf"),
-    "source_uri_with_dotdot": (lambda p: p["dataset"]["source"].update(uri="/srv/landing/../../etc/passwd"),
-                               r"dataset.source.uri '/srv/landing/../../etc/passwd' contains '..'"),
-    "source_outside_declared_root": (lambda p: p["dataset"]["source"].update(root="/srv/landing"),
-                                     r"dataset.source.uri .* is not under dataset.source.root '/srv/landing'"),
-    "zero_row_limit": (lambda p: p["dataset"]["source"].update(max_rows=0),
-                       r"dataset.source.max_bytes and dataset.source.max_rows must be at least 1"),
+    "swapped_range": (
+        lambda p: p["validation"]["ranges"].update(AGE=[100, 18]),
+        r"validation.ranges.AGE: \[100, 18\] is not ordered",
+    ),
+    "unknown_column": (
+        lambda p: p["validation"]["ranges"].update(AGEE=[18, 100]),
+        r"validation.ranges names \['AGEE'\].*'AGEE' -> 'AGE'\?",
+    ),
+    "sensitive_names_no_column": (
+        lambda p: p["dataset"].update(sensitive_attributes=["GENDER"]),
+        r"dataset.sensitive_attributes names \['GENDER'\]",
+    ),
+    "unquoted_yes": (
+        lambda p: p["dataset"]["target"].update(positive_class=True),
+        r"positive_class: got the boolean True.*quote",
+    ),
+    "id_is_pii": (
+        lambda p: p["dataset"].update(pii_columns=["ID"]),
+        r"id_column 'ID' is listed in dataset.pii_columns",
+    ),
+    "id_is_target": (
+        lambda p: p["dataset"].update(id_column="default.payment.next.month"),
+        r"id_column 'default.payment.next.month' is also the target",
+    ),
+    "null_text_value": (
+        lambda p: p["dataset"]["target"].update(column=None),
+        r"target.column: expected text, got nothing",
+    ),
+    "negative_label_delay": (
+        lambda p: p["dataset"]["batching"].update(label_delay_days=-3),
+        r"label_delay_days is -3: labels cannot arrive before their day",
+    ),
+    "non_finite_number": (
+        lambda p: p["validation"].update(max_null_fraction=float("nan")),
+        r"validation.max_null_fraction: expected a finite number, got nan",
+    ),
+    "infinite_range": (
+        lambda p: p["validation"]["ranges"].update(AGE=[18, float("inf")]),
+        r"validation.ranges.AGE\[1\]: expected a finite number, got inf",
+    ),
+    "source_uri_with_dotdot": (
+        lambda p: p["dataset"]["source"].update(uri="/srv/landing/../../etc/passwd"),
+        r"dataset.source.uri '/srv/landing/../../etc/passwd' contains '..'",
+    ),
+    "source_outside_declared_root": (
+        lambda p: p["dataset"]["source"].update(root="/srv/landing"),
+        r"dataset.source.uri .* is not under dataset.source.root '/srv/landing'",
+    ),
+    "zero_row_limit": (
+        lambda p: p["dataset"]["source"].update(max_rows=0),
+        r"dataset.source.max_bytes and dataset.source.max_rows must be at least 1",
+    ),
 }
 
 
 RAW_PARAMS_CASES = {
-    "yaml_alias_bomb": (lambda text: "bomb: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
-                                     "c: [*b, *b, *b, *b, *b, *b, *b, *b]\n" + text,
-                        r"line 1: YAML anchors/aliases \('&', '\*'\) are not allowed"),
-    "oversized_params": (lambda text: text + "# " + "x" * (1 << 20) + "\n", r"bytes; a params file may have at most 1048576"),
+    "yaml_alias_bomb": (
+        lambda text: (
+            "bomb: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: [*b, *b, *b, *b, *b, *b, *b, *b]\n" + text
+        ),
+        r"line 1: YAML anchors/aliases \('&', '\*'\) are not allowed",
+    ),
+    "oversized_params": (
+        lambda text: text + "# " + "x" * (1 << 20) + "\n",
+        r"bytes; a params file may have at most 1048576",
+    ),
     "params_not_utf8": (lambda text: text.replace("credit_default", "cr\udce9dit", 1), r"not UTF-8 text"),
 }
 
@@ -337,8 +426,14 @@ def test_absent_positive_class_is_refused_with_the_values_found(tmp_path):
         steps.ingest("2025-02-10", str(path))
     storage = open_storage(load_config(path).storage.root)
     assert not storage.list_keys("raw") and not storage.list_keys("staging")
-    _record({"case": "params_absent_positive_class", "kind": "params", "stage": "first read",
-             "message": str(info.value)[:300]})
+    _record(
+        {
+            "case": "params_absent_positive_class",
+            "kind": "params",
+            "stage": "first read",
+            "message": str(info.value)[:300],
+        }
+    )
 
 
 _EXTRA: list[dict] = []
@@ -362,13 +457,20 @@ def _two_labels(frame):
 
 
 LABEL_CASES = {
-    "labels_for_unknown_ids": (_unknown_ids, r"5 of \d+ label\(s\) \(\d+\.\d+%\) are for ids the day's batch .* does "
-                                             r"not have; limit 0\.00%"),
-    "label_outside_classes": (lambda f: _set(f, 2, "default.payment.next.month", "2"),
-                              r"1 label\(s\) outside the contract's classes \['0', '1'\]"),
+    "labels_for_unknown_ids": (
+        _unknown_ids,
+        r"5 of \d+ label\(s\) \(\d+\.\d+%\) are for ids the day's batch .* does "
+        r"not have; limit 0\.00%",
+    ),
+    "label_outside_classes": (
+        lambda f: _set(f, 2, "default.payment.next.month", "2"),
+        r"1 label\(s\) outside the contract's classes \['0', '1'\]",
+    ),
     "two_labels_for_one_id": (_two_labels, r"1 id\(s\) carry more than one label"),
-    "label_missing": (lambda f: _set(f, 3, "default.payment.next.month", ""),
-                      r"1 row\(s\) have no value in target column"),
+    "label_missing": (
+        lambda f: _set(f, 3, "default.payment.next.month", ""),
+        r"1 row\(s\) have no value in target column",
+    ),
 }
 
 
@@ -409,8 +511,9 @@ def test_labels_are_never_published_for_a_later_day(world):
     with pytest.raises(LabelsNotAvailable, match=r"cannot be published as of 2025-03-02 \(a later day\)"):
         publish_labels(config, world["storage"], _d("2025-03-03"), pd.DataFrame(), None, as_of=_d(GOOD_DAY))
     assert not world["storage"].partition_exists(layout.labels_partition("credit_default", _d("2025-03-03")))
-    world["results"].append({"case": "labels_for_a_later_day", "kind": "labels", "stage": "load",
-                             "message": str(info.value)})
+    world["results"].append(
+        {"case": "labels_for_a_later_day", "kind": "labels", "stage": "load", "message": str(info.value)}
+    )
 
 
 def test_non_finite_batch_fails_the_suite(world):
@@ -434,8 +537,9 @@ def test_non_finite_batch_fails_the_suite(world):
     assert "expect_column_values_to_be_between(column=PAY_AMT3): 1 of" in message, message
     raw_after, preds_after, quarantined_after = _state(world)
     assert (raw_after, preds_after, quarantined_after) == (raw_before, preds_before, quarantined_before + 1)
-    world["results"].append({"case": "non_finite_batch_at_audit", "kind": "delivery", "stage": "validate",
-                             "message": message[:300]})
+    world["results"].append(
+        {"case": "non_finite_batch_at_audit", "kind": "delivery", "stage": "validate", "message": message[:300]}
+    )
 
 
 def _corrupt(storage, key: str, change) -> bytes:
@@ -446,17 +550,25 @@ def _corrupt(storage, key: str, change) -> bytes:
 
 ARTEFACT_CASES = {
     "raw_manifest_lists_a_missing_file": (
-        "raw", lambda m: {**m, "files": m["files"] + ["part-99999.parquet"]},
-        r"ArtefactError: .*raw/credit_default/dt=2025-03-02: its manifest lists part-99999.parquet, which is missing"),
+        "raw",
+        lambda m: {**m, "files": m["files"] + ["part-99999.parquet"]},
+        r"ArtefactError: .*raw/credit_default/dt=2025-03-02: its manifest lists part-99999.parquet, which is missing",
+    ),
     "raw_manifest_row_count_disagrees": (
-        "raw", lambda m: {**m, "row_count": m["row_count"] + 7},
-        r"ArtefactError: .*dt=2025-03-02: its files hold (\d+) rows but its manifest says \d+"),
+        "raw",
+        lambda m: {**m, "row_count": m["row_count"] + 7},
+        r"ArtefactError: .*dt=2025-03-02: its files hold (\d+) rows but its manifest says \d+",
+    ),
     "unsigned_model": (
-        "model", lambda m: {k: v for k, v in m.items() if k != "signature"},
-        r"SignatureError: model credit_default version \S+ .* is not signed; refusing to load it"),
+        "model",
+        lambda m: {k: v for k, v in m.items() if k != "signature"},
+        r"SignatureError: model credit_default version \S+ .* is not signed; refusing to load it",
+    ),
     "model_manifest_rewritten": (
-        "model", lambda m: {**m, "artifact_bytes": m["artifact_bytes"] + 1},
-        r"SignatureError: model credit_default version \S+ .*: the signature does not match"),
+        "model",
+        lambda m: {**m, "artifact_bytes": m["artifact_bytes"] + 1},
+        r"SignatureError: model credit_default version \S+ .*: the signature does not match",
+    ),
 }
 
 
@@ -485,7 +597,10 @@ def test_bad_artefacts(world, case):
     finally:
         storage.write_bytes(key, original)
     assert re.search(expected, message), message
-    assert storage.read_manifest(layout.predictions_partition("credit_default", _d(GOOD_DAY)))["publish_id"] == preds_before
+    assert (
+        storage.read_manifest(layout.predictions_partition("credit_default", _d(GOOD_DAY)))["publish_id"]
+        == preds_before
+    )
     _record({"case": case, "kind": "artefact", "stage": "score", "message": message[:300]})
 
 
@@ -517,14 +632,20 @@ def test_tampered_model_with_rewritten_hash_never_unpickles(world, tmp_path):
     assert marker.exists()
     marker.unlink()
     artifact, manifest = storage.read_bytes(f"{base}/model.joblib"), storage.read_bytes(f"{base}/manifest.json")
-    rewritten = {**json.loads(manifest), "artifact_sha256": hashlib.sha256(payload).hexdigest(),
-                 "artifact_bytes": len(payload)}
+    rewritten = {
+        **json.loads(manifest),
+        "artifact_sha256": hashlib.sha256(payload).hexdigest(),
+        "artifact_bytes": len(payload),
+    }
     storage.write_bytes(f"{base}/model.joblib", payload)
     storage.write_bytes(f"{base}/manifest.json", json.dumps(rewritten).encode())
     score_module._MODELS.clear()
     try:
-        with pytest.raises(Exception, match=rf"model credit_default version {version} .*the signature does not "
-                                            r"match.*Refusing to load it") as info:
+        with pytest.raises(
+            Exception,
+            match=rf"model credit_default version {version} .*the signature does not "
+            r"match.*Refusing to load it",
+        ) as info:
             registry.load_model(storage, "credit_default", version)
         with pytest.raises(Exception, match="the signature does not match"):
             steps.score(GOOD_DAY, str(world["params"]))
@@ -533,8 +654,14 @@ def test_tampered_model_with_rewritten_hash_never_unpickles(world, tmp_path):
         storage.write_bytes(f"{base}/model.joblib", artifact)
         storage.write_bytes(f"{base}/manifest.json", manifest)
     registry.load_model(storage, "credit_default", version)  # restored: loads again
-    _record({"case": "tampered_model_hash_rewritten", "kind": "artefact", "stage": "load",
-             "message": f"{type(info.value).__name__}: {info.value}"[:300]})
+    _record(
+        {
+            "case": "tampered_model_hash_rewritten",
+            "kind": "artefact",
+            "stage": "load",
+            "message": f"{type(info.value).__name__}: {info.value}"[:300],
+        }
+    )
 
 
 def test_s3_outage_is_one_line_at_the_cli(world, tmp_path):
@@ -547,15 +674,28 @@ def test_s3_outage_is_one_line_at_the_cli(world, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed once the block ends: connections are refused
-    env = {**os.environ, "PIPELINE_STORAGE_URI": "s3://down-bucket/pipeline", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-           "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_DEFAULT_REGION": "us-east-1"}
-    done = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(world["params"]), "score", "--date", GOOD_DAY],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    env = {
+        **os.environ,
+        "PIPELINE_STORAGE_URI": "s3://down-bucket/pipeline",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--params", str(world["params"]), "score", "--date", GOOD_DAY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert len(errors) == 1 and re.search(r"S3 \w+ of s3://down-bucket/pipeline/\S+ failed: EndpointConnectionError",
-                                          errors[0]), done.stderr[-2000:]
+    assert len(errors) == 1 and re.search(
+        r"S3 \w+ of s3://down-bucket/pipeline/\S+ failed: EndpointConnectionError", errors[0]
+    ), done.stderr[-2000:]
     _record({"case": "s3_endpoint_down_cli", "kind": "storage", "stage": "cli", "message": errors[0][:300]})
 
 
@@ -566,13 +706,18 @@ def _record(entry: dict) -> None:
 def test_summary_and_committed_suite_unchanged(world):
     """Runs last in this module: the suites are byte-identical, and the counts are written."""
     assert world["suite"].read_bytes() == world["suite_bytes"]
-    assert (ROOT / "great_expectations/expectations/credit_default_raw_batch.json").read_bytes() == world["committed_suite"]
+    assert (ROOT / "great_expectations/expectations/credit_default_raw_batch.json").read_bytes() == world[
+        "committed_suite"
+    ]
     results = world["results"] + _EXTRA
-    summary = {"cases": len(results),
-               "by_kind": {k: sum(r["kind"] == k for r in results)
-                           for k in ("delivery", "labels", "params", "artefact", "storage")},
-               "by_stage": {s: sum(r["stage"] == s for r in results) for s in sorted({r["stage"] for r in results})},
-               "results": results}
+    summary = {
+        "cases": len(results),
+        "by_kind": {
+            k: sum(r["kind"] == k for r in results) for k in ("delivery", "labels", "params", "artefact", "storage")
+        },
+        "by_stage": {s: sum(r["stage"] == s for r in results) for s in sorted({r["stage"] for r in results})},
+        "results": results,
+    }
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=2))
     assert summary["by_kind"]["delivery"] >= len(DELIVERY_CASES)

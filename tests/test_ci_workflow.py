@@ -1,4 +1,5 @@
 """The GitHub workflow for forks runs what our CI runs: each `run:` step is a make target that exists."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """docker-compose.yaml checked statically (no Docker engine runs here)."""
+
 import json
 import re
 import shutil
@@ -10,8 +11,14 @@ import yaml
 from pipeline.config import load_config
 from conftest import ROOT
 
-AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                    "airflow-worker", "airflow-init"]
+AIRFLOW_SERVICES = [
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-init",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +54,28 @@ def test_env_wiring_matches_the_stack_settings(compose):
         assert env["PIPELINE_STORAGE_URI"] == f"s3://{settings['bucket']}/{settings['storage_prefix']}"
         assert env["PIPELINE_DVC_REMOTE_URL"] == f"s3://{settings['bucket']}/{settings['dvc_prefix']}"
         assert int(env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]) == settings["worker_concurrency"]
-        assert (int(env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"])
-                == settings["visibility_timeout_seconds"])
+        assert (
+            int(env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"])
+            == settings["visibility_timeout_seconds"]
+        )
         assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(":")[-1] == "admin"
         assert settings["admin_user"] in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
         # Credentials only in the Airflow connection: no AWS key variables anywhere.
         assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"} & set(env)
-        conn = json.loads(re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", env[f"AIRFLOW_CONN_{settings['aws_conn_id'].upper()}"]))
+        conn = json.loads(
+            re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", env[f"AIRFLOW_CONN_{settings['aws_conn_id'].upper()}"])
+        )
         assert conn["extra"]["endpoint_url"] == "http://minio:9000"
         assert conn["extra"]["region_name"] == settings["region"]
         assert env["PIPELINE_PARAMS"].startswith("/opt/airflow/project/")
-        assert int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) == settings["task_heartbeat_timeout_seconds"]
-        assert (int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"])
-                == settings["heartbeat_check_interval_seconds"])
+        assert (
+            int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"])
+            == settings["task_heartbeat_timeout_seconds"]
+        )
+        assert (
+            int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"])
+            == settings["heartbeat_check_interval_seconds"]
+        )
         assert settings["task_heartbeat_timeout_seconds"] + settings["heartbeat_check_interval_seconds"] <= 90
         # The model signing key reaches every Airflow process through the connection params name.
         signing = json.loads(re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", env["AIRFLOW_CONN_PIPELINE_SIGNING"]))
@@ -70,8 +86,16 @@ def test_env_wiring_matches_the_stack_settings(compose):
     assert f"127.0.0.1:{settings['api_port']}:8080" in compose["services"]["airflow-apiserver"]["ports"]
     assert compose["services"]["airflow-worker"]["command"] == "celery worker"
     # Everything needs a healthcheck, as in Airflow's official file.
-    for name in ("postgres", "redis", "minio", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                 "airflow-triggerer", "airflow-worker"):
+    for name in (
+        "postgres",
+        "redis",
+        "minio",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    ):
         assert "healthcheck" in compose["services"][name], name
 
 
@@ -80,14 +104,25 @@ def test_stack_script_uses_the_same_settings():
 
     assert stack.storage_uri() == "s3://{bucket}/{storage_prefix}".format(**stack.SETTINGS)
     assert stack.dvc_remote_uri() == "s3://{bucket}/{dvc_prefix}".format(**stack.SETTINGS)
-    stack_env_keys = set(re.findall(r'"(AIRFLOW__[A-Z_]+|PIPELINE_[A-Z_]+)"', (ROOT / "scripts" / "stack.py").read_text()))
+    stack_env_keys = set(
+        re.findall(r'"(AIRFLOW__[A-Z_]+|PIPELINE_[A-Z_]+)"', (ROOT / "scripts" / "stack.py").read_text())
+    )
     compose_env = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["x-airflow-common"]["environment"]
-    shared = {"AIRFLOW__CORE__EXECUTOR", "PIPELINE_STORAGE_URI", "PIPELINE_DVC_REMOTE_URL",
-              "AIRFLOW__CELERY__WORKER_CONCURRENCY", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
-              "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND",
-              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__API_AUTH__JWT_SECRET",
-              "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
-              "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"}
+    shared = {
+        "AIRFLOW__CORE__EXECUTOR",
+        "PIPELINE_STORAGE_URI",
+        "PIPELINE_DVC_REMOTE_URL",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        "AIRFLOW__CELERY__BROKER_URL",
+        "AIRFLOW__CELERY__RESULT_BACKEND",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CORE__AUTH_MANAGER",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL",
+    }
     assert shared <= stack_env_keys and shared <= set(compose_env)
 
 

@@ -26,12 +26,15 @@ def test_env_selects_params_and_storage(tmp_path, monkeypatch):
     assert config.storage.root == "s3://bucket/prefix"
 
 
-@pytest.mark.parametrize("section,values,message", [
-    ("training", {"window_dayz": 3}, r"unknown key\(s\) \['window_dayz'\]"),
-    ("scoring", {"threshold": 1.5}, "scoring.threshold must be between 0 and 1"),
-    ("gate", {"min_metrics": {"auc": 0.7}}, "unknown metric 'auc'"),
-    ("training", {"window_days": "many"}, "expected a number"),
-])
+@pytest.mark.parametrize(
+    "section,values,message",
+    [
+        ("training", {"window_dayz": 3}, r"unknown key\(s\) \['window_dayz'\]"),
+        ("scoring", {"threshold": 1.5}, "scoring.threshold must be between 0 and 1"),
+        ("gate", {"min_metrics": {"auc": 0.7}}, "unknown metric 'auc'"),
+        ("training", {"window_days": "many"}, "expected a number"),
+    ],
+)
 def test_bad_params_are_named(tmp_path, section, values, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write_params(tmp_path, **{section: values}))

@@ -1,4 +1,5 @@
 """Datasets of other shapes through the contract: no id column, and a few dirty values per day."""
+
 import datetime as dt
 
 import numpy as np
@@ -82,7 +83,8 @@ def test_quarantine_rows_policy_publishes_the_good_rows_and_keeps_the_bad_with_r
     def dirty(day):
         day.loc[3, "LIMIT_BAL"] = "abc"
         day.loc[7, "ID"] = ""
-        day.loc[9] = day.loc[8]          # exact duplicate: dropped, counted
+        day.loc[9] = day.loc[8]  # exact duplicate: dropped, counted
+
     uri, day = _one_day_landing(tmp_path, dirty)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["dataset"]["source"] = {"uri": uri, "format": "csv"}
@@ -103,8 +105,9 @@ def test_quarantine_rows_policy_publishes_the_good_rows_and_keeps_the_bad_with_r
 
 
 def test_na_values_extend_the_defaults_unless_told_to_replace_them(tmp_path):
-    uri, _ = _one_day_landing(tmp_path, lambda day: day.__setitem__("BILL_AMT1", day["BILL_AMT1"].where(
-        day.index % 50 != 0, "?")))
+    uri, _ = _one_day_landing(
+        tmp_path, lambda day: day.__setitem__("BILL_AMT1", day["BILL_AMT1"].where(day.index % 50 != 0, "?"))
+    )
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["dataset"]["source"] = {"uri": uri, "format": "csv", "na_values": ["?"]}
     config = load_config(write_params(tmp_path, params))

@@ -1,4 +1,5 @@
 """The DAG files: they import cleanly, are wired as intended, and do no work at parse time."""
+
 import json
 import subprocess
 import sys
@@ -12,7 +13,9 @@ def _edges(dag):
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"training_pipeline", "batch_scoring", "drift_monitoring", "model_registry", "maintenance"} <= set(dagbag.dag_ids)
+    assert {"training_pipeline", "batch_scoring", "drift_monitoring", "model_registry", "maintenance"} <= set(
+        dagbag.dag_ids
+    )
 
 
 def test_training_pipeline_wiring(dagbag):
@@ -27,8 +30,13 @@ def test_training_pipeline_wiring(dagbag):
 
 def test_batch_scoring_wiring(dagbag):
     dag = dagbag.get_dag("batch_scoring")
-    assert _edges(dag) == {("ingest", "validate"), ("validate", "plan_scoring"), ("plan_scoring", "score_range"),
-                           ("score_range", "score"), ("plan_scoring", "score")}
+    assert _edges(dag) == {
+        ("ingest", "validate"),
+        ("validate", "plan_scoring"),
+        ("plan_scoring", "score_range"),
+        ("score_range", "score"),
+        ("plan_scoring", "score"),
+    }
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     assert isinstance(dag.get_task("score_range"), MappedOperator)  # one task per row-group range
@@ -65,5 +73,11 @@ def test_parsing_does_no_pipeline_work():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["errors"] == [] and result["dags"] == ["batch_scoring", "drift_monitoring", "maintenance", "model_registry", "training_pipeline"]
+    assert result["errors"] == [] and result["dags"] == [
+        "batch_scoring",
+        "drift_monitoring",
+        "maintenance",
+        "model_registry",
+        "training_pipeline",
+    ]
     assert result["heavy"] == [], f"DAG parsing imported {result['heavy']}"

@@ -1,6 +1,7 @@
 """The drift loop on the demo data: injected scenarios go through validation and scoring,
 the monitor detects them, and the policy decides; the drift_monitoring DAG triggers
 training_pipeline, whose new model records the reason. Plus the false-alarm rate."""
+
 import datetime as dt
 import json
 import re
@@ -26,9 +27,11 @@ AS_OF = "2025-03-08"
 def trained_base(tmp_path_factory):
     """A champion trained as of 2025-03-01 on a short window, with its reference profile."""
     base = tmp_path_factory.mktemp("drift_base")
-    params = write_params(base, training={"window_days": 20, "holdout_days": 5, "cv_folds": 3,
-                                          "estimator_params": {"max_iter": 60}},
-                          monitoring={"window_days": 3})
+    params = write_params(
+        base,
+        training={"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 60}},
+        monitoring={"window_days": 3},
+    )
     result = steps.run_training("2025-03-01", str(params))
     assert result["register"]["promoted"]
     return base
@@ -64,8 +67,11 @@ def test_covariate_shift_triggers_retraining_through_airflow(dagbag, pipeline_co
     champion = registry.champion_version(storage, config.model_name)
     profile = storage.read_json(f"{layout.model_version(config.model_name, champion)}/reference_profile.json")
     sim = _deliver_and_score(params, DRIFT_DAYS, "covariate_shift")
-    assert sim["column"] == next(f for f in profile["important_features"] if f in profile["columns"]
-                                 and profile["columns"][f]["kind"] == "numeric")
+    assert sim["column"] == next(
+        f
+        for f in profile["important_features"]
+        if f in profile["columns"] and profile["columns"][f]["kind"] == "numeric"
+    )
 
     assert run_dag(dagbag, "drift_monitoring", AS_OF) == "success"
     assert task_states(dagbag, "drift_monitoring")["trigger_training"] == "success"
@@ -89,8 +95,11 @@ def test_covariate_shift_triggers_retraining_through_airflow(dagbag, pipeline_co
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        run = session.query(DagRun).filter(DagRun.dag_id == "training_pipeline",
-                                           DagRun.run_id == f"drift_retrain__{AS_OF}").one()
+        run = (
+            session.query(DagRun)
+            .filter(DagRun.dag_id == "training_pipeline", DagRun.run_id == f"drift_retrain__{AS_OF}")
+            .one()
+        )
         logical_date, conf = run.logical_date, dict(run.conf)
     assert conf["as_of"] == AS_OF and "drift in important feature" in conf["reason"]
     # A private DagBag: dag.test(run_conf=...) leaves the conf in the DAG object's params, which
@@ -182,10 +191,13 @@ def test_false_alarm_rate_over_60_weeks(pipeline_copy, tmp_path):
     params, config, storage = pipeline_copy
     result = steps.false_alarms(60, params)
     (tmp_path / "false_alarms.json").write_text(json.dumps(result, indent=2))
-    print("\nfalse alarms over 60 weeks without drift:", json.dumps(result["retrain_rate"]),
-          "weeks with any flagged feature:", json.dumps(result["weeks_with_any_flagged_feature"]))
+    print(
+        "\nfalse alarms over 60 weeks without drift:",
+        json.dumps(result["retrain_rate"]),
+        "weeks with any flagged feature:",
+        json.dumps(result["weeks_with_any_flagged_feature"]),
+    )
     assert result["weeks"] == 60
     assert result["retrain_rate"]["calibrated"] <= 0.05
     # The fixed-threshold view flags far more often (that is what calibration is for).
-    assert (result["weeks_with_any_flagged_feature"]["fixed"]
-            > result["weeks_with_any_flagged_feature"]["calibrated"])
+    assert result["weeks_with_any_flagged_feature"]["fixed"] > result["weeks_with_any_flagged_feature"]["calibrated"]

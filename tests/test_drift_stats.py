@@ -1,5 +1,6 @@
 """Drift statistics, noise floors, performance estimation and the retraining policy:
 pure functions checked against scipy/sklearn and against hand-made histories."""
+
 import datetime as dt
 
 import numpy as np
@@ -20,28 +21,38 @@ TOL = 1e-9
 
 
 def _frame(rng, n, shift=0.0):
-    return pd.DataFrame({
-        "id": np.arange(n),
-        "amount": np.where(rng.random(n) < 0.03, np.nan, rng.lognormal(8 + shift, 1.0, n)),
-        "status": rng.integers(-2, 6, n).astype("float64"),  # discrete, many ties
-        "segment": pd.Series(rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]), dtype=object),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "amount": np.where(rng.random(n) < 0.03, np.nan, rng.lognormal(8 + shift, 1.0, n)),
+            "status": rng.integers(-2, 6, n).astype("float64"),  # discrete, many ties
+            "segment": pd.Series(rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]), dtype=object),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def stored_profile():
     rng = np.random.default_rng(1)
     config = load_config()
-    schema = Schema(id_column="id", target_column="y", event_time_column=None, numeric=("amount", "status"),
-                    categorical=("segment",), pii=(), id_is_integer=True)
+    schema = Schema(
+        id_column="id",
+        target_column="y",
+        event_time_column=None,
+        numeric=("amount", "status"),
+        categorical=("segment",),
+        pii=(),
+        id_is_integer=True,
+    )
     train = _frame(rng, 3000)
     y = (rng.random(3000) < 1 / (1 + np.exp(-(train["status"].to_numpy() - 1)))).astype(int)
     model = build_model(schema, config.training).fit(feature_frame(train, schema), y)
     hold = _frame(rng, 800)
     hold_y = (rng.random(800) < 1 / (1 + np.exp(-(hold["status"].to_numpy() - 1)))).astype(int)
     hold_X = feature_frame(hold, schema)
-    prof, sample_bytes = build_profile(config, schema, train, hold_X, hold_y, model.predict_proba(hold_X)[:, 1],
-                                       model, rows_per_day=300)
+    prof, sample_bytes = build_profile(
+        config, schema, train, hold_X, hold_y, model.predict_proba(hold_X)[:, 1], model, rows_per_day=300
+    )
     return {"profile": prof, "sample": read_sample(sample_bytes), "train": train}
 
 
@@ -54,8 +65,9 @@ def test_statistics_from_the_stored_profile_equal_scipy_on_the_raw_data(stored_p
     for col in ("amount", "status"):
         ref_raw = train[col].dropna().to_numpy()
         cur_raw = current[col].to_numpy()
-        got = stats.numeric_drift(sample[col], cur_raw, np.asarray(prof["columns"][col]["psi_edges"]),
-                                  prof["columns"][col]["std"])
+        got = stats.numeric_drift(
+            sample[col], cur_raw, np.asarray(prof["columns"][col]["psi_edges"]), prof["columns"][col]["std"]
+        )
         ks = sps.ks_2samp(ref_raw, cur_raw[~np.isnan(cur_raw)])
         assert abs(got["ks"] - ks.statistic) < TOL and abs(got["ks_pvalue"] - ks.pvalue) < TOL
         w = sps.wasserstein_distance(ref_raw, cur_raw[~np.isnan(cur_raw)]) / np.std(ref_raw)
@@ -104,8 +116,10 @@ def test_noise_floor_matches_the_ks_asymptotics_and_pvalues_are_calibrated():
     # Kolmogorov's 95% critical value for two samples: 1.358 * sqrt(1/n + 1/m).
     assert null["ks"][949] == pytest.approx(1.358 * np.sqrt(1 / 2000 + 1 / 8000), rel=0.1)
     # Fresh samples from the same distribution get roughly uniform calibrated p-values.
-    pvalues = [stats.calibrated_pvalue(null["ks"], sps.ks_2samp(reference, rng.normal(size=2000)).statistic)
-               for _ in range(200)]
+    pvalues = [
+        stats.calibrated_pvalue(null["ks"], sps.ks_2samp(reference, rng.normal(size=2000)).statistic)
+        for _ in range(200)
+    ]
     assert 0.02 <= np.mean(np.asarray(pvalues) < 0.05) <= 0.10
     assert stats.calibrated_pvalue(null["ks"], 1.0) == pytest.approx(1 / 1001)
 
@@ -141,10 +155,19 @@ IMPORTANT = ["PAY_0", "LIMIT_BAL"]
 GOOD = {"rows": 2000, "roc_auc": 0.78}
 
 
-def _decide(pol=RetrainPolicyConfig(), drifted=("PAY_0",), breaks=(), realized=None, estimated=GOOD, history=(),
-            as_of=AS_OF):
-    return policy.decide(pol, as_of, IMPORTANT, {"calibrated": list(drifted), "fixed": list(drifted)},
-                         list(breaks), realized, estimated, list(history))
+def _decide(
+    pol=RetrainPolicyConfig(), drifted=("PAY_0",), breaks=(), realized=None, estimated=GOOD, history=(), as_of=AS_OF
+):
+    return policy.decide(
+        pol,
+        as_of,
+        IMPORTANT,
+        {"calibrated": list(drifted), "fixed": list(drifted)},
+        list(breaks),
+        realized,
+        estimated,
+        list(history),
+    )
 
 
 def test_policy_retrains_on_important_drift_only():

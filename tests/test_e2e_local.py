@@ -1,4 +1,5 @@
 """Both DAGs end to end with dag.test() on local storage (the embedded default)."""
+
 import datetime as dt
 
 import duckdb
@@ -26,8 +27,13 @@ def test_training_then_scoring_through_airflow(dagbag, small_params, tmp_path):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        event = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                 .filter(AssetModel.name == "credit_default_champion").order_by(AssetEvent.id.desc()).first())
+        event = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == "credit_default_champion")
+            .order_by(AssetEvent.id.desc())
+            .first()
+        )
         assert event is not None and event.extra["version"] == version
         assert event.extra["metrics"]["roc_auc"] > 0.7
     # Traceable: data version (snapshot + DVC md5), params, code, metrics.
@@ -49,19 +55,27 @@ def test_training_then_scoring_through_airflow(dagbag, small_params, tmp_path):
 
     glob = f"{config.storage.root}/predictions/credit_default/*/*.parquet"
     con = duckdb.connect()
-    columns = [r[0] for r in con.execute(f"describe select * from read_parquet('{glob}', hive_partitioning=true)").fetchall()]
+    columns = [
+        r[0] for r in con.execute(f"describe select * from read_parquet('{glob}', hive_partitioning=true)").fetchall()
+    ]
     assert columns[:5] == ["ID", "score", "prediction", "model_version", "scored_at"]
-    per_day = dict(con.execute(
-        f"select dt::varchar, count(*) from read_parquet('{glob}', hive_partitioning=true) group by 1").fetchall())
+    per_day = dict(
+        con.execute(
+            f"select dt::varchar, count(*) from read_parquet('{glob}', hive_partitioning=true) group by 1"
+        ).fetchall()
+    )
     for day in ("2025-03-02", "2025-03-03"):
-        raw_rows = storage.read_manifest(layout.raw_partition("credit_default", dt.date.fromisoformat(day)))["row_count"]
+        raw_rows = storage.read_manifest(layout.raw_partition("credit_default", dt.date.fromisoformat(day)))[
+            "row_count"
+        ]
         assert per_day[day] == raw_rows  # one prediction per input row, no duplicates after the rerun
     versions = con.execute(f"select distinct model_version from read_parquet('{glob}')").fetchall()
     assert versions == [(version,)]
     ids = con.execute(f"select count(*), count(distinct ID) from read_parquet('{glob}')").fetchone()
     assert ids[0] == ids[1]
-    bounds = con.execute(f"select min(score), max(score), min(prediction), max(prediction), max(scored_at) "
-                         f"from read_parquet('{glob}')").fetchone()
+    bounds = con.execute(
+        f"select min(score), max(score), min(prediction), max(prediction), max(scored_at) from read_parquet('{glob}')"
+    ).fetchone()
     assert 0 <= bounds[0] <= bounds[1] <= 1 and {bounds[2], bounds[3]} <= {0, 1}
     assert bounds[4].utcoffset().total_seconds() == 0  # timestamptz in UTC, readable from Python
     # The analysts' recursive glob over the whole tree sees exactly the committed files.
@@ -72,9 +86,11 @@ def test_training_then_scoring_through_airflow(dagbag, small_params, tmp_path):
 def test_rejected_candidate_is_not_promoted(dagbag, tmp_path, monkeypatch):
     from conftest import write_params
 
-    params = write_params(tmp_path, training={"window_days": 20, "holdout_days": 5, "cv_folds": 3,
-                                              "estimator_params": {"max_iter": 20}},
-                          gate={"min_metrics": {"roc_auc": 0.99}})
+    params = write_params(
+        tmp_path,
+        training={"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 20}},
+        gate={"min_metrics": {"roc_auc": 0.99}},
+    )
     monkeypatch.setenv("PIPELINE_PARAMS", str(params))
     assert run_dag(dagbag, "training_pipeline", "2025-03-01") == "success"
     states = task_states(dagbag, "training_pipeline")
@@ -109,8 +125,13 @@ def test_bad_batch_through_the_scoring_dag(dagbag, tmp_path, monkeypatch):
     bad_source = tmp_path / "bad.csv.gz"
     with gzip.open(bad_source, "wt") as fh:
         text.to_csv(fh, index=False)
-    params = write_params(tmp_path, dataset={**yaml.safe_load((ROOT / "params.yaml").read_text())["dataset"],
-                                             "source": {"uri": str(bad_source), "format": "csv"}})
+    params = write_params(
+        tmp_path,
+        dataset={
+            **yaml.safe_load((ROOT / "params.yaml").read_text())["dataset"],
+            "source": {"uri": str(bad_source), "format": "csv"},
+        },
+    )
     monkeypatch.setenv("PIPELINE_PARAMS", str(params))
     assert run_dag(dagbag, "batch_scoring", "2025-03-05") == "failed"
     states = task_states(dagbag, "batch_scoring")

@@ -4,6 +4,7 @@ Endpoint and credentials reach the tasks only through the Airflow connection
 `aws_default`: no AWS_* variables are set, so a task that ignored the connection
 would try real AWS and fail.
 """
+
 import json
 
 import pytest
@@ -21,33 +22,50 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
 
     from conftest import write_params
 
-    admin = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
-                         aws_secret_access_key="testing", region_name="us-east-1")
+    admin = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     admin.create_bucket(Bucket="ml-pipeline")
-    params = write_params(tmp_path, training={"window_days": 16, "holdout_days": 4, "cv_folds": 3,
-                                              "estimator_params": {"max_iter": 40}})
+    params = write_params(
+        tmp_path, training={"window_days": 16, "holdout_days": 4, "cv_folds": 3, "estimator_params": {"max_iter": 40}}
+    )
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PIPELINE_PARAMS", str(params))
     monkeypatch.setenv("PIPELINE_STORAGE_URI", "s3://ml-pipeline/prod")
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"},
-    }))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"},
+            }
+        ),
+    )
 
     assert run_dag(dagbag, "training_pipeline", "2025-03-01") == "success"
     assert run_dag(dagbag, "batch_scoring", "2025-03-02") == "success"
     assert run_dag(dagbag, "drift_monitoring", "2025-03-03") == "success"
 
-    keys = [o["Key"] for page in admin.get_paginator("list_objects_v2").paginate(Bucket="ml-pipeline")
-            for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in admin.get_paginator("list_objects_v2").paginate(Bucket="ml-pipeline")
+        for o in page.get("Contents", [])
+    ]
     top = {k.split("/")[1] for k in keys}
     assert {"raw", "labels", "validation", "snapshots", "models", "predictions", "monitoring"} <= top
     assert all(k.startswith("prod/") for k in keys)
     assert not (tmp_path / "storage").exists()  # nothing went to the local default
 
-    storage = open_storage("s3://ml-pipeline/prod", {"endpoint_url": s3_server, "access_key_id": "testing",
-                                                     "secret_access_key": "testing"})
+    storage = open_storage(
+        "s3://ml-pipeline/prod", {"endpoint_url": s3_server, "access_key_id": "testing", "secret_access_key": "testing"}
+    )
     version = registry.champion_version(storage, "credit_default")
     predictions = read_parquet_objects(storage, "predictions/credit_default/dt=2025-03-02")
     raw = read_parquet_objects(storage, "raw/credit_default/dt=2025-03-02")
@@ -71,19 +89,31 @@ def test_missing_connection_fails_closed_despite_ambient_credentials(dagbag, s3_
     from pipeline_airflow import s3_options
     from pipeline.storage import StorageCredentialsMissing
 
-    admin = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
-                         aws_secret_access_key="testing", region_name="us-east-1")
+    admin = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     admin.create_bucket(Bucket="ambient-creds")
     params = write_params(tmp_path)
     monkeypatch.setenv("PIPELINE_PARAMS", str(params))
     monkeypatch.setenv("PIPELINE_STORAGE_URI", "s3://ambient-creds/prod")
-    for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                       ("AWS_ENDPOINT_URL", s3_server), ("AWS_DEFAULT_REGION", "us-east-1")):
+    for var, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_ENDPOINT_URL", s3_server),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         monkeypatch.setenv(var, value)  # these would work: the point is that they are not used
     monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
 
-    with pytest.raises(StorageCredentialsMissing, match=r"s3://ambient-creds/prod needs the Airflow connection "
-                                                        r"'aws_default' \(storage.aws_conn_id\)"):
+    with pytest.raises(
+        StorageCredentialsMissing,
+        match=r"s3://ambient-creds/prod needs the Airflow connection "
+        r"'aws_default' \(storage.aws_conn_id\)",
+    ):
         s3_options()
     dag = dagbag.get_dag("batch_scoring")
     for task in dag.tasks:

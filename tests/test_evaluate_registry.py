@@ -1,4 +1,5 @@
 """Metrics, the gate, and the registry's integrity rules."""
+
 import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier

@@ -1,4 +1,5 @@
 """Garbage collection removes what killed writers leave behind, never committed data."""
+
 from __future__ import annotations
 
 import os
@@ -85,7 +86,9 @@ def test_s3_unreferenced_objects_stale_leases_and_staged_parts(s3_env, tmp_path)
     assert kinds["unreferenced"] == 2 and kinds["stale_leases"] == 2 and kinds["staging"] == 1, kinds
     assert storage.list_keys("predictions/m/dt=2025-01-03") == [] and storage.list_keys("_staging") == []
     manifest = storage.read_manifest(key)
-    assert sorted(storage.list_keys(key)) == sorted([f"{key}/{f}" for f in manifest["files"]] + [f"{key}/_manifest.json"])
+    assert sorted(storage.list_keys(key)) == sorted(
+        [f"{key}/{f}" for f in manifest["files"]] + [f"{key}/_manifest.json"]
+    )
     assert storage.read_partition(key).equals(table)
 
 

@@ -3,6 +3,7 @@
 monitor. Every output of the run outside raw/ (storage, Data Docs, validation results, logs,
 reports, the alert, the audit trail) is searched for those values: none is found. Raw holds
 keyed hashes, never the values."""
+
 from __future__ import annotations
 
 import gzip
@@ -65,9 +66,12 @@ def run(tmp_path_factory):
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     base["dataset"]["source"] = {"uri": str(source), "format": "csv"}
     base["dataset"]["pii_columns"] = PII_COLUMNS
-    params = write_params(tmp, base, training={"window_days": 20, "holdout_days": 5, "cv_folds": 3,
-                                               "estimator_params": {"max_iter": 40}},
-                          monitoring={"bootstrap_resamples": 200})
+    params = write_params(
+        tmp,
+        base,
+        training={"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
+        monitoring={"bootstrap_resamples": 200},
+    )
     handler = logging.StreamHandler(io.StringIO())
     handler.setLevel(logging.DEBUG)
     logging.getLogger().addHandler(handler)
@@ -88,9 +92,17 @@ def run(tmp_path_factory):
             steps.run_scoring("2025-03-04", str(params))
         from pipeline.ops.alerts import Alert
 
-        alert = Alert(dag_id="batch_scoring", task_id="validate", run_id="privacy", partition_date="2025-03-04",
-                      try_number=1, max_tries=1, error_type=type(failed.value).__name__, summary=str(failed.value),
-                      links=getattr(failed.value, "links", {}))
+        alert = Alert(
+            dag_id="batch_scoring",
+            task_id="validate",
+            run_id="privacy",
+            partition_date="2025-03-04",
+            try_number=1,
+            max_tries=1,
+            error_type=type(failed.value).__name__,
+            summary=str(failed.value),
+            links=getattr(failed.value, "links", {}),
+        )
         outputs["alert"] = alert.text() + alert.html() + json.dumps(alert.webhook())
         outputs["failure"] = str(failed.value)
         outputs["monitor"] = steps.monitor_drift("2025-03-04", str(params))
@@ -98,8 +110,14 @@ def run(tmp_path_factory):
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(old_level)
     config = load_config(params)
-    return {"tmp": tmp, "config": config, "params": params, "outputs": outputs, "log": handler.stream.getvalue(),
-            "storage": open_storage(config.storage.root)}
+    return {
+        "tmp": tmp,
+        "config": config,
+        "params": params,
+        "outputs": outputs,
+        "log": handler.stream.getvalue(),
+        "storage": open_storage(config.storage.root),
+    }
 
 
 def test_the_run_happened(run):

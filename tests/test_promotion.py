@@ -1,6 +1,7 @@
 """Trustworthy promotion: champion vs challenger on the same holdout, cost, fairness, registry
 aliases with history, rollback, concurrent promotions on S3, shadow and canary scoring, and
 human approval in the training DAG."""
+
 import datetime as dt
 import json
 import os
@@ -57,8 +58,13 @@ def copy_of(two_versions, tmp_path, monkeypatch):
     params.write_text((base / "params.yaml").read_text().replace(str(base), str(tmp_path)))
     monkeypatch.setenv("PIPELINE_PARAMS", str(params))
     config = load_config(params)
-    return {**two_versions, "params": str(params), "config": config, "storage": open_storage(config.storage.root),
-            "dir": tmp_path}
+    return {
+        **two_versions,
+        "params": str(params),
+        "config": config,
+        "storage": open_storage(config.storage.root),
+        "dir": tmp_path,
+    }
 
 
 def _params_with(copy: dict, name: str, **sections) -> str:
@@ -81,15 +87,23 @@ def test_candidate_is_compared_with_the_champion_on_the_same_holdout(copy_of):
     boot = comparison["bootstrap"]
     assert boot["resamples"] >= 990 and boot["metric"] == "roc_auc" and boot["seed"] == 42
     assert boot["difference_ci"][0] <= boot["difference"] <= boot["difference_ci"][1]
-    assert gate["passed"] == (boot["difference_ci"][0] >= -0.005
-                              and comparison["candidate_cost_per_1000"] <= comparison["champion_cost_per_1000"]
-                              and not gate["reasons"])
-    report = copy_of["storage"].read_bytes(
-        f"{layout.model_version('credit_default', copy_of['candidate'])}/evaluation.html").decode()
+    assert gate["passed"] == (
+        boot["difference_ci"][0] >= -0.005
+        and comparison["candidate_cost_per_1000"] <= comparison["champion_cost_per_1000"]
+        and not gate["reasons"]
+    )
+    report = (
+        copy_of["storage"]
+        .read_bytes(f"{layout.model_version('credit_default', copy_of['candidate'])}/evaluation.html")
+        .decode()
+    )
     assert report.count("Gate PASSED") + report.count("Gate FAILED") == 1
     steps.gate(copy_of["candidate"], copy_of["params"])  # re-gating replaces the verdict, never stacks it
-    report = copy_of["storage"].read_bytes(
-        f"{layout.model_version('credit_default', copy_of['candidate'])}/evaluation.html").decode()
+    report = (
+        copy_of["storage"]
+        .read_bytes(f"{layout.model_version('credit_default', copy_of['candidate'])}/evaluation.html")
+        .decode()
+    )
     assert report.count("Gate PASSED") + report.count("Gate FAILED") == 1
     for section in ("Candidate vs champion", "Cost of errors", "Fairness by group", "permutation importance"):
         assert section in report
@@ -112,8 +126,11 @@ def test_shuffled_labels_candidate_is_never_promoted(copy_of, monkeypatch):
     import pipeline.train as train_module
 
     real = train_module.target_vector
-    monkeypatch.setattr(train_module, "target_vector",
-                        lambda labels, positive: np.random.default_rng(0).permutation(real(labels, positive)))
+    monkeypatch.setattr(
+        train_module,
+        "target_vector",
+        lambda labels, positive: np.random.default_rng(0).permutation(real(labels, positive)),
+    )
     version = _train("2025-03-19", copy_of["params"], "shuffled labels")  # a new version id
     monkeypatch.setattr(train_module, "target_vector", real)
     steps.evaluate(version, copy_of["params"])
@@ -147,7 +164,8 @@ def test_fairness_limit_blocks_naming_attribute_and_group(copy_of):
     assert breach and all("equal-opportunity difference" in r and "(group '" in r for r in breach)
     assert any(r.startswith("fairness: SEX ") for r in breach)
     evaluation = copy_of["storage"].read_json(
-        f"{layout.model_version('credit_default', copy_of['candidate'])}/evaluation.json")
+        f"{layout.model_version('credit_default', copy_of['candidate'])}/evaluation.json"
+    )
     education = evaluation["fairness"]["EDUCATION"]
     assert education["too_small_groups"] and all(g["count"] < 50 for g in education["groups"] if g["too_small"])
     assert {g["group"] for g in evaluation["fairness"]["AGE"]["groups"]} >= {"< 25", "25–35", ">= 55"}
@@ -165,8 +183,9 @@ def test_higher_expected_cost_is_blocked(copy_of):
     gate = steps.gate(version, copy_of["params"])
     comparison = _gate(copy_of["storage"], version)["comparison"]
     assert comparison["candidate_cost_per_1000"] > comparison["champion_cost_per_1000"]
-    assert gate["passed"] is False and any("expected cost" in r and "above the champion's" in r
-                                           for r in gate["reasons"])
+    assert gate["passed"] is False and any(
+        "expected cost" in r and "above the champion's" in r for r in gate["reasons"]
+    )
 
 
 def test_cost_optimal_threshold_is_chosen_out_of_fold_and_used_by_scoring(copy_of):
@@ -205,7 +224,9 @@ def test_rollback_restores_the_previous_champion_with_history(copy_of, capsys):
     assert statuses.count("champion") == 1 and "retired" in statuses
     moves = [h for h in registry.history(storage, "credit_default") if h["outcome"] == "done"]
     assert [(m["action"], m["version"], m["reason"]) for m in moves[-2:]] == [
-        ("promote", candidate, "better on the shared holdout"), ("rollback", champion, "complaints from analysts")]
+        ("promote", candidate, "better on the shared holdout"),
+        ("rollback", champion, "complaints from analysts"),
+    ]
     assert moves[-1]["previous_version"] == candidate and moves[-2]["forced"] is True  # --force is recorded
 
 
@@ -228,19 +249,39 @@ def test_two_promotions_at_once_on_s3_leave_one_champion(s3_server, tmp_path):
     import boto3
     from sklearn.dummy import DummyClassifier
 
-    boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket="race")
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="race")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     for round_ in range(3):
         root = f"s3://race/round{round_}"
-        storage = open_storage(root, {"endpoint_url": s3_server, "access_key_id": "testing",
-                                      "secret_access_key": "testing", "region": "us-east-1"})
+        storage = open_storage(
+            root,
+            {
+                "endpoint_url": s3_server,
+                "access_key_id": "testing",
+                "secret_access_key": "testing",
+                "region": "us-east-1",
+            },
+        )
         for v in ("a", "b"):
             registry.save_version(storage, "m", v, DummyClassifier().fit([[0], [1]], [0, 1]), {})
             storage.write_json(f"models/m/versions/{v}/gate.json", {"passed": True, "reasons": []})
         start = time.time() + 4
-        procs = [subprocess.Popen([sys.executable, "-c", PROMOTE, root, s3_server, v, str(start)], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for v in ("a", "b")]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", PROMOTE, root, s3_server, v, str(start)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for v in ("a", "b")
+        ]
         outs = [p.communicate(timeout=120) for p in procs]
         results = [o[0].strip() for o in outs]
         assert sorted(r.split(":")[0] for r in results) == ["done", "refused"], outs
@@ -266,8 +307,7 @@ def test_canary_routing_share_and_stability():
 def test_shadow_and_canary_scoring(copy_of):
     storage = copy_of["storage"]
     canary = _params_with(copy_of, "canary.yaml", scoring={"canary_share": 0.3})
-    steps.registry_action("set_challenger", copy_of["candidate"], "shadow before promotion", force=True,
-                          params=canary)
+    steps.registry_action("set_challenger", copy_of["candidate"], "shadow before promotion", force=True, params=canary)
     day = "2025-03-02"
     steps.ingest(day, canary)
     steps.validate(day, canary)
@@ -301,8 +341,9 @@ def test_shadow_and_canary_scoring(copy_of):
     assert comparison["champion"]["rows"] == (prod["decided_by"] == "champion").sum()
 
 
-def _respond(dag_id: str, task_id: str, option: str, reason: str, user: str, stop: threading.Event,
-             errors: list) -> None:
+def _respond(
+    dag_id: str, task_id: str, option: str, reason: str, user: str, stop: threading.Event, errors: list
+) -> None:
     """What the HITL REST endpoint does on a response: record it and resume the parked task.
     On any error the task is failed, so dag.test() returns instead of waiting forever."""
     from airflow._shared.timezones import timezone
@@ -316,9 +357,15 @@ def _respond(dag_id: str, task_id: str, option: str, reason: str, user: str, sto
     deadline = time.monotonic() + 600
     while not stop.is_set():
         with create_session() as session:
-            ti = (session.query(TaskInstance)
-                  .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
-                          TaskInstance.state == TaskInstanceState.AWAITING_INPUT).one_or_none())
+            ti = (
+                session.query(TaskInstance)
+                .filter(
+                    TaskInstance.dag_id == dag_id,
+                    TaskInstance.task_id == task_id,
+                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                )
+                .one_or_none()
+            )
             detail = session.query(HITLDetail).filter(HITLDetail.ti_id == ti.id).one_or_none() if ti else None
             if detail is not None or (ti is not None and time.monotonic() > deadline):
                 try:
@@ -327,8 +374,9 @@ def _respond(dag_id: str, task_id: str, option: str, reason: str, user: str, sto
                     detail.chosen_options = [option]
                     detail.params_input = {"reason": reason}
                     session.add(detail)
-                    handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti,
-                                        session=session)
+                    handle_event_submit(
+                        TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
+                    )
                 except Exception as exc:  # noqa: BLE001 - reported by the test, and the run unblocked
                     errors.append(exc)
                     session.rollback()
@@ -342,8 +390,9 @@ def _run_with_response(bag, as_of: str, option: str, reason: str) -> dict:
     import pendulum
 
     stop, errors = threading.Event(), []
-    responder = threading.Thread(target=_respond, args=("training_pipeline", "approve", option, reason,
-                                                        "alice", stop, errors), daemon=True)
+    responder = threading.Thread(
+        target=_respond, args=("training_pipeline", "approve", option, reason, "alice", stop, errors), daemon=True
+    )
     responder.start()
     day = dt.date.fromisoformat(as_of)
     try:
@@ -360,8 +409,9 @@ def test_approval_in_the_airflow_ui_path(airflow_db, copy_of, monkeypatch):
 
     # The comparison is relaxed here (5-day test holdouts give wide intervals): this test is about
     # the human step after a passed gate.
-    approval = _params_with(copy_of, "approval.yaml", gate={"require_approval": True, "min_improvement": -1.0,
-                                                            "max_cost_increase": 1e9})
+    approval = _params_with(
+        copy_of, "approval.yaml", gate={"require_approval": True, "min_improvement": -1.0, "max_cost_increase": 1e9}
+    )
     monkeypatch.setenv("PIPELINE_PARAMS", approval)
     bag = DagBag(str(ROOT / "dags"))
     dag = bag.get_dag("training_pipeline")
@@ -375,7 +425,8 @@ def test_approval_in_the_airflow_ui_path(airflow_db, copy_of, monkeypatch):
     promote = [h for h in events if h["action"] == "promote" and h["outcome"] == "done"][-1]
     assert promote["actor"] == "alice" and promote["version"] == candidate and promote["run_id"]
     assert [(h["outcome"], h["actor"], h["reason"]) for h in events if h["action"] == "approval"] == [
-        ("approved", "alice", "looks good")]
+        ("approved", "alice", "looks good")
+    ]
 
     states = _run_with_response(bag, "2025-03-19", "Reject", "holdout too small")
     assert states["approve"] == "success" and states["register"] == "skipped", states

@@ -1,6 +1,7 @@
 """S3 publishing that glob readers can trust: real `score` subprocesses are SIGKILLed mid-publish
 and run two at a time against moto's S3 server; after one completed run, a DuckDB glob over
 predictions/**/*.parquet returns exactly the manifest's rows, every round."""
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,15 @@ def _glob_count(endpoint: str, bucket: str) -> int:
     import duckdb
     import s3fs
 
-    fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint, use_listings_cache=False,
-                           skip_instance_cache=True)
+    fs = s3fs.S3FileSystem(
+        key="testing", secret="testing", endpoint_url=endpoint, use_listings_cache=False, skip_instance_cache=True
+    )
     con = duckdb.connect()
     con.register_filesystem(fs)
     try:
-        return con.execute(f"select count(*) from read_parquet('s3://{bucket}/{PREFIX}/predictions/**/*.parquet')"
-                           ).fetchall()[0][0]
+        return con.execute(
+            f"select count(*) from read_parquet('s3://{bucket}/{PREFIX}/predictions/**/*.parquet')"
+        ).fetchall()[0][0]
     finally:
         con.close()
 
@@ -47,15 +50,28 @@ def scored_day(s3_server, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("publish")
     bucket = "publish-test"
-    boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket=bucket)
-    params = write_params(tmp, training={"window_days": 8, "holdout_days": 2, "cv_folds": 3,
-                                         "estimator_params": {"max_iter": 30}},
-                          storage={"row_group_rows": 40, "publish_lease_seconds": 60},
-                          scoring={"rows_per_task": 40})
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": s3_server,
-           "PIPELINE_STORAGE_URI": f"s3://{bucket}/{PREFIX}", "PIPELINE_PARAMS": str(params)}
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)
+    params = write_params(
+        tmp,
+        training={"window_days": 8, "holdout_days": 2, "cv_folds": 3, "estimator_params": {"max_iter": 30}},
+        storage={"row_group_rows": 40, "publish_lease_seconds": 60},
+        scoring={"rows_per_task": 40},
+    )
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server,
+        "PIPELINE_STORAGE_URI": f"s3://{bucket}/{PREFIX}",
+        "PIPELINE_PARAMS": str(params),
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -100,8 +116,9 @@ for line in sys.stdin:
 
 class Zygote:
     def __init__(self, env: dict):
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
 
     def spawn(self, params, log) -> int:
         self.proc.stdin.write(f"spawn {log} --params {params} score --date {DAY}\n")
@@ -138,10 +155,14 @@ def _state(ctx, glob: bool = True) -> dict:
     key = f"predictions/credit_default/dt={DAY}"
     manifest = storage.read_manifest(key)
     objects = [k for k in storage.list_keys(key) if k.endswith(".parquet")]
-    return {"manifest_rows": manifest["row_count"], "listed": len(manifest["files"]), "objects": len(objects),
-            "lease": storage.exists(f"{key}/_publishing.json"),
-            "glob": _glob_count(ctx["endpoint"], ctx["bucket"]) if glob else None,
-            "staged": len(storage.list_keys("_staging"))}
+    return {
+        "manifest_rows": manifest["row_count"],
+        "listed": len(manifest["files"]),
+        "objects": len(objects),
+        "lease": storage.exists(f"{key}/_publishing.json"),
+        "glob": _glob_count(ctx["endpoint"], ctx["bucket"]) if glob else None,
+        "staged": len(storage.list_keys("_staging")),
+    }
 
 
 def test_kills_mid_publish_never_leave_orphans_after_the_next_run(scored_day, zygote, tmp_path):
@@ -172,9 +193,15 @@ def test_kills_mid_publish_never_leave_orphans_after_the_next_run(scored_day, zy
         assert after_run["objects"] == after_run["listed"] and not after_run["lease"], rounds[-1]
     debris = [r for r in rounds if r["after_kill"]["lease"] or r["after_kill"]["objects"] > r["after_kill"]["listed"]]
     doubled = [r for r in rounds if r["after_kill"]["objects"] != r["after_kill"]["listed"]]
-    _record("kill_rounds", {"rounds": ROUNDS, "killed_mid_publish": len(debris),
-                            "extra_objects_for_globs_right_after_kill": len(doubled),
-                            "glob_equal_manifest_after_next_run": ROUNDS})
+    _record(
+        "kill_rounds",
+        {
+            "rounds": ROUNDS,
+            "killed_mid_publish": len(debris),
+            "extra_objects_for_globs_right_after_kill": len(doubled),
+            "glob_equal_manifest_after_next_run": ROUNDS,
+        },
+    )
     # The kills really landed inside publishes (a lease or extra objects were left behind).
     assert len(debris) >= ROUNDS // 4, f"only {len(debris)} of {ROUNDS} kills hit a publish"
     # What the kills left in _staging/ is garbage collection's job: collected once old enough.
@@ -195,8 +222,15 @@ def test_two_concurrent_runs_resolve_to_one_winner(scored_day, zygote, tmp_path)
         # The loser's objects are gone: only the manifest's files, no lease, no staged parts.
         assert state["objects"] == state["listed"] and not state["lease"] and state["staged"] == 0, rounds[-1]
     waited = sum("waiting" in (tmp_path / f"pair-{r['round']}-{j}.log").read_text() for r in rounds for j in (0, 1))
-    _record("concurrent_rounds", {"rounds": ROUNDS, "both_exit_0": ROUNDS, "glob_equal_manifest": ROUNDS,
-                                  "runs_that_waited_for_the_lease": waited})
+    _record(
+        "concurrent_rounds",
+        {
+            "rounds": ROUNDS,
+            "both_exit_0": ROUNDS,
+            "glob_equal_manifest": ROUNDS,
+            "runs_that_waited_for_the_lease": waited,
+        },
+    )
 
 
 def _record(name: str, value: dict) -> None:
@@ -218,14 +252,16 @@ def test_mapped_scoring_equals_single_task_scoring(scored_day, tmp_path):
     key = f"predictions/credit_default/dt={DAY}"
     jobs = steps.scoring_jobs(DAY, str(scored_day["params"]))
     assert len(jobs) >= 5 and sum(j["range"]["rows"] for j in jobs) == jobs[0]["plan"]["rows"]
-    parts = [steps.score_range(j["plan"], j["range"], str(scored_day["params"]))
-             for j in random.Random(3).sample(jobs, len(jobs))]
+    parts = [
+        steps.score_range(j["plan"], j["range"], str(scored_day["params"]))
+        for j in random.Random(3).sample(jobs, len(jobs))
+    ]
     mapped_result = steps.publish_scoring(jobs[0]["plan"], parts, str(scored_day["params"]))
     mapped = storage.read_partition(key).to_pandas()
     assert mapped_result["ranges"] == len(jobs) and storage.read_manifest(key)["ranges"] == len(jobs)
 
     whole = yaml.safe_load(scored_day["params"].read_text())
-    whole["scoring"]["rows_per_task"] = 10 ** 9
+    whole["scoring"]["rows_per_task"] = 10**9
     single_params = tmp_path / "single.yaml"
     single_params.write_text(yaml.safe_dump(whole))
     single_result = steps.score(DAY, str(single_params))

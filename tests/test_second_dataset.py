@@ -1,4 +1,5 @@
 """Another tabular binary-classification dataset through the whole pipeline, by config only."""
+
 import shutil
 
 import pytest

@@ -1,12 +1,12 @@
 """Reading and typing the source: no row silently dropped or mis-typed."""
+
 import datetime as dt
 
 import pandas as pd
 import pytest
 
 from pipeline.config import load_config
-from pipeline.source import (SourceError, assign_days, canonical_label, coerce_types, read_source_text,
-                             resolve_schema)
+from pipeline.source import SourceError, assign_days, canonical_label, coerce_types, read_source_text, resolve_schema
 from conftest import ROOT, write_params
 
 
@@ -14,8 +14,10 @@ def _dataset(tmp_path, csv_text: str, **dataset_overrides):
     (tmp_path / "src.csv").write_text(csv_text)
     base = {
         "dataset": {
-            "name": "toy", "source": {"uri": str(tmp_path / "src.csv"), "format": "csv"},
-            "id_column": "id", "target": {"column": "y", "positive_class": "1"},
+            "name": "toy",
+            "source": {"uri": str(tmp_path / "src.csv"), "format": "csv"},
+            "id_column": "id",
+            "target": {"column": "y", "positive_class": "1"},
             "features": {"categorical": ["colour"]},
             "batching": {"start_date": "2025-01-01", "days": 3, "label_delay_days": 1},
             **dataset_overrides,
@@ -43,8 +45,11 @@ def test_demo_source_loads_every_row_with_declared_types():
 def test_text_in_numeric_column_names_column_and_rows(tmp_path):
     # Undeclared, `amount` would be inferred categorical (one value is text); declared numeric, the
     # misfit must be reported, not turned into NaN.
-    ds = _dataset(tmp_path, "id,amount,colour,y\n1,10,red,0\n2,abc,blue,1\n3,1.5E+02,red,0\n",
-                  features={"categorical": ["colour"], "numeric": ["amount"]})
+    ds = _dataset(
+        tmp_path,
+        "id,amount,colour,y\n1,10,red,0\n2,abc,blue,1\n3,1.5E+02,red,0\n",
+        features={"categorical": ["colour"], "numeric": ["amount"]},
+    )
     text = read_source_text(ds)
     schema = resolve_schema(ds, text)
     with pytest.raises(SourceError, match=r"column 'amount': 1 value\(s\) are not numbers \(rows \[1\]\)"):
@@ -86,10 +91,7 @@ def test_event_time_column_decides_the_day(tmp_path):
     from pipeline.ingest import ingest_day
     from pipeline.storage import open_storage
 
-    csv = ("id,ts,x,y\n"
-           "1,2025-01-01T23:59:00Z,1.0,0\n"
-           "2,2025-01-02T00:00:01Z,2.0,1\n"
-           "3,2025-01-02 10:00:00,3.0,0\n")
+    csv = "id,ts,x,y\n1,2025-01-01T23:59:00Z,1.0,0\n2,2025-01-02T00:00:01Z,2.0,1\n3,2025-01-02 10:00:00,3.0,0\n"
     ds = _dataset(tmp_path, csv, event_time_column="ts", features={})
     text = read_source_text(ds)
     assert assign_days(ds, text).tolist() == [dt.date(2025, 1, 1), dt.date(2025, 1, 2), dt.date(2025, 1, 2)]
@@ -103,7 +105,9 @@ def test_event_time_column_decides_the_day(tmp_path):
 
 def test_unreadable_event_time_is_named(tmp_path):
     ds = _dataset(tmp_path, "id,ts,y\n1,2025-01-01,0\n2,yesterday,1\n", event_time_column="ts", features={})
-    with pytest.raises(SourceError, match=r"event-time column 'ts': 1 row\(s\) without a readable timestamp \(rows \[1\]\)"):
+    with pytest.raises(
+        SourceError, match=r"event-time column 'ts': 1 row\(s\) without a readable timestamp \(rows \[1\]\)"
+    ):
         assign_days(ds, read_source_text(ds))
 
 

@@ -7,6 +7,7 @@ Runs are triggered and watched through the REST API, as an operator's tooling wo
 Skips when PostgreSQL or Redis cannot be reached, unless PIPELINE_TEST_STACK=required
 (set by .ci/run), which turns that into a failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,8 +88,12 @@ def _descendants(root: int) -> list[int]:
 
 
 def _ti(stack, token, ti: dict) -> dict:
-    return stack.call("GET", f"/dags/{ti['dag_id']}/dagRuns/{ti['run_id']}/taskInstances/{ti['task_id']}"
-                      + (f"/{ti['map_index']}" if ti["map_index"] >= 0 else ""), token=token)
+    return stack.call(
+        "GET",
+        f"/dags/{ti['dag_id']}/dagRuns/{ti['run_id']}/taskInstances/{ti['task_id']}"
+        + (f"/{ti['map_index']}" if ti["map_index"] >= 0 else ""),
+        token=token,
+    )
 
 
 def _kill_worker_during_a_task(stack, token, runs: dict[str, str], worker: str, timeout: float) -> dict:
@@ -110,8 +115,14 @@ def _kill_worker_during_a_task(stack, token, runs: dict[str, str], worker: str, 
                             os.kill(pid, signal.SIGKILL)
                         except ProcessLookupError:
                             pass
-                    return {"dag_id": dag_id, "run_id": run_id, "task_id": t["task_id"], "map_index": t["map_index"],
-                            "killed_at": time.monotonic(), "processes_killed": len(victims)}
+                    return {
+                        "dag_id": dag_id,
+                        "run_id": run_id,
+                        "task_id": t["task_id"],
+                        "map_index": t["map_index"],
+                        "killed_at": time.monotonic(),
+                        "processes_killed": len(victims),
+                    }
         time.sleep(0.3)
     raise AssertionError(f"no task of {list(runs)} ran on {worker} within {timeout:.0f}s\n{_logs_tail(stack)}")
 
@@ -132,8 +143,13 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
 
     started = time.monotonic()
     bucket = stack_mod.SETTINGS["bucket"]
-    admin = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
-                         aws_secret_access_key="testing", region_name="us-east-1")
+    admin = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     try:
         admin.create_bucket(Bucket=bucket)
     except admin.exceptions.BucketAlreadyOwnedByYou:
@@ -143,13 +159,23 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         for obj in page.get("Contents", []):  # a previous test in this session's S3 server
             admin.delete_object(Bucket=bucket, Key=obj["Key"])
     params = write_params(
-        tmp_path, training={"window_days": 10, "holdout_days": 3, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
+        tmp_path,
+        training={"window_days": 10, "holdout_days": 3, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
         # Small row groups and ranges, so each ~330-row day is scored by two mapped tasks.
-        storage={"row_group_rows": 200}, scoring={"rows_per_task": 200},
-        dvc={"enabled": True, "repo_dir": str(tmp_path / "no-checkout"), "push": True})
+        storage={"row_group_rows": 200},
+        scoring={"rows_per_task": 200},
+        dvc={"enabled": True, "repo_dir": str(tmp_path / "no-checkout"), "push": True},
+    )
     db = f"pipeline_test_{uuid.uuid4().hex[:10]}"
-    stack = stack_mod.start(tmp_path / "airflow", params, s3_server, db=db, redis_db=stack_mod.free_redis_db(),
-                            use_schedule=False, s3_credentials=("testing", "testing"))
+    stack = stack_mod.start(
+        tmp_path / "airflow",
+        params,
+        s3_server,
+        db=db,
+        redis_db=stack_mod.free_redis_db(),
+        use_schedule=False,
+        s3_credentials=("testing", "testing"),
+    )
     try:
         ready = time.monotonic() - started
         token = stack.token()
@@ -171,15 +197,20 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         states = _wait_runs(stack, token, {"stack-training": "training_pipeline"}, timeout=900)
         assert states.get("stack-training") == "success", (
             f"training: {states} {_task_report(stack, token, 'training_pipeline', 'stack-training')}\n"
-            f"{_logs_tail(stack)}")
+            f"{_logs_tail(stack)}"
+        )
         training_seconds = time.monotonic() - t0
 
         t0 = time.monotonic()
         runs = {}
         for day in SCORE_DAYS:
             run_id = f"stack-scoring-{day}"
-            stack.call("POST", "/dags/batch_scoring/dagRuns",
-                       {"dag_run_id": run_id, "logical_date": f"{day}T00:00:00Z", "conf": {}}, token=token)
+            stack.call(
+                "POST",
+                "/dags/batch_scoring/dagRuns",
+                {"dag_run_id": run_id, "logical_date": f"{day}T00:00:00Z", "conf": {}},
+                token=token,
+            )
             runs[run_id] = "batch_scoring"
         # Lose worker1 while one of these runs' tasks runs on it (SIGKILL of its main, pool and task
         # processes: a lost machine), then watch the scheduler notice and worker2 take over.
@@ -187,12 +218,18 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         detected = _wait_not_running(stack, token, lost, timeout=240)
         states = _wait_runs(stack, token, runs, timeout=600)
         assert all(states.get(r) == "success" for r in runs), (
-            f"scoring: {states} " + " | ".join(_task_report(stack, token, 'batch_scoring', r) for r in runs)
-            + f"\n{_logs_tail(stack)}")
+            f"scoring: {states} "
+            + " | ".join(_task_report(stack, token, "batch_scoring", r) for r in runs)
+            + f"\n{_logs_tail(stack)}"
+        )
         scoring_seconds = time.monotonic() - t0
-        mapped = [t for t in stack.call("GET", f"/dags/batch_scoring/dagRuns/stack-scoring-{SCORE_DAYS[0]}/"
-                                               "taskInstances", token=token)["task_instances"]
-                  if t["task_id"] == "score_range"]
+        mapped = [
+            t
+            for t in stack.call(
+                "GET", f"/dags/batch_scoring/dagRuns/stack-scoring-{SCORE_DAYS[0]}/taskInstances", token=token
+            )["task_instances"]
+            if t["task_id"] == "score_range"
+        ]
         assert len(mapped) >= 2 and all(t["state"] == "success" for t in mapped)
         retried = _ti(stack, token, lost)
         assert retried["state"] == "success" and retried["try_number"] >= 2, retried
@@ -204,11 +241,14 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         from pipeline.storage import open_storage
         from helpers import read_parquet_objects
 
-        storage = open_storage(f"s3://{bucket}/{prefix}", {"endpoint_url": s3_server, "access_key_id": "testing",
-                                                           "secret_access_key": "testing"})
+        storage = open_storage(
+            f"s3://{bucket}/{prefix}",
+            {"endpoint_url": s3_server, "access_key_id": "testing", "secret_access_key": "testing"},
+        )
         keys = storage.list_keys("")
         assert {"raw", "labels", "validation", "snapshots", "models", "predictions", "contracts"} <= {
-            k.split("/")[0] for k in keys}
+            k.split("/")[0] for k in keys
+        }
         assert not (tmp_path / "storage").exists(), "something was written to the local storage root"
         assert not (tmp_path / "no-checkout").exists(), "training touched a DVC checkout"
         version = registry.champion_version(storage, "credit_default")
@@ -233,16 +273,24 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         for i in range(1, stack.workers + 1):
             text = (stack.logs / f"worker{i}.log").read_text(errors="replace")
             per_worker[f"worker{i}"] = len(re.findall(r"Executing workload in Celery", text))
-        summary = {"stack_ready_seconds": round(ready, 1), "training_seconds": round(training_seconds, 1),
-                   "scoring_3_days_seconds": round(scoring_seconds, 1),
-                   "total_seconds": round(time.monotonic() - started, 1), "tasks_per_worker": per_worker,
-                   "database": db, "broker_db": stack.redis_db, "queue": stack.queue,
-                   "mapped_ranges_first_day": len(mapped),
-                   "worker_lost": {"task": f"{lost['run_id']}/{lost['task_id']}[{lost['map_index']}]",
-                                   "detected_after_seconds": round(detected["seconds"], 1),
-                                   "state_after_detection": detected["state"],
-                                   "retry_try_number": retried["try_number"],
-                                   "kill_to_all_runs_done_seconds": round(lost_delay, 1)}}
+        summary = {
+            "stack_ready_seconds": round(ready, 1),
+            "training_seconds": round(training_seconds, 1),
+            "scoring_3_days_seconds": round(scoring_seconds, 1),
+            "total_seconds": round(time.monotonic() - started, 1),
+            "tasks_per_worker": per_worker,
+            "database": db,
+            "broker_db": stack.redis_db,
+            "queue": stack.queue,
+            "mapped_ranges_first_day": len(mapped),
+            "worker_lost": {
+                "task": f"{lost['run_id']}/{lost['task_id']}[{lost['map_index']}]",
+                "detected_after_seconds": round(detected["seconds"], 1),
+                "state_after_detection": detected["state"],
+                "retry_try_number": retried["try_number"],
+                "kill_to_all_runs_done_seconds": round(lost_delay, 1),
+            },
+        }
         print(f"stack test: {json.dumps(summary)}")
         (ROOT / "tests" / "results").mkdir(exist_ok=True)
         (ROOT / "tests" / "results" / "stack_summary.json").write_text(json.dumps(summary, indent=2))

@@ -1,4 +1,5 @@
 """The storage layer on a local directory and on a real S3 endpoint (moto server over HTTP)."""
+
 import io
 
 import pyarrow as pa
@@ -68,8 +69,9 @@ def test_empty_partition_is_refused(storage):
 
 def test_copy_and_delete_partition(storage):
     storage.write_partition("raw/ds/dt=2025-01-05", {"part-0.parquet": _table(2)})
-    storage.copy_partition("raw/ds/dt=2025-01-05", "quarantine/ds/dt=2025-01-05",
-                           extra_files={"why.json": b'{"bad": true}'})
+    storage.copy_partition(
+        "raw/ds/dt=2025-01-05", "quarantine/ds/dt=2025-01-05", extra_files={"why.json": b'{"bad": true}'}
+    )
     storage.delete("raw/ds/dt=2025-01-05")
     assert not storage.partition_exists("raw/ds/dt=2025-01-05")
     assert storage.read_partition("quarantine/ds/dt=2025-01-05").num_rows == 2
@@ -103,18 +105,29 @@ def test_s3_source_is_read_with_the_storage_credentials(s3_server, tmp_path, mon
 
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
-    admin = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="k", aws_secret_access_key="s",
-                         region_name="us-east-1")
+    admin = boto3.client(
+        "s3", endpoint_url=s3_server, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+    )
     admin.create_bucket(Bucket="landing")
     rows = "".join(f"{i},{i * 1.5},{'ab'[i % 2]},{i % 2}\n" for i in range(60))
     admin.put_object(Bucket="landing", Key="in/source.csv", Body=("id,x,c,y\n" + rows).encode())
-    params = write_params(tmp_path, {
-        "dataset": {"name": "s3src", "source": {"uri": "s3://landing/in/source.csv", "format": "csv"},
-                    "id_column": "id", "target": {"column": "y", "positive_class": "1"},
-                    "batching": {"start_date": "2025-01-01", "days": 2, "label_delay_days": 1}},
-        "training": {"window_days": 2, "holdout_days": 1}})
-    storage = open_storage("s3://landing/out", {"endpoint_url": s3_server, "access_key_id": "k",
-                                                "secret_access_key": "s", "region": "us-east-1"})
+    params = write_params(
+        tmp_path,
+        {
+            "dataset": {
+                "name": "s3src",
+                "source": {"uri": "s3://landing/in/source.csv", "format": "csv"},
+                "id_column": "id",
+                "target": {"column": "y", "positive_class": "1"},
+                "batching": {"start_date": "2025-01-01", "days": 2, "label_delay_days": 1},
+            },
+            "training": {"window_days": 2, "holdout_days": 1},
+        },
+    )
+    storage = open_storage(
+        "s3://landing/out",
+        {"endpoint_url": s3_server, "access_key_id": "k", "secret_access_key": "s", "region": "us-east-1"},
+    )
     config = load_config(params)
     results = [ingest_day(config, storage, dt.date(2025, 1, d)) for d in (1, 2)]
     assert sum(r["rows"] for r in results) == 60
@@ -149,12 +162,15 @@ def test_hung_s3_endpoint_fails_within_the_configured_budget(tmp_path, monkeypat
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
-    config = load_config(write_params(tmp_path, storage={"connect_timeout_seconds": 1, "read_timeout_seconds": 2,
-                                                         "max_attempts": 2}))
+    config = load_config(
+        write_params(tmp_path, storage={"connect_timeout_seconds": 1, "read_timeout_seconds": 2, "max_attempts": 2})
+    )
     monkeypatch.setenv("PIPELINE_STORAGE_URI", "s3://hung-bucket/root")
     config = load_config(config.params_path)
     storage = storage_for(config)
-    budget = config.storage.max_attempts * (config.storage.connect_timeout_seconds + config.storage.read_timeout_seconds)
+    budget = config.storage.max_attempts * (
+        config.storage.connect_timeout_seconds + config.storage.read_timeout_seconds
+    )
     started = time.monotonic()
     try:
         with pytest.raises(Exception, match="(?i)timeout|timed out"):
@@ -195,16 +211,19 @@ def test_s3_publish_waits_for_a_live_lease_and_takes_over_an_expired_one(s3_env)
     old = pa.table({"id": [1, 2, 3]})
     storage.write_partition(key, {"part-00000.parquet": old})
     lease = f"{key}/_publishing.json"
-    storage.write_bytes(lease, _json.dumps({"owner": "x", "host": "another-host", "pid": 1,
-                                            "expires_at": _time.time() + 60}).encode())
+    storage.write_bytes(
+        lease, _json.dumps({"owner": "x", "host": "another-host", "pid": 1, "expires_at": _time.time() + 60}).encode()
+    )
     with pytest.raises(PublishConflict, match="being published by another-host"):
         storage.write_partition(key, {"part-00000.parquet": pa.table({"id": [9]})})
     assert storage.read_partition(key).equals(old)
     assert [k for k in storage.list_keys(key) if k.endswith(".parquet")] == [
-        f"{key}/{f}" for f in storage.read_manifest(key)["files"]], "the waiting writer uploaded nothing"
+        f"{key}/{f}" for f in storage.read_manifest(key)["files"]
+    ], "the waiting writer uploaded nothing"
 
-    storage.write_bytes(lease, _json.dumps({"owner": "x", "host": "another-host", "pid": 1,
-                                            "expires_at": _time.time() - 1}).encode())
+    storage.write_bytes(
+        lease, _json.dumps({"owner": "x", "host": "another-host", "pid": 1, "expires_at": _time.time() - 1}).encode()
+    )
     storage.write_bytes(f"{key}/part-00000-0123456789ab.parquet", b"debris of the dead writer")
     new = pa.table({"id": [7, 8]})
     storage.write_partition(key, {"part-00000.parquet": new})

@@ -1,4 +1,5 @@
 """Great Expectations validation against the frozen data contract, write-audit-publish."""
+
 import datetime as dt
 import json
 
@@ -46,12 +47,18 @@ def test_good_delivery_is_staged_then_published_and_recorded(tmp_path):
     # Readable offline: the page and the index use vendored copies of the CDN assets.
     import pathlib
 
-    for page in (pathlib.Path(result["data_docs"]), tmp_path / "great_expectations/uncommitted/data_docs/local_site/index.html"):
+    for page in (
+        pathlib.Path(result["data_docs"]),
+        tmp_path / "great_expectations/uncommitted/data_docs/local_site/index.html",
+    ):
         html = page.read_text()
         assert "code.jquery.com" not in html and "unpkg.com/bootstrap-table" not in html
         for asset in ("jquery.min.js", "bootstrap.min.css", "bootstrap-table.min.js"):
-            (ref,) = {part.split('"')[0] for part in html.split('src="') + html.split('href="')
-                      if part.split('"')[0].endswith("/" + asset)}
+            (ref,) = {
+                part.split('"')[0]
+                for part in html.split('src="') + html.split('href="')
+                if part.split('"')[0].endswith("/" + asset)
+            }
             assert (page.parent / ref).resolve().exists(), ref
     assert storage.list_children(layout.staging_day("credit_default", DAY)) == []  # staging cleaned
 
@@ -68,11 +75,14 @@ def test_failed_audit_quarantines_the_delivery_and_keeps_the_committed_partition
     staged = steps.ingest(DAY, str(params))
     key = layout.staging_delivery("credit_default", DAY, staged["delivery_id"])
     frame = storage.read_partition(key).to_pandas()
-    frame.loc[0, "AGE"] = 170.0          # out of range (and AGE is sensitive: no value may leak)
-    frame.loc[3, "SEX"] = "9"             # unknown category
-    frame.loc[4, "LIMIT_BAL"] = 5.0       # out of range, not protected
-    storage.write_partition(key, {"part-00000.parquet": pa.Table.from_pandas(frame, preserve_index=False)},
-                            manifest={k: v for k, v in storage.read_manifest(key).items() if k not in ("files", "publish_id")})
+    frame.loc[0, "AGE"] = 170.0  # out of range (and AGE is sensitive: no value may leak)
+    frame.loc[3, "SEX"] = "9"  # unknown category
+    frame.loc[4, "LIMIT_BAL"] = 5.0  # out of range, not protected
+    storage.write_partition(
+        key,
+        {"part-00000.parquet": pa.Table.from_pandas(frame, preserve_index=False)},
+        manifest={k: v for k, v in storage.read_manifest(key).items() if k not in ("files", "publish_id")},
+    )
     with pytest.raises(ValidationFailed) as info:
         steps.validate(DAY, str(params))
     message = str(info.value)
@@ -87,8 +97,10 @@ def test_failed_audit_quarantines_the_delivery_and_keeps_the_committed_partition
     q_key = layout.quarantine_delivery("credit_default", DAY, staged["delivery_id"])
     assert storage.read_partition(q_key).num_rows == len(frame)
     result = json.loads(storage.read_partition_file(q_key, "validation_result.json"))
-    results = {(r["expectation_config"]["type"], r["expectation_config"]["kwargs"].get("column")): r["result"]
-               for r in result["great_expectations"]["results"]}
+    results = {
+        (r["expectation_config"]["type"], r["expectation_config"]["kwargs"].get("column")): r["result"]
+        for r in result["great_expectations"]["results"]
+    }
     age = results[("expect_column_values_to_be_between", "AGE")]
     assert age["unexpected_count"] == 1 and "partial_unexpected_list" not in age  # sensitive: counts only
     assert results[("expect_column_values_to_be_in_set", "SEX")].get("partial_unexpected_list") is None

@@ -12,6 +12,7 @@ Changing it is an explicit act: ``python -m pipeline contract update --reason ..
 writes a new version (the old ones stay) after the params changed. Until then, a
 params file that disagrees with the stored contract is refused with the differences.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,7 +40,7 @@ class Contract:
     dataset: str
     version: int
     schema: Schema
-    terms: dict[str, Any]            # what the params said when the contract was made
+    terms: dict[str, Any]  # what the params said when the contract was made
     source_columns: tuple[str, ...]  # the delivery's columns (order as first seen)
     typical_rows_per_day: float
     created_at: str
@@ -56,8 +57,12 @@ class Contract:
 
     @property
     def digest(self) -> str:
-        body = {"schema": self.schema.to_dict(), "terms": self.terms, "source_columns": list(self.source_columns),
-                "typical_rows_per_day": self.typical_rows_per_day}
+        body = {
+            "schema": self.schema.to_dict(),
+            "terms": self.terms,
+            "source_columns": list(self.source_columns),
+            "typical_rows_per_day": self.typical_rows_per_day,
+        }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -68,7 +73,9 @@ class Contract:
     @property
     def required_columns(self) -> tuple[str, ...]:
         """Columns every delivery must have."""
-        cols = tuple(c for c in self.schema.batch_columns if not (self.schema.id_derived and c == self.schema.id_column))
+        cols = tuple(
+            c for c in self.schema.batch_columns if not (self.schema.id_derived and c == self.schema.id_column)
+        )
         return cols + (self.schema.target_column,)
 
     @property
@@ -105,19 +112,36 @@ class Contract:
 def terms_from_params(config: PipelineConfig) -> dict[str, Any]:
     """The part of the params a contract freezes."""
     ds, v = config.dataset, config.validation
-    return _jsonable({
-        "id_column": ds.id_column,
-        "target": {"column": ds.target.column, "positive_class": ds.target.positive_class},
-        "event_time_column": ds.event_time_column,
-        "features": ds.features,
-        "sensitive_attributes": ds.sensitive_attributes,
-        "pii_columns": ds.pii_columns,
-        "source": {"format": ds.source.format, "csv_delimiter": ds.source.csv_delimiter,
-                   "missing_tokens": list(ds.source.missing_tokens)},
-        "validation": {k: getattr(v, k) for k in ("min_rows", "max_rows", "max_null_fraction", "ranges",
-                                                 "categories", "mostly", "max_rows_factor", "row_policy",
-                                                 "max_bad_row_share", "extra_columns")},
-    })
+    return _jsonable(
+        {
+            "id_column": ds.id_column,
+            "target": {"column": ds.target.column, "positive_class": ds.target.positive_class},
+            "event_time_column": ds.event_time_column,
+            "features": ds.features,
+            "sensitive_attributes": ds.sensitive_attributes,
+            "pii_columns": ds.pii_columns,
+            "source": {
+                "format": ds.source.format,
+                "csv_delimiter": ds.source.csv_delimiter,
+                "missing_tokens": list(ds.source.missing_tokens),
+            },
+            "validation": {
+                k: getattr(v, k)
+                for k in (
+                    "min_rows",
+                    "max_rows",
+                    "max_null_fraction",
+                    "ranges",
+                    "categories",
+                    "mostly",
+                    "max_rows_factor",
+                    "row_policy",
+                    "max_bad_row_share",
+                    "extra_columns",
+                )
+            },
+        }
+    )
 
 
 def differences(old: Any, new: Any, path: str = "") -> list[str]:
@@ -144,8 +168,9 @@ def load_version(config: PipelineConfig, storage: Storage, version: int) -> Cont
     try:
         return Contract.from_dict(storage.read_json(key))
     except FileNotFoundError as exc:
-        raise ContractError(f"contract version {version} of {config.dataset.name} not found at "
-                            f"{storage.uri(key)}") from exc
+        raise ContractError(
+            f"contract version {version} of {config.dataset.name} not found at {storage.uri(key)}"
+        ) from exc
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise ContractError(f"{storage.uri(key)}: not a readable contract ({exc})") from exc
 
@@ -162,8 +187,10 @@ def _store(config: PipelineConfig, storage: Storage, contract: Contract) -> Cont
     pointer, tag = storage.read_json_versioned(pointer_key)
     expected_prev = contract.previous_version
     if (pointer["version"] if pointer else None) != expected_prev:
-        raise ContractError(f"the contract of {config.dataset.name} changed meanwhile (now v{pointer['version']}); "
-                            "look at it with `python -m pipeline contract show` and retry")
+        raise ContractError(
+            f"the contract of {config.dataset.name} changed meanwhile (now v{pointer['version']}); "
+            "look at it with `python -m pipeline contract show` and retry"
+        )
     if storage.exists(key):
         raise ContractError(f"{storage.uri(key)} already exists")
     storage.write_json(key, contract.to_dict())
@@ -171,18 +198,26 @@ def _store(config: PipelineConfig, storage: Storage, contract: Contract) -> Cont
         storage.write_json_if(pointer_key, {"version": contract.version, "digest": contract.digest}, tag)
     except PreconditionFailed as exc:
         storage.delete(key)
-        raise ContractError(f"another process changed the contract of {config.dataset.name} at the same time; "
-                            "retry") from exc
+        raise ContractError(
+            f"another process changed the contract of {config.dataset.name} at the same time; retry"
+        ) from exc
     from .. import validation
 
     validation.write_suite(config, contract)
-    log.info("contract v%d of %s stored at %s (%s)", contract.version, config.dataset.name, storage.uri(key),
-             contract.reason)
+    log.info(
+        "contract v%d of %s stored at %s (%s)", contract.version, config.dataset.name, storage.uri(key), contract.reason
+    )
     return contract
 
 
-def resolve(config: PipelineConfig, sample: dict[str, Any], version: int, reason: str, actor: str,
-            previous: Contract | None = None) -> Contract:
+def resolve(
+    config: PipelineConfig,
+    sample: dict[str, Any],
+    version: int,
+    reason: str,
+    actor: str,
+    previous: Contract | None = None,
+) -> Contract:
     """A contract from the params plus `sample` (header, numeric columns, target values, rows per day)."""
     import pandas as pd
 
@@ -191,8 +226,10 @@ def resolve(config: PipelineConfig, sample: dict[str, Any], version: int, reason
     check_columns_exist(config, header, f"the data ({', '.join(sample.get('from', [])) or 'first delivery'})")
     values = sorted(set(canonical_label(pd.Series(sample.get("target_values", []), dtype=object)).tolist()))
     if values and ds.target.positive_class not in values:
-        raise ContractError(f"dataset.target.positive_class {ds.target.positive_class!r} never occurs in target column "
-                            f"{ds.target.column!r}; values found: {values[:20]}")
+        raise ContractError(
+            f"dataset.target.positive_class {ds.target.positive_class!r} never occurs in target column "
+            f"{ds.target.column!r}; values found: {values[:20]}"
+        )
     if values and len(values) != 2:
         raise ContractError(f"target column {ds.target.column!r} must have two classes; found {values[:20]}")
     empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in header})
@@ -202,12 +239,20 @@ def resolve(config: PipelineConfig, sample: dict[str, Any], version: int, reason
     schema = dataclasses.replace(schema, id_is_integer=bool(sample.get("id_is_integer")) and not schema.id_derived)
     unknown = sorted((set(config.validation.ranges) - set(schema.numeric) - set(schema.sensitive)))
     if unknown:
-        raise ContractError(f"validation.ranges names column(s) {unknown} that are not numeric "
-                            f"(numeric: {list(schema.numeric)}); list them under dataset.features.numeric")
+        raise ContractError(
+            f"validation.ranges names column(s) {unknown} that are not numeric "
+            f"(numeric: {list(schema.numeric)}); list them under dataset.features.numeric"
+        )
     return Contract(
-        dataset=ds.name, version=version, schema=schema, terms=terms_from_params(config),
-        source_columns=tuple(header), typical_rows_per_day=float(sample.get("rows_per_day") or 0.0),
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), reason=reason, actor=actor,
+        dataset=ds.name,
+        version=version,
+        schema=schema,
+        terms=terms_from_params(config),
+        source_columns=tuple(header),
+        typical_rows_per_day=float(sample.get("rows_per_day") or 0.0),
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        reason=reason,
+        actor=actor,
         resolved_from=tuple(sample.get("from", ())),
         previous_version=previous.version if previous else None,
         target_classes=tuple(values) if values else (previous.target_classes if previous else ()),
@@ -215,8 +260,11 @@ def resolve(config: PipelineConfig, sample: dict[str, Any], version: int, reason
 
 
 def _comparable(contract: Contract) -> dict[str, Any]:
-    return {"schema": contract.schema.to_dict(), "terms": contract.terms,
-            "source_columns": list(contract.source_columns)}
+    return {
+        "schema": contract.schema.to_dict(),
+        "terms": contract.terms,
+        "source_columns": list(contract.source_columns),
+    }
 
 
 def _actor() -> str:
@@ -233,8 +281,10 @@ def require(config: PipelineConfig, storage: Storage, sample: dict[str, Any] | N
     contract = current(config, storage)
     if contract is None:
         if sample is None:
-            raise ContractError(f"dataset {config.dataset.name} has no data contract yet: ingest a day first, or run "
-                                "`python -m pipeline contract update --from-day YYYY-MM-DD --reason ...`")
+            raise ContractError(
+                f"dataset {config.dataset.name} has no data contract yet: ingest a day first, or run "
+                "`python -m pipeline contract update --from-day YYYY-MM-DD --reason ...`"
+            )
         contract = resolve(config, sample, 1, "initial contract: params + first data read", _actor())
         try:
             return _store(config, storage, contract)
@@ -247,13 +297,20 @@ def require(config: PipelineConfig, storage: Storage, sample: dict[str, Any] | N
     if diff:
         raise ContractError(
             f"params ({config.params_path}) disagree with data contract v{contract.version} of {config.dataset.name}: "
-            + "; ".join(diff[:10]) + ". The contract changes only explicitly: run "
-            "`python -m pipeline contract update --reason \"...\"`, or restore the params")
+            + "; ".join(diff[:10])
+            + ". The contract changes only explicitly: run "
+            '`python -m pipeline contract update --reason "..."`, or restore the params'
+        )
     return contract
 
 
-def update(config: PipelineConfig, storage: Storage, reason: str, sample: dict[str, Any] | None = None,
-           actor: str | None = None) -> dict[str, Any]:
+def update(
+    config: PipelineConfig,
+    storage: Storage,
+    reason: str,
+    sample: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
     """A new contract version from the current params (and `sample`, or the previous version's columns)."""
     if not reason or not reason.strip():
         raise ContractError("a contract change needs a reason (--reason)")
@@ -262,14 +319,24 @@ def update(config: PipelineConfig, storage: Storage, reason: str, sample: dict[s
         if previous is None:
             raise ContractError("no contract yet and no data to resolve one from: pass --from-day")
         schema = previous.schema
-        sample = {"header": list(previous.source_columns), "numeric_columns": list(schema.numeric),
-                  "id_is_integer": schema.id_is_integer,
-                  "target_values": [], "rows_per_day": previous.typical_rows_per_day,
-                  "from": list(previous.resolved_from)}
-    new = resolve(config, sample, (previous.version + 1) if previous else 1, reason.strip(), actor or _actor(), previous)
+        sample = {
+            "header": list(previous.source_columns),
+            "numeric_columns": list(schema.numeric),
+            "id_is_integer": schema.id_is_integer,
+            "target_values": [],
+            "rows_per_day": previous.typical_rows_per_day,
+            "from": list(previous.resolved_from),
+        }
+    new = resolve(
+        config, sample, (previous.version + 1) if previous else 1, reason.strip(), actor or _actor(), previous
+    )
     if previous is not None and new.digest == previous.digest:
         return {"changed": False, "version": previous.version, "digest": previous.digest}
     _store(config, storage, new)
-    return {"changed": True, "version": new.version, "digest": new.digest,
-            "differences": differences(_comparable(previous), _comparable(new)) if previous else [],
-            "uri": storage.uri(layout.contract_version(config.dataset.name, new.version))}
+    return {
+        "changed": True,
+        "version": new.version,
+        "digest": new.digest,
+        "differences": differences(_comparable(previous), _comparable(new)) if previous else [],
+        "uri": storage.uri(layout.contract_version(config.dataset.name, new.version)),
+    }

@@ -14,6 +14,7 @@ Cells stay text here (``None`` where missing); typing is the contract's job. Row
 labels are source line numbers for CSV (the header is line 1) and row numbers for
 Parquet, so messages point at what a person can open.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,9 +50,9 @@ class NoDelivery(SourceError):
 @dataclasses.dataclass
 class Delivery:
     day: dt.date
-    text: pd.DataFrame                 # object cells, None where missing; index = line/row labels
-    files: list[str]                   # what was read
-    digest: str                        # sha256 of the delivered bytes (or of the day's split)
+    text: pd.DataFrame  # object cells, None where missing; index = line/row labels
+    files: list[str]  # what was read
+    digest: str  # sha256 of the delivered bytes (or of the day's split)
     raw: dict[str, bytes] | None = None  # the delivered files, kept for quarantine
     row_label: str = "line"
 
@@ -83,8 +84,9 @@ def _decompress(data: bytes, uri: str, max_bytes: int | None = None) -> bytes:
     (a small gzip can inflate to many GB: it is refused as soon as it passes the limit)."""
     if not uri.endswith(".gz"):
         if max_bytes is not None and len(data) > max_bytes:
-            raise DeliveryTooLarge(f"{uri}: {len(data)} bytes, over the limit of {max_bytes} bytes per delivery "
-                                   "(dataset.source.max_bytes)")
+            raise DeliveryTooLarge(
+                f"{uri}: {len(data)} bytes, over the limit of {max_bytes} bytes per delivery (dataset.source.max_bytes)"
+            )
         return data
     limit = max_bytes if max_bytes is not None else 1 << 62
     out = io.BytesIO()
@@ -99,7 +101,8 @@ def _decompress(data: bytes, uri: str, max_bytes: int | None = None) -> bytes:
                 if out.tell() > limit:
                     raise DeliveryTooLarge(
                         f"{uri}: decompresses to more than {limit} bytes (from {len(data)} compressed; stopped "
-                        "there), over the limit per delivery (dataset.source.max_bytes)")
+                        "there), over the limit per delivery (dataset.source.max_bytes)"
+                    )
                 pending = inflater.unconsumed_tail
                 if inflater.eof or (not pending and not chunk):
                     break
@@ -110,8 +113,10 @@ def _decompress(data: bytes, uri: str, max_bytes: int | None = None) -> bytes:
                 break
             view = memoryview(rest)
     except EOFError as exc:
-        raise SourceError(f"{uri}: truncated gzip file (it ends before the end-of-stream marker); "
-                          "the delivery was cut off, ask for it again") from exc
+        raise SourceError(
+            f"{uri}: truncated gzip file (it ends before the end-of-stream marker); "
+            "the delivery was cut off, ask for it again"
+        ) from exc
     except zlib.error as exc:
         raise SourceError(f"{uri}: corrupt gzip file ({exc})") from exc
     return out.getvalue()
@@ -119,18 +124,21 @@ def _decompress(data: bytes, uri: str, max_bytes: int | None = None) -> bytes:
 
 def _check_rows(rows: int, uri: str, max_rows: int | None) -> None:
     if max_rows is not None and rows > max_rows:
-        raise DeliveryTooLarge(f"{uri}: {rows} data rows, over the limit of {max_rows} rows per delivery "
-                               "(dataset.source.max_rows)")
+        raise DeliveryTooLarge(
+            f"{uri}: {rows} data rows, over the limit of {max_rows} rows per delivery (dataset.source.max_rows)"
+        )
 
 
 def _utf8(data: bytes, uri: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise SourceError(f"{uri}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
-                          f"column {col}); re-export the file as UTF-8") from exc
+        raise SourceError(
+            f"{uri}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+            f"column {col}); re-export the file as UTF-8"
+        ) from exc
 
 
 def normalise(frame: pd.DataFrame, tokens: tuple[str, ...]) -> pd.DataFrame:
@@ -147,8 +155,15 @@ def normalise(frame: pd.DataFrame, tokens: tuple[str, ...]) -> pd.DataFrame:
     return result
 
 
-def parse_csv(data: bytes, uri: str, delimiter: str, tokens: tuple[str, ...], first_line: int = 2,
-              max_bytes: int | None = None, max_rows: int | None = None) -> pd.DataFrame:
+def parse_csv(
+    data: bytes,
+    uri: str,
+    delimiter: str,
+    tokens: tuple[str, ...],
+    first_line: int = 2,
+    max_bytes: int | None = None,
+    max_rows: int | None = None,
+) -> pd.DataFrame:
     raw = _decompress(data, uri, max_bytes)
     # Lines bound rows from above (quoted newlines only lower the count): no parse past the limit.
     _check_rows(max(raw.count(b"\n") - 1, 0), uri, max_rows)
@@ -158,8 +173,9 @@ def parse_csv(data: bytes, uri: str, delimiter: str, tokens: tuple[str, ...], fi
     if not text.strip():
         raise SourceError(f"{uri}: empty file (no header, no rows)")
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-                            na_filter=False, engine="c")
+        frame = pd.read_csv(
+            io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, na_filter=False, engine="c"
+        )
     except pd.errors.ParserError as exc:
         raise SourceError(f"{uri}: malformed CSV: {exc}") from exc
     if frame.empty:
@@ -171,8 +187,9 @@ def parse_csv(data: bytes, uri: str, delimiter: str, tokens: tuple[str, ...], fi
     return frame
 
 
-def parse_parquet(data: bytes, uri: str, tokens: tuple[str, ...], max_bytes: int | None = None,
-                  max_rows: int | None = None) -> pd.DataFrame:
+def parse_parquet(
+    data: bytes, uri: str, tokens: tuple[str, ...], max_bytes: int | None = None, max_rows: int | None = None
+) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
@@ -182,8 +199,10 @@ def parse_parquet(data: bytes, uri: str, tokens: tuple[str, ...], max_bytes: int
         # Column chunks decompress to their recorded sizes: refuse before inflating them.
         inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         if max_bytes is not None and inflated > max_bytes:
-            raise DeliveryTooLarge(f"{uri}: decompresses to {inflated} bytes, over the limit of {max_bytes} bytes "
-                                   "per delivery (dataset.source.max_bytes)")
+            raise DeliveryTooLarge(
+                f"{uri}: decompresses to {inflated} bytes, over the limit of {max_bytes} bytes "
+                "per delivery (dataset.source.max_bytes)"
+            )
         table = pq.read_table(source)
     except SourceError:
         raise
@@ -225,8 +244,9 @@ def confined(uri: str, root: str) -> None:
         return
     real, real_root = os.path.realpath(uri), os.path.realpath(root)
     if os.path.commonpath([real, real_root]) != real_root:
-        raise OutsideLandingArea(f"{uri} resolves to {real}, outside the landing area {real_root} "
-                                 "(dataset.source.root); refusing to read it")
+        raise OutsideLandingArea(
+            f"{uri} resolves to {real}, outside the landing area {real_root} (dataset.source.root); refusing to read it"
+        )
 
 
 def day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> list[str]:
@@ -274,13 +294,17 @@ def read_day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> De
     for uri in files:
         size = storage.external_size(uri)
         if size is not None and size > budget:  # refused before reading a byte of it
-            raise DeliveryTooLarge(f"{uri}: {size} bytes, over the limit of {src.max_bytes} bytes per delivery "
-                                   "(dataset.source.max_bytes)")
+            raise DeliveryTooLarge(
+                f"{uri}: {size} bytes, over the limit of {src.max_bytes} bytes per delivery (dataset.source.max_bytes)"
+            )
         data = _read_file(uri, storage)
         raw[uri] = data
         digest.update(data)
-        frame = (parse_csv(data, uri, src.csv_delimiter, src.missing_tokens, max_bytes=budget, max_rows=rows)
-                 if src.format == "csv" else parse_parquet(data, uri, src.missing_tokens, budget, rows))
+        frame = (
+            parse_csv(data, uri, src.csv_delimiter, src.missing_tokens, max_bytes=budget, max_rows=rows)
+            if src.format == "csv"
+            else parse_parquet(data, uri, src.missing_tokens, budget, rows)
+        )
         budget -= frame.attrs.pop("delivered_bytes", len(data))
         rows -= len(frame)
         frames.append((uri, frame))
@@ -293,8 +317,14 @@ def read_day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> De
                 raise SourceError(f"{uri}: columns {list(frame.columns)} differ from {files[0]}'s {columns}")
         text = pd.concat([f.set_axis([f"{os.path.basename(u)}:{i}" for i in f.index]) for u, f in frames])
     text = pseudonymise(text, config.dataset.pii_columns)  # declared PII never goes further in clear
-    return Delivery(day=day, text=text, files=files, digest=digest.hexdigest(), raw=raw,
-                    row_label="line" if src.format == "csv" else "row")
+    return Delivery(
+        day=day,
+        text=text,
+        files=files,
+        digest=digest.hexdigest(),
+        raw=raw,
+        row_label="line" if src.format == "csv" else "row",
+    )
 
 
 # --------------------------------------------------------------------------- one file for all days
@@ -305,10 +335,21 @@ def source_fingerprint(config: PipelineConfig, storage: Storage) -> str:
     version = storage.external_version(src.uri)
     if version is None:
         raise NoDelivery(f"source file not found: {src.uri}")
-    blob = "|".join([src.uri, version, src.format, src.csv_delimiter, *src.missing_tokens,
-                     str(config.dataset.id_column), str(config.dataset.event_time_column),
-                     config.dataset.target.column, config.dataset.batching.start_date.isoformat(),
-                     str(config.dataset.batching.days), "pii:" + ",".join(config.dataset.pii_columns)])
+    blob = "|".join(
+        [
+            src.uri,
+            version,
+            src.format,
+            src.csv_delimiter,
+            *src.missing_tokens,
+            str(config.dataset.id_column),
+            str(config.dataset.event_time_column),
+            config.dataset.target.column,
+            config.dataset.batching.start_date.isoformat(),
+            str(config.dataset.batching.days),
+            "pii:" + ",".join(config.dataset.pii_columns),
+        ]
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -331,8 +372,9 @@ def _stream_blocks(config: PipelineConfig, storage: Storage):
             pf = pq.ParquetFile(io.BytesIO(data))
             start = 0
             for batch in pf.iter_batches(batch_size=50_000):
-                frame = pd.DataFrame({n: batch.column(n).cast(pa.string()).to_pandas().astype(object)
-                                      for n in batch.schema.names})
+                frame = pd.DataFrame(
+                    {n: batch.column(n).cast(pa.string()).to_pandas().astype(object) for n in batch.schema.names}
+                )
                 frame.index = pd.RangeIndex(start, start + len(frame))
                 start += len(frame)
                 yield normalise(frame.where(frame.notna(), None), src.missing_tokens)
@@ -350,11 +392,14 @@ def _stream_blocks(config: PipelineConfig, storage: Storage):
     else:
         stream = pa.input_stream(uri, compression="gzip" if uri.endswith(".gz") else None)
     try:
-        reader = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(block_size=8 << 20),
-                               parse_options=pcsv.ParseOptions(delimiter=src.csv_delimiter),
-                               convert_options=pcsv.ConvertOptions(strings_can_be_null=False,
-                                                                   quoted_strings_can_be_null=False,
-                                                                   column_types=_all_text(uri, src)))
+        reader = pcsv.open_csv(
+            stream,
+            read_options=pcsv.ReadOptions(block_size=8 << 20),
+            parse_options=pcsv.ParseOptions(delimiter=src.csv_delimiter),
+            convert_options=pcsv.ConvertOptions(
+                strings_can_be_null=False, quoted_strings_can_be_null=False, column_types=_all_text(uri, src)
+            ),
+        )
         line = 2
         for batch in reader:
             frame = batch.to_pandas(types_mapper=lambda t: None).astype(object)
@@ -410,9 +455,11 @@ def build_source_index(config: PipelineConfig, storage: Storage) -> dict:
                 days = _days_of(config, block)
                 block = pseudonymise(block, ds.pii_columns)  # the split is stored: no PII in clear
                 block = block.assign(**{LINE_COLUMN: block.index.to_numpy(dtype="int64")})
-                table = pa.Table.from_pandas(block, preserve_index=False,
-                                             schema=pa.schema([(c, pa.string()) for c in header]
-                                                              + [(LINE_COLUMN, pa.int64())]))
+                table = pa.Table.from_pandas(
+                    block,
+                    preserve_index=False,
+                    schema=pa.schema([(c, pa.string()) for c in header] + [(LINE_COLUMN, pa.int64())]),
+                )
                 order = np.argsort(days, kind="stable")
                 sorted_days = days[order]
                 table = table.take(pa.array(order))
@@ -420,8 +467,7 @@ def build_source_index(config: PipelineConfig, storage: Storage) -> dict:
                 for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_days)]):
                     day = sorted_days[lo]
                     if day not in writers:
-                        writers[day] = pq.ParquetWriter(staged / f"dt={day}.parquet", table.schema,
-                                                        compression="zstd")
+                        writers[day] = pq.ParquetWriter(staged / f"dt={day}.parquet", table.schema, compression="zstd")
                     writers[day].write_table(table.slice(lo, hi - lo))
                     rows[day] = rows.get(day, 0) + int(hi - lo)
                 total += len(block)
@@ -432,13 +478,20 @@ def build_source_index(config: PipelineConfig, storage: Storage) -> dict:
                 w.close()
         if not total:
             raise SourceError(f"{ds.source.uri}: header only, no data rows")
-        manifest = storage.publish_partition(key, staged, {
-            "source": ds.source.uri, "fingerprint": fingerprint, "rows": total, "header": header,
-            "days": dict(sorted(rows.items())),
-            "numeric_columns": [c for c in header if numeric_ok.get(c) and c != LINE_COLUMN],
-            "target_values": sorted(str(v) for v in target_values),
-            "id_is_integer": bool(id_integer),
-        })
+        manifest = storage.publish_partition(
+            key,
+            staged,
+            {
+                "source": ds.source.uri,
+                "fingerprint": fingerprint,
+                "rows": total,
+                "header": header,
+                "days": dict(sorted(rows.items())),
+                "numeric_columns": [c for c in header if numeric_ok.get(c) and c != LINE_COLUMN],
+                "target_values": sorted(str(v) for v in target_values),
+                "id_is_integer": bool(id_integer),
+            },
+        )
     log.info("split %d rows into %d days", total, len(rows))
     return manifest
 
@@ -473,9 +526,13 @@ def read_day_from_index(config: PipelineConfig, storage: Storage, day: dt.date) 
     frame = frame.astype(object)
     frame = frame.where(frame.notna(), None)
     frame.index = pd.Index(lines)
-    return Delivery(day=day, text=frame, files=[config.dataset.source.uri],
-                    digest=hashlib.sha256(data).hexdigest(),
-                    row_label="line" if config.dataset.source.format == "csv" else "row")
+    return Delivery(
+        day=day,
+        text=frame,
+        files=[config.dataset.source.uri],
+        digest=hashlib.sha256(data).hexdigest(),
+        row_label="line" if config.dataset.source.format == "csv" else "row",
+    )
 
 
 def read_delivery(config: PipelineConfig, storage: Storage, day: dt.date) -> Delivery:
@@ -489,16 +546,28 @@ def resolution_sample(config: PipelineConfig, storage: Storage, delivery: Delive
     """What the contract is resolved from: header, columns that parse as numbers, target values."""
     if config.dataset.source.is_per_day:
         text = delivery.text
-        numeric = [c for c in text.columns
-                   if len(text[c].dropna()) and pd.to_numeric(text[c].dropna(), errors="coerce").notna().all()]
+        numeric = [
+            c
+            for c in text.columns
+            if len(text[c].dropna()) and pd.to_numeric(text[c].dropna(), errors="coerce").notna().all()
+        ]
         target = config.dataset.target.column
         values = sorted(text[target].dropna().unique().tolist()) if target in text.columns else []
         id_col = config.dataset.id_column
-        return {"header": list(text.columns), "numeric_columns": numeric, "target_values": values,
-                "rows_per_day": len(text), "from": delivery.files,
-                "id_is_integer": bool(id_col in text.columns and _whole_numbers(text[id_col])) if id_col else False}
+        return {
+            "header": list(text.columns),
+            "numeric_columns": numeric,
+            "target_values": values,
+            "rows_per_day": len(text),
+            "from": delivery.files,
+            "id_is_integer": bool(id_col in text.columns and _whole_numbers(text[id_col])) if id_col else False,
+        }
     _, manifest = source_index(config, storage)
-    return {"header": manifest["header"], "numeric_columns": manifest["numeric_columns"],
-            "target_values": manifest["target_values"],
-            "rows_per_day": float(np.median(list(manifest["days"].values()))), "from": [manifest["source"]],
-            "id_is_integer": bool(manifest.get("id_is_integer"))}
+    return {
+        "header": manifest["header"],
+        "numeric_columns": manifest["numeric_columns"],
+        "target_values": manifest["target_values"],
+        "rows_per_day": float(np.median(list(manifest["days"].values()))),
+        "from": [manifest["source"]],
+        "id_is_integer": bool(manifest.get("id_is_integer")),
+    }

@@ -13,6 +13,7 @@
 The key: ``PIPELINE_PII_KEY``, else one derived from the model signing key
 (:mod:`pipeline.model.signing`), so a deployment has one secret to hand out.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,10 @@ def pseudonymise(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> p
         values = out[col]
         mask = values.notna().to_numpy()
         hashed = np.full(len(values), None, dtype=object)
-        hashed[mask] = [HASH_PREFIX + hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest()[:32]
-                        for v in values.to_numpy()[mask]]
+        hashed[mask] = [
+            HASH_PREFIX + hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest()[:32]
+            for v in values.to_numpy()[mask]
+        ]
         out[col] = pd.Series(hashed, index=values.index, dtype=object)
     return out
 
@@ -106,8 +109,9 @@ DETECTORS: dict[str, Callable[[str], bool]] = {
 }
 
 
-def find_undeclared_pii(text: pd.DataFrame, columns: list[str], min_share: float,
-                        sample_rows: int = SAMPLE_ROWS) -> list[str]:
+def find_undeclared_pii(
+    text: pd.DataFrame, columns: list[str], min_share: float, sample_rows: int = SAMPLE_ROWS
+) -> list[str]:
     """One problem per column whose sampled values look like personal data (never quoting them)."""
     problems = []
     sample = text if len(text) <= sample_rows else text.sample(n=sample_rows, random_state=0)
@@ -121,8 +125,10 @@ def find_undeclared_pii(text: pd.DataFrame, columns: list[str], min_share: float
         for kind, matches in detectors.items():
             hits = sum(1 for v in values if matches(v))
             if hits >= 2 and hits / len(values) >= min_share:
-                problems.append(f"column {col!r} looks like personal data: {hits} of {len(values)} sampled "
-                                f"value(s) match the {kind} pattern; declare it in dataset.pii_columns (it is then "
-                                "pseudonymised) or remove it from the delivery")
+                problems.append(
+                    f"column {col!r} looks like personal data: {hits} of {len(values)} sampled "
+                    f"value(s) match the {kind} pattern; declare it in dataset.pii_columns (it is then "
+                    "pseudonymised) or remove it from the delivery"
+                )
                 break
     return problems

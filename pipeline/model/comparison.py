@@ -1,12 +1,17 @@
 """Champion vs candidate on the same rows: metrics with paired-bootstrap intervals. Pure."""
+
 from __future__ import annotations
 
 import numpy as np
 from sklearn import metrics as skm
 
 _SCORE_METRICS = {"roc_auc": skm.roc_auc_score, "pr_auc": skm.average_precision_score}
-_PRED_METRICS = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score,
-                 "accuracy": skm.accuracy_score}
+_PRED_METRICS = {
+    "f1": skm.f1_score,
+    "precision": skm.precision_score,
+    "recall": skm.recall_score,
+    "accuracy": skm.accuracy_score,
+}
 
 
 def metric_value(name: str, y: np.ndarray, score: np.ndarray, threshold: float) -> float:
@@ -18,9 +23,17 @@ def metric_value(name: str, y: np.ndarray, score: np.ndarray, threshold: float) 
     return float(_PRED_METRICS[name](y, pred))
 
 
-def paired_bootstrap(y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, metric: str,
-                     candidate_threshold: float, champion_threshold: float, resamples: int, confidence: float,
-                     seed: int) -> dict:
+def paired_bootstrap(
+    y: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray,
+    metric: str,
+    candidate_threshold: float,
+    champion_threshold: float,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict:
     """Resample holdout rows (the same rows for both models) and take percentile intervals of
     each model's metric and of the difference candidate - champion."""
     y = np.asarray(y, dtype="int64")
@@ -42,6 +55,15 @@ def paired_bootstrap(y: np.ndarray, candidate: np.ndarray, champion: np.ndarray,
 
     point_c = metric_value(metric, y, candidate, candidate_threshold)
     point_b = metric_value(metric, y, champion, champion_threshold)
-    return {"metric": metric, "candidate": point_c, "champion": point_b, "difference": point_c - point_b,
-            "candidate_ci": interval(cand), "champion_ci": interval(champ), "difference_ci": interval(diff),
-            "resamples": len(diff), "confidence": confidence, "seed": seed}
+    return {
+        "metric": metric,
+        "candidate": point_c,
+        "champion": point_b,
+        "difference": point_c - point_b,
+        "candidate_ci": interval(cand),
+        "champion_ci": interval(champ),
+        "difference_ci": interval(diff),
+        "resamples": len(diff),
+        "confidence": confidence,
+        "seed": seed,
+    }

@@ -1,5 +1,6 @@
 """Cost of errors: expected cost per 1,000 decisions, and the threshold that minimises it.
 Pure functions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,11 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, cost: CostConfig) -> dict
     thresholds, costs = cost_curve(y, score, cost)
     best = np.flatnonzero(costs == costs.min())
     i = best[np.argmin(np.abs(thresholds[best] - 0.5))]
-    return {"threshold": float(thresholds[i]), "cost_per_1000": float(costs[i]),
-            "cost_at_0.5": float(costs[np.argmin(np.abs(thresholds - 0.5))]),
-            "false_positive": cost.false_positive, "false_negative": cost.false_negative,
-            "curve": {"threshold": thresholds.round(4).tolist(), "cost_per_1000": costs.round(3).tolist()}}
+    return {
+        "threshold": float(thresholds[i]),
+        "cost_per_1000": float(costs[i]),
+        "cost_at_0.5": float(costs[np.argmin(np.abs(thresholds - 0.5))]),
+        "false_positive": cost.false_positive,
+        "false_negative": cost.false_negative,
+        "curve": {"threshold": thresholds.round(4).tolist(), "cost_per_1000": costs.round(3).tolist()},
+    }

@@ -1,6 +1,7 @@
 """Fairness across the groups of each sensitive attribute: per group count, selection rate,
 TPR, FPR and precision; disparities (demographic-parity ratio, equal-opportunity difference)
 over the groups large enough to judge. Pure functions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def _rates(y: np.ndarray, pred: np.ndarray) -> dict:
     }
 
 
-def fairness_report(frame: pd.DataFrame, y: np.ndarray, pred: np.ndarray, attributes: tuple[str, ...],
-                    config: FairnessConfig) -> dict:
+def fairness_report(
+    frame: pd.DataFrame, y: np.ndarray, pred: np.ndarray, attributes: tuple[str, ...], config: FairnessConfig
+) -> dict:
     y, pred = np.asarray(y, dtype="int64"), np.asarray(pred, dtype=bool)
     out = {}
     for attr in attributes:
@@ -43,8 +45,9 @@ def fairness_report(frame: pd.DataFrame, y: np.ndarray, pred: np.ndarray, attrib
         groups = []
         for g in sorted(set(labels)):
             mask = labels == g
-            groups.append({"group": g, **_rates(y[mask], pred[mask]),
-                           "too_small": bool(mask.sum() < config.min_group_size)})
+            groups.append(
+                {"group": g, **_rates(y[mask], pred[mask]), "too_small": bool(mask.sum() < config.min_group_size)}
+            )
         judged = [g for g in groups if not g["too_small"]]
         sel = [g["selection_rate"] for g in judged if g["selection_rate"] is not None]
         tpr = [(g["tpr"], g["group"]) for g in judged if g["tpr"] is not None]
@@ -68,13 +71,23 @@ def fairness_breaches(report: dict, config: FairnessConfig) -> list[str]:
             reasons.append(f"fairness: {r['error']}")
             continue
         ratio, diff = r["demographic_parity_ratio"], r["equal_opportunity_difference"]
-        if config.min_demographic_parity_ratio is not None and ratio is not None \
-                and ratio < config.min_demographic_parity_ratio:
-            reasons.append(f"fairness: {attr} demographic-parity ratio {ratio:.3f} < {config.min_demographic_parity_ratio} "
-                           f"(group {r['lowest_selection_group']!r} vs {r['highest_selection_group']!r})")
-        if config.max_equal_opportunity_difference is not None and diff is not None \
-                and diff > config.max_equal_opportunity_difference:
-            reasons.append(f"fairness: {attr} equal-opportunity difference {diff:.3f} > "
-                           f"{config.max_equal_opportunity_difference} (group {r['lowest_tpr_group']!r} TPR vs "
-                           f"{r['highest_tpr_group']!r})")
+        if (
+            config.min_demographic_parity_ratio is not None
+            and ratio is not None
+            and ratio < config.min_demographic_parity_ratio
+        ):
+            reasons.append(
+                f"fairness: {attr} demographic-parity ratio {ratio:.3f} < {config.min_demographic_parity_ratio} "
+                f"(group {r['lowest_selection_group']!r} vs {r['highest_selection_group']!r})"
+            )
+        if (
+            config.max_equal_opportunity_difference is not None
+            and diff is not None
+            and diff > config.max_equal_opportunity_difference
+        ):
+            reasons.append(
+                f"fairness: {attr} equal-opportunity difference {diff:.3f} > "
+                f"{config.max_equal_opportunity_difference} (group {r['lowest_tpr_group']!r} TPR vs "
+                f"{r['highest_tpr_group']!r})"
+            )
     return reasons

@@ -1,5 +1,6 @@
 """Champion vs challenger on the days the challenger scored in shadow, once labels arrived.
 Compared on the rows the champion decided (canary rows have no champion score)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,17 +35,27 @@ def compare_shadow(config: PipelineConfig, storage: Storage, since: dt.date | No
         prod = storage.read_partition(prod_key).to_pandas()
         labels = storage.read_partition(labels_key).to_pandas()
         id_col = ds.id_column or shadow.columns[0]
-        joined = (prod[prod["decided_by"] == "champion"][[id_col, "score", "model_version"]]
-                  .merge(shadow[[id_col, "score", "model_version"]], on=id_col, suffixes=("_champion", "_challenger"))
-                  .merge(labels, on=id_col))
+        joined = (
+            prod[prod["decided_by"] == "champion"][[id_col, "score", "model_version"]]
+            .merge(shadow[[id_col, "score", "model_version"]], on=id_col, suffixes=("_champion", "_challenger"))
+            .merge(labels, on=id_col)
+        )
         y = target_vector(joined[ds.target.column], ds.target.positive_class)
         c_thr = storage.read_manifest(prod_key)["threshold"]
         s_thr = storage.read_manifest(shadow_key)["threshold"]
-        days.append({"day": day.isoformat(), "labels": True, "rows": int(len(joined)),
-                     "champion": joined["model_version_champion"].iloc[0] if len(joined) else None,
-                     "challenger": joined["model_version_challenger"].iloc[0] if len(joined) else None,
-                     "y": y, "champion_score": joined["score_champion"].to_numpy(),
-                     "challenger_score": joined["score_challenger"].to_numpy(), "thresholds": (c_thr, s_thr)})
+        days.append(
+            {
+                "day": day.isoformat(),
+                "labels": True,
+                "rows": int(len(joined)),
+                "champion": joined["model_version_champion"].iloc[0] if len(joined) else None,
+                "challenger": joined["model_version_challenger"].iloc[0] if len(joined) else None,
+                "y": y,
+                "champion_score": joined["score_champion"].to_numpy(),
+                "challenger_score": joined["score_challenger"].to_numpy(),
+                "thresholds": (c_thr, s_thr),
+            }
+        )
     labelled = [d for d in days if d["labels"]]
     out = {"model": model, "shadow_days": len(days), "labelled_days": len(labelled), "per_day": []}
     if labelled:
@@ -57,8 +68,10 @@ def compare_shadow(config: PipelineConfig, storage: Storage, since: dt.date | No
     for d in days:
         row = {"day": d["day"], "labels_arrived": d["labels"]}
         if d["labels"]:
-            row.update(rows=d["rows"],
-                       champion_roc_auc=realized_metrics(d["y"], d["champion_score"], d["thresholds"][0])["roc_auc"],
-                       challenger_roc_auc=realized_metrics(d["y"], d["challenger_score"], d["thresholds"][1])["roc_auc"])
+            row.update(
+                rows=d["rows"],
+                champion_roc_auc=realized_metrics(d["y"], d["champion_score"], d["thresholds"][0])["roc_auc"],
+                challenger_roc_auc=realized_metrics(d["y"], d["challenger_score"], d["thresholds"][1])["roc_auc"],
+            )
         out["per_day"].append(row)
     return out

@@ -21,6 +21,7 @@ Rotation: set the new key as ``PIPELINE_SIGNING_KEY`` and the old one(s) as
 (every version that verifies under an accepted key is signed again with the new one), then
 drop the previous keys. Signatures record the key id (a hash prefix of the key, not the key).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,8 +57,10 @@ def default_key_file() -> Path:
 def _checked(key: bytes, where: str) -> bytes:
     key = key.strip()
     if len(key) < MIN_KEY_BYTES:
-        raise SignatureError(f"the signing key from {where} is {len(key)} bytes; use at least {MIN_KEY_BYTES} "
-                             "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        raise SignatureError(
+            f"the signing key from {where} is {len(key)} bytes; use at least {MIN_KEY_BYTES} "
+            "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
     return key
 
 
@@ -75,14 +78,20 @@ def signing_key(create: bool = False) -> bytes:
     if path.exists():
         return _checked(path.read_bytes(), str(path))
     if not create:
-        raise SignatureError(f"no model signing key: set {KEY_ENV} (or {KEY_FILE_ENV}) to the key the models "
-                             f"were signed with; {path} does not exist on this machine")
+        raise SignatureError(
+            f"no model signing key: set {KEY_ENV} (or {KEY_FILE_ENV}) to the key the models "
+            f"were signed with; {path} does not exist on this machine"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_hex(32))
-    log.warning("created a model signing key at %s (this machine only); give every worker the same key "
-                "through %s for a multi-machine deployment", path, KEY_ENV)
+    log.warning(
+        "created a model signing key at %s (this machine only); give every worker the same key "
+        "through %s for a multi-machine deployment",
+        path,
+        KEY_ENV,
+    )
     return _checked(path.read_bytes(), str(path))
 
 
@@ -105,21 +114,29 @@ def _body(manifest: dict[str, Any]) -> bytes:
 def sign(manifest: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
     """The signature record of a manifest's immutable fields."""
     key = key if key is not None else signing_key(create=True)
-    return {"algorithm": ALGORITHM, "key_id": key_id(key), "fields": list(SIGNED_FIELDS),
-            "value": hmac.new(key, _body(manifest), hashlib.sha256).hexdigest()}
+    return {
+        "algorithm": ALGORITHM,
+        "key_id": key_id(key),
+        "fields": list(SIGNED_FIELDS),
+        "value": hmac.new(key, _body(manifest), hashlib.sha256).hexdigest(),
+    }
 
 
 def verify(manifest: dict[str, Any], where: str) -> str:
     """The id of the key that signed `manifest`; raises SignatureError naming `where` otherwise."""
     signature = manifest.get("signature")
     if not isinstance(signature, dict) or signature.get("algorithm") != ALGORITHM:
-        raise SignatureError(f"{where} is not signed; refusing to load it (a version from before signing, or a "
-                             "manifest written outside the registry): retrain, or roll back to a signed version")
+        raise SignatureError(
+            f"{where} is not signed; refusing to load it (a version from before signing, or a "
+            "manifest written outside the registry): retrain, or roll back to a signed version"
+        )
     body = _body(manifest)
     for key in accepted_keys():
         expected = hmac.new(key, body, hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, str(signature.get("value", ""))):
             return key_id(key)
-    raise SignatureError(f"{where}: the signature does not match (signed with key {signature.get('key_id')}; "
-                         f"accepted here: {[key_id(k) for k in accepted_keys()]}); the manifest or artifact was "
-                         "changed outside the registry, or this worker has another key. Refusing to load it")
+    raise SignatureError(
+        f"{where}: the signature does not match (signed with key {signature.get('key_id')}; "
+        f"accepted here: {[key_id(k) for k in accepted_keys()]}); the manifest or artifact was "
+        "changed outside the registry, or this worker has another key. Refusing to load it"
+    )

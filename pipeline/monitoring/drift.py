@@ -11,6 +11,7 @@
 
 Pure functions: the profile, the sorted sample and the current values in, rows out.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,14 @@ import pandas as pd
 
 from ..config import CATEGORICAL_STATISTICS, NUMERIC_STATISTICS, MonitoringConfig
 from .profile import SCORE_COLUMN, category_values, numeric_values
-from .stats import (benjamini_hochberg, calibrated_pvalue, categorical_drift, null_categorical, null_numeric,
-                    numeric_drift)
+from .stats import (
+    benjamini_hochberg,
+    calibrated_pvalue,
+    categorical_drift,
+    null_categorical,
+    null_numeric,
+    numeric_drift,
+)
 
 
 def quantised_size(n: int) -> int:
@@ -32,8 +39,9 @@ def quantised_size(n: int) -> int:
     return int(round(n / step) * step)
 
 
-def noise_floors(profile: dict, sample: dict[str, np.ndarray], n_current: int, config: MonitoringConfig,
-                 seed_offset: int = 0) -> dict[str, dict[str, np.ndarray]]:
+def noise_floors(
+    profile: dict, sample: dict[str, np.ndarray], n_current: int, config: MonitoringConfig, seed_offset: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
     """Sorted null distributions per column and statistic at sample size `n_current`."""
     rng = np.random.default_rng([config.random_state, n_current, seed_offset])
     out = {}
@@ -42,25 +50,41 @@ def noise_floors(profile: dict, sample: dict[str, np.ndarray], n_current: int, c
             if len(sample.get(col, [])) == 0:
                 continue
             n = max(1, round(n_current * (1 - info["missing_share"])))
-            out[col] = null_numeric(sample[col], n, np.asarray(info["psi_edges"]), info["std"] or 0.0,
-                                    config.bootstrap_resamples, rng)
+            out[col] = null_numeric(
+                sample[col], n, np.asarray(info["psi_edges"]), info["std"] or 0.0, config.bootstrap_resamples, rng
+            )
         elif info["counts"]:
             n = max(1, round(n_current * (1 - info["missing_share"])))
             out[col] = null_categorical(info["counts"], n, config.bootstrap_resamples, rng)
     score = profile["score"]
-    out[SCORE_COLUMN] = null_numeric(sample[SCORE_COLUMN], n_current, np.asarray(score["psi_edges"]),
-                                     score["std"] or 0.0, config.bootstrap_resamples, rng)
+    out[SCORE_COLUMN] = null_numeric(
+        sample[SCORE_COLUMN],
+        n_current,
+        np.asarray(score["psi_edges"]),
+        score["std"] or 0.0,
+        config.bootstrap_resamples,
+        rng,
+    )
     return out
 
 
 _FIXED = {  # statistic -> (params field, flagged when value is above (True) or below (False))
-    "psi": ("psi", True), "ks": ("ks_pvalue", False), "wasserstein": ("wasserstein", True),
-    "jensen_shannon": ("jensen_shannon", True), "chi_square": ("chi_square_pvalue", False),
+    "psi": ("psi", True),
+    "ks": ("ks_pvalue", False),
+    "wasserstein": ("wasserstein", True),
+    "jensen_shannon": ("jensen_shannon", True),
+    "chi_square": ("chi_square_pvalue", False),
 }
 
 
-def _rows_for(column: str, kind: str, values: dict, nulls: dict[str, np.ndarray], config: MonitoringConfig,
-              importance_rank: int | None) -> list[dict]:
+def _rows_for(
+    column: str,
+    kind: str,
+    values: dict,
+    nulls: dict[str, np.ndarray],
+    config: MonitoringConfig,
+    importance_rank: int | None,
+) -> list[dict]:
     rows = []
     statistics = NUMERIC_STATISTICS if kind == "numeric" else CATEGORICAL_STATISTICS
     for stat in statistics:
@@ -70,21 +94,33 @@ def _rows_for(column: str, kind: str, values: dict, nulls: dict[str, np.ndarray]
         threshold = getattr(config.fixed_thresholds, field)
         tested = values[stat] if field == stat else values[f"{stat}_pvalue"]
         null = nulls.get(stat)
-        rows.append({
-            "feature": column, "kind": kind, "statistic": stat, "value": float(values[stat]),
-            "scipy_pvalue": values.get(f"{stat}_pvalue"),
-            "noise_p95": float(np.quantile(null, 0.95)) if null is not None else None,
-            "calibrated_pvalue": calibrated_pvalue(null, values[stat]) if null is not None else None,
-            "fixed_threshold": f"{field} {'>' if above else '<'} {threshold}",
-            "fixed_flag": bool(tested > threshold if above else tested < threshold),
-            "is_primary": stat == config.primary_statistic["numeric" if kind == "numeric" else "categorical"],
-            "calibrated_flag": False, "importance_rank": importance_rank,
-        })
+        rows.append(
+            {
+                "feature": column,
+                "kind": kind,
+                "statistic": stat,
+                "value": float(values[stat]),
+                "scipy_pvalue": values.get(f"{stat}_pvalue"),
+                "noise_p95": float(np.quantile(null, 0.95)) if null is not None else None,
+                "calibrated_pvalue": calibrated_pvalue(null, values[stat]) if null is not None else None,
+                "fixed_threshold": f"{field} {'>' if above else '<'} {threshold}",
+                "fixed_flag": bool(tested > threshold if above else tested < threshold),
+                "is_primary": stat == config.primary_statistic["numeric" if kind == "numeric" else "categorical"],
+                "calibrated_flag": False,
+                "importance_rank": importance_rank,
+            }
+        )
     return rows
 
 
-def drift_rows(profile: dict, sample: dict[str, np.ndarray], current: pd.DataFrame, scores: np.ndarray | None,
-               nulls: dict, config: MonitoringConfig) -> tuple[list[dict], dict[str, list[str]]]:
+def drift_rows(
+    profile: dict,
+    sample: dict[str, np.ndarray],
+    current: pd.DataFrame,
+    scores: np.ndarray | None,
+    nulls: dict,
+    config: MonitoringConfig,
+) -> tuple[list[dict], dict[str, list[str]]]:
     """One row per column x statistic (features, then the score as prediction drift) and the
     flagged features under both views."""
     ranked = sorted(profile.get("importance", {}).items(), key=lambda kv: -kv[1]["mean"])
@@ -94,8 +130,12 @@ def drift_rows(profile: dict, sample: dict[str, np.ndarray], current: pd.DataFra
         if col not in current.columns:
             continue
         if info["kind"] == "numeric":
-            values = numeric_drift(sample.get(col, np.array([])), numeric_values(current[col]),
-                                   np.asarray(info["psi_edges"]), info["std"] or 0.0)
+            values = numeric_drift(
+                sample.get(col, np.array([])),
+                numeric_values(current[col]),
+                np.asarray(info["psi_edges"]),
+                info["std"] or 0.0,
+            )
         else:
             values = categorical_drift(info["counts"], category_values(current[col]))
         rows.extend(_rows_for(col, info["kind"], values, nulls.get(col, {}), config, ranks.get(col)))
@@ -110,13 +150,19 @@ def drift_rows(profile: dict, sample: dict[str, np.ndarray], current: pd.DataFra
     }
     if scores is not None and len(scores):
         score = profile["score"]
-        values = numeric_drift(sample[SCORE_COLUMN], np.asarray(scores, dtype="float64"),
-                               np.asarray(score["psi_edges"]), score["std"] or 0.0)
+        values = numeric_drift(
+            sample[SCORE_COLUMN],
+            np.asarray(scores, dtype="float64"),
+            np.asarray(score["psi_edges"]),
+            score["std"] or 0.0,
+        )
         score_rows = _rows_for(SCORE_COLUMN, "numeric", values, nulls.get(SCORE_COLUMN, {}), config, None)
         for row in score_rows:
             row["kind"] = "prediction"
             if row["is_primary"]:
-                row["calibrated_flag"] = bool(row["calibrated_pvalue"] <= config.fdr
-                                              and row["value"] >= config.min_effect.get(row["statistic"], 0.0))
+                row["calibrated_flag"] = bool(
+                    row["calibrated_pvalue"] <= config.fdr
+                    and row["value"] >= config.min_effect.get(row["statistic"], 0.0)
+                )
         rows.extend(score_rows)
     return rows, drifted

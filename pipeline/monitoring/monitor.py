@@ -10,6 +10,7 @@ without a decision record did not complete).
 
 A rerun for the same date replaces all three.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,14 +32,28 @@ from . import drift, performance, policy, profile as profile_mod, quality, repor
 
 log = logging.getLogger(__name__)
 
-STATISTICS_SCHEMA = pa.schema([
-    ("as_of", pa.date32()), ("model", pa.string()), ("model_version", pa.string()), ("run_id", pa.string()),
-    ("category", pa.string()), ("feature", pa.string()), ("statistic", pa.string()), ("value", pa.float64()),
-    ("reference_value", pa.float64()), ("noise_p95", pa.float64()), ("scipy_pvalue", pa.float64()),
-    ("calibrated_pvalue", pa.float64()), ("fixed_threshold", pa.string()), ("fixed_flag", pa.bool_()),
-    ("is_primary", pa.bool_()), ("calibrated_flag", pa.bool_()), ("importance_rank", pa.int32()),
-    ("n_current", pa.int64()),
-])
+STATISTICS_SCHEMA = pa.schema(
+    [
+        ("as_of", pa.date32()),
+        ("model", pa.string()),
+        ("model_version", pa.string()),
+        ("run_id", pa.string()),
+        ("category", pa.string()),
+        ("feature", pa.string()),
+        ("statistic", pa.string()),
+        ("value", pa.float64()),
+        ("reference_value", pa.float64()),
+        ("noise_p95", pa.float64()),
+        ("scipy_pvalue", pa.float64()),
+        ("calibrated_pvalue", pa.float64()),
+        ("fixed_threshold", pa.string()),
+        ("fixed_flag", pa.bool_()),
+        ("is_primary", pa.bool_()),
+        ("calibrated_flag", pa.bool_()),
+        ("importance_rank", pa.int32()),
+        ("n_current", pa.int64()),
+    ]
+)
 
 
 def load_reference(storage: Storage, model: str, version: str) -> tuple[dict, dict[str, np.ndarray]]:
@@ -47,14 +62,17 @@ def load_reference(storage: Storage, model: str, version: str) -> tuple[dict, di
         prof = storage.read_json(f"{key}/{profile_mod.PROFILE}")
         sample = profile_mod.read_sample(storage.read_bytes(f"{key}/{profile_mod.SAMPLE}"))
     except FileNotFoundError as exc:
-        raise MonitoringError(f"{model} {version} has no reference profile ({storage.uri(key)}/{profile_mod.PROFILE}); "
-                              "it was trained before drift monitoring existed: retrain it "
-                              "(training_pipeline) to get one") from exc
+        raise MonitoringError(
+            f"{model} {version} has no reference profile ({storage.uri(key)}/{profile_mod.PROFILE}); "
+            "it was trained before drift monitoring existed: retrain it "
+            "(training_pipeline) to get one"
+        ) from exc
     return prof, sample
 
 
-def cached_noise_floors(storage: Storage, config: PipelineConfig, version: str, prof: dict,
-                        sample: dict, n_current: int) -> tuple[dict, int, bool]:
+def cached_noise_floors(
+    storage: Storage, config: PipelineConfig, version: str, prof: dict, sample: dict, n_current: int
+) -> tuple[dict, int, bool]:
     size = drift.quantised_size(n_current)
     key = layout.monitoring_calibration(config.model_name, version, size)
     if storage.exists(key):
@@ -66,16 +84,24 @@ def cached_noise_floors(storage: Storage, config: PipelineConfig, version: str, 
     started = time.monotonic()
     floors = drift.noise_floors(prof, sample, size, config.monitoring)
     parts = [(col, stat, values) for col, stats in floors.items() for stat, values in stats.items()]
-    table = pa.table({
-        "column": pa.array(np.concatenate([np.full(len(v), c, dtype=object) for c, _, v in parts]), pa.string()),
-        "statistic": pa.array(np.concatenate([np.full(len(v), s, dtype=object) for _, s, v in parts]), pa.string()),
-        "value": pa.array(np.concatenate([v for _, _, v in parts]), pa.float64()),
-    })
+    table = pa.table(
+        {
+            "column": pa.array(np.concatenate([np.full(len(v), c, dtype=object) for c, _, v in parts]), pa.string()),
+            "statistic": pa.array(np.concatenate([np.full(len(v), s, dtype=object) for _, s, v in parts]), pa.string()),
+            "value": pa.array(np.concatenate([v for _, _, v in parts]), pa.float64()),
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     storage.write_bytes(key, buf.getvalue())
-    log.info("noise floors for %s at n=%d: %d resamples x %d columns in %.1fs", version, size,
-             config.monitoring.bootstrap_resamples, len(floors), time.monotonic() - started)
+    log.info(
+        "noise floors for %s at n=%d: %d resamples x %d columns in %.1fs",
+        version,
+        size,
+        config.monitoring.bootstrap_resamples,
+        len(floors),
+        time.monotonic() - started,
+    )
     return floors, size, False
 
 
@@ -89,9 +115,15 @@ def _scored_day(config: PipelineConfig, storage: Storage, day: dt.date, id_colum
         features = storage.read_partition(raw_key).to_pandas() if storage.partition_exists(raw_key) else None
         if features is not None:
             features = features.merge(preds[[id_column, "score"]], on=id_column, how="inner")
-        return {"day": day.isoformat(), "status": "scored", "rows": int(len(preds)), "predictions": preds,
-                "features": features, "threshold": manifest["threshold"],
-                "model_version": manifest["model_version"]}
+        return {
+            "day": day.isoformat(),
+            "status": "scored",
+            "rows": int(len(preds)),
+            "predictions": preds,
+            "features": features,
+            "threshold": manifest["threshold"],
+            "model_version": manifest["model_version"],
+        }
     try:
         record = storage.read_json(layout.validation_record(ds.name, day))
     except FileNotFoundError:
@@ -111,8 +143,9 @@ def _labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of: dt.da
     return storage.read_partition(key).to_pandas()
 
 
-def _performance(config: PipelineConfig, storage: Storage, as_of: dt.date, id_column: str, prof: dict,
-                 window_days: list[dict]) -> dict:
+def _performance(
+    config: PipelineConfig, storage: Storage, as_of: dt.date, id_column: str, prof: dict, window_days: list[dict]
+) -> dict:
     m = config.monitoring
     ds = config.dataset
     per_day, pooled_y, pooled_s = [], [], []
@@ -123,10 +156,15 @@ def _performance(config: PipelineConfig, storage: Storage, as_of: dt.date, id_co
         if storage.partition_exists(pred_key):
             preds = storage.read_partition(pred_key).to_pandas()
             threshold = storage.read_manifest(pred_key)["threshold"]
-            entry = {"day": day.isoformat(), "week": f"{day.isocalendar().year}-W{day.isocalendar().week:02d}",
-                     "estimated": performance.estimated_metrics(profile_mod.calibrate(prof, preds["score"]),
-                                                                preds["score"].to_numpy(), threshold),
-                     "realized": None, "_scores": preds["score"].to_numpy()}
+            entry = {
+                "day": day.isoformat(),
+                "week": f"{day.isocalendar().year}-W{day.isocalendar().week:02d}",
+                "estimated": performance.estimated_metrics(
+                    profile_mod.calibrate(prof, preds["score"]), preds["score"].to_numpy(), threshold
+                ),
+                "realized": None,
+                "_scores": preds["score"].to_numpy(),
+            }
             labels = _labels(config, storage, day, as_of)
             if labels is not None:
                 joined = preds.merge(labels, on=id_column, how="inner")
@@ -140,8 +178,9 @@ def _performance(config: PipelineConfig, storage: Storage, as_of: dt.date, id_co
     realized = None
     if pooled_y:
         threshold = pooled_s[-1][1]
-        realized = performance.realized_metrics(np.concatenate(pooled_y), np.concatenate([s for s, _ in pooled_s]),
-                                                threshold)
+        realized = performance.realized_metrics(
+            np.concatenate(pooled_y), np.concatenate([s for s, _ in pooled_s]), threshold
+        )
     scored = [d for d in window_days if d["status"] == "scored"]
     estimated = None
     if scored:
@@ -188,16 +227,24 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     scored = [d for d in days if d["status"] == "scored" and d["features"] is not None]
     current = pd.concat([d["features"] for d in scored], ignore_index=True) if scored else pd.DataFrame()
     scores = current["score"].to_numpy() if len(current) else None
-    log.info("monitoring %s %s as of %s: %d of %d days scored, %d rows", model, version, as_of, len(scored),
-             len(days), len(current))
+    log.info(
+        "monitoring %s %s as of %s: %d of %d days scored, %d rows",
+        model,
+        version,
+        as_of,
+        len(scored),
+        len(days),
+        len(current),
+    )
 
     drift_rows, drifted, calibration = [], {"calibrated": [], "fixed": []}, None
     if len(current):
         floors, size, cached = cached_noise_floors(storage, config, version, prof, sample, len(current))
         calibration = {"sample_size": size, "cached": cached, "resamples": m.bootstrap_resamples}
         drift_rows, drifted = drift.drift_rows(prof, sample, current, scores, floors, m)
-    q_rows, breaks = quality.quality_rows(prof, current, dict(config.validation.ranges), m.quality) \
-        if len(current) else ([], [])
+    q_rows, breaks = (
+        quality.quality_rows(prof, current, dict(config.validation.ranges), m.quality) if len(current) else ([], [])
+    )
     d_rows, d_breaks = quality.day_rows(days, prof["rows_per_day_median"], m.quality)
     breaks = breaks + d_breaks
     perf = _performance(config, storage, as_of, id_column, prof, days)
@@ -206,50 +253,91 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     for key in storage.list_keys(layout.monitoring_decisions(model)):
         if key.endswith(".json"):
             history.append(storage.read_json(key))
-    decision = policy.decide(m.policy, as_of, prof["important_features"], drifted, breaks,
-                             perf["realized"], perf["estimated"], history)
+    decision = policy.decide(
+        m.policy, as_of, prof["important_features"], drifted, breaks, perf["realized"], perf["estimated"], history
+    )
 
     stat_rows = []
     base = {"as_of": as_of, "model": model, "model_version": version, "run_id": run_id, "n_current": len(current)}
     for r in drift_rows:
-        stat_rows.append({**base, **r, "category": "prediction_drift" if r["kind"] == "prediction" else "drift",
-                          "reference_value": None})
+        stat_rows.append(
+            {
+                **base,
+                **r,
+                "category": "prediction_drift" if r["kind"] == "prediction" else "drift",
+                "reference_value": None,
+            }
+        )
     for r in q_rows + d_rows:
-        stat_rows.append({**base, "category": "quality", "feature": r["feature"], "statistic": r["statistic"],
-                          "value": r["value"], "reference_value": r["reference"],
-                          "fixed_threshold": f"limit {r['limit']}", "fixed_flag": r["break"],
-                          "calibrated_flag": r["break"]})
+        stat_rows.append(
+            {
+                **base,
+                "category": "quality",
+                "feature": r["feature"],
+                "statistic": r["statistic"],
+                "value": r["value"],
+                "reference_value": r["reference"],
+                "fixed_threshold": f"limit {r['limit']}",
+                "fixed_flag": r["break"],
+                "calibrated_flag": r["break"],
+            }
+        )
     for entry in perf["per_day"]:
         for kind in ("realized", "estimated"):
             for metric, value in (entry[kind] or {}).items():
                 if metric != "rows" and value is not None:
-                    stat_rows.append({**base, "category": f"performance_{kind}", "feature": f"day {entry['day']}",
-                                      "statistic": metric, "value": float(value)})
+                    stat_rows.append(
+                        {
+                            **base,
+                            "category": f"performance_{kind}",
+                            "feature": f"day {entry['day']}",
+                            "statistic": metric,
+                            "value": float(value),
+                        }
+                    )
     for week, w in perf["weeks"].items():
         for kind in ("realized", "estimated"):
             for metric, value in (w[kind] or {}).items():
                 if metric != "rows" and value is not None:
-                    stat_rows.append({**base, "category": f"performance_{kind}", "feature": f"week {week}",
-                                      "statistic": metric, "value": float(value)})
+                    stat_rows.append(
+                        {
+                            **base,
+                            "category": f"performance_{kind}",
+                            "feature": f"week {week}",
+                            "statistic": metric,
+                            "value": float(value),
+                        }
+                    )
     stats_key = layout.monitoring_statistics(model, as_of)
-    storage.write_partition(stats_key, {"part-00000.parquet": _statistics_table(stat_rows)},
-                            manifest={"model": model, "model_version": version, "as_of": as_of.isoformat()})
+    storage.write_partition(
+        stats_key,
+        {"part-00000.parquet": _statistics_table(stat_rows)},
+        manifest={"model": model, "model_version": version, "as_of": as_of.isoformat()},
+    )
 
     report_key = layout.monitoring_report(model, as_of)
     decision_key = layout.monitoring_decision(model, as_of)
     record = {
-        **decision, "model": model, "champion_version": version, "run_id": run_id,
+        **decision,
+        "model": model,
+        "champion_version": version,
+        "run_id": run_id,
         "window": [window[0].isoformat(), window[-1].isoformat()],
         "days": [{k: d[k] for k in ("day", "status", "rows")} for d in days],
-        "rows": int(len(current)), "realized": perf["realized"], "estimated": perf["estimated"],
+        "rows": int(len(current)),
+        "realized": perf["realized"],
+        "estimated": perf["estimated"],
         "performance_by_week": perf["weeks"],
         "prediction_drift": any(r["calibrated_flag"] for r in drift_rows if r["kind"] == "prediction"),
-        "calibration": calibration, "reference_exact": prof["exact"],
-        "statistics": storage.uri(stats_key), "report": storage.uri(report_key),
+        "calibration": calibration,
+        "reference_exact": prof["exact"],
+        "statistics": storage.uri(stats_key),
+        "report": storage.uri(report_key),
         "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    html = report.render(record, prof, sample, current, scores, drift_rows, q_rows + d_rows, perf,
-                         config.validation.ranges)
+    html = report.render(
+        record, prof, sample, current, scores, drift_rows, q_rows + d_rows, perf, config.validation.ranges
+    )
     storage.write_bytes(report_key, html.encode())
     storage.write_json(decision_key, record)  # last: the run is complete
     from ..ops import metrics
@@ -260,12 +348,28 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     if record["retrain"]:
         from ..ops import audit
 
-        audit.record(storage, "retraining_trigger", f"{model}: retraining triggered as of {as_of}",
-                     why=record["reason"], run_id=run_id, model=model, champion_version=version,
-                     report=record["report"], decision=storage.uri(decision_key))
+        audit.record(
+            storage,
+            "retraining_trigger",
+            f"{model}: retraining triggered as of {as_of}",
+            why=record["reason"],
+            run_id=run_id,
+            model=model,
+            champion_version=version,
+            report=record["report"],
+            decision=storage.uri(decision_key),
+        )
     log.info("%s as of %s: %s", model, as_of, record["reason"])
-    return {"as_of": as_of.isoformat(), "model_version": version, "retrain": record["retrain"],
-            "reason": record["reason"], "drifted_features": record["drifted_features"],
-            "quality_breaks": len(record["quality_breaks"]), "alerts": record["alerts"],
-            "report": record["report"], "drift_report": record["report"], "statistics": record["statistics"],
-            "decision": storage.uri(decision_key)}
+    return {
+        "as_of": as_of.isoformat(),
+        "model_version": version,
+        "retrain": record["retrain"],
+        "reason": record["reason"],
+        "drifted_features": record["drifted_features"],
+        "quality_breaks": len(record["quality_breaks"]),
+        "alerts": record["alerts"],
+        "report": record["report"],
+        "drift_report": record["report"],
+        "statistics": record["statistics"],
+        "decision": storage.uri(decision_key),
+    }

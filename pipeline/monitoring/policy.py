@@ -9,6 +9,7 @@ never on a data-quality break (that alerts instead: retraining on broken data wo
 bake the break into the model); and not within ``cooldown_days`` of the last triggered
 retraining, nor more than ``max_retrains`` times per ``period_days``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,20 +21,28 @@ def _flag_key(flagging: str) -> str:
     return "drifted_features" if flagging == "calibrated" else "drifted_features_fixed"
 
 
-def decide(policy: RetrainPolicyConfig, as_of: dt.date, important: list[str], drifted: dict[str, list[str]],
-           quality_breaks: list[str], realized: dict | None, estimated: dict | None,
-           history: list[dict]) -> dict:
+def decide(
+    policy: RetrainPolicyConfig,
+    as_of: dt.date,
+    important: list[str],
+    drifted: dict[str, list[str]],
+    quality_breaks: list[str],
+    realized: dict | None,
+    estimated: dict | None,
+    history: list[dict],
+) -> dict:
     """`drifted` holds the flagged features under both views ("calibrated", "fixed");
     `history` the earlier decision records (any order). Returns the decision record."""
     flagged_now = drifted.get(policy.flagging, [])
     earlier = sorted((h for h in history if h["as_of"] < as_of.isoformat()), key=lambda h: h["as_of"])
-    recent = earlier[-(policy.persistence_runs - 1):] if policy.persistence_runs > 1 else []
+    recent = earlier[-(policy.persistence_runs - 1) :] if policy.persistence_runs > 1 else []
     persistent = []
     for feature in important:
         if feature not in flagged_now:
             continue
         if len(recent) == policy.persistence_runs - 1 and all(
-                feature in h.get(_flag_key(policy.flagging), []) for h in recent):
+            feature in h.get(_flag_key(policy.flagging), []) for h in recent
+        ):
             persistent.append(feature)
 
     triggers = []
@@ -64,8 +73,9 @@ def decide(policy: RetrainPolicyConfig, as_of: dt.date, important: list[str], dr
         since = as_of - dt.timedelta(days=policy.period_days)
         count = sum(1 for h in retrains if dt.date.fromisoformat(h["as_of"]) > since)
         if count >= policy.max_retrains:
-            suppressed.append(f"limit: {count} retrainings in the last {policy.period_days} days "
-                              f"(max {policy.max_retrains})")
+            suppressed.append(
+                f"limit: {count} retrainings in the last {policy.period_days} days (max {policy.max_retrains})"
+            )
     retrain = bool(triggers) and not suppressed
     alerts = [f"data-quality break: {b}" for b in quality_breaks]
     if triggers and suppressed:

@@ -12,6 +12,7 @@ The sample is the whole column when the training set has at most
 ``monitoring.reference_sample_size`` rows (``exact: true``: drift statistics are then
 exactly scipy's on the training data); otherwise a seeded uniform sample of that size.
 """
+
 from __future__ import annotations
 
 import io
@@ -60,13 +61,13 @@ def _numeric_summary(values: np.ndarray, rows: int, cap: int, bins: int, rng) ->
     return summary, present
 
 
-def permutation_importance_summary(model, X: pd.DataFrame, y: np.ndarray, random_state: int,
-                                   repeats: int = 5) -> dict:
+def permutation_importance_summary(model, X: pd.DataFrame, y: np.ndarray, random_state: int, repeats: int = 5) -> dict:
     """Drop in holdout ROC AUC when each feature is shuffled (mean, std, 95% interval)."""
     from sklearn.inspection import permutation_importance
 
-    result = permutation_importance(model, X, y, scoring="roc_auc", n_repeats=repeats,
-                                    random_state=random_state, n_jobs=1)
+    result = permutation_importance(
+        model, X, y, scoring="roc_auc", n_repeats=repeats, random_state=random_state, n_jobs=1
+    )
     out = {}
     for i, col in enumerate(X.columns):
         mean, std = float(result.importances_mean[i]), float(result.importances_std[i])
@@ -75,9 +76,17 @@ def permutation_importance_summary(model, X: pd.DataFrame, y: np.ndarray, random
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["mean"]))
 
 
-def build_profile(config: PipelineConfig, schema, train: pd.DataFrame, holdout_X: pd.DataFrame,
-                  holdout_y: np.ndarray, holdout_scores: np.ndarray, model, rows_per_day: float,
-                  threshold: float | None = None) -> tuple[dict, bytes]:
+def build_profile(
+    config: PipelineConfig,
+    schema,
+    train: pd.DataFrame,
+    holdout_X: pd.DataFrame,
+    holdout_y: np.ndarray,
+    holdout_scores: np.ndarray,
+    model,
+    rows_per_day: float,
+    threshold: float | None = None,
+) -> tuple[dict, bytes]:
     """The profile (JSON-able) and the sorted reference sample (Parquet bytes)."""
     from sklearn.isotonic import IsotonicRegression
 
@@ -86,8 +95,9 @@ def build_profile(config: PipelineConfig, schema, train: pd.DataFrame, holdout_X
     columns: dict[str, dict] = {}
     sample_cols, sample_vals = [], []
     for col in schema.numeric:
-        summary, present = _numeric_summary(numeric_values(train[col]), len(train), m.reference_sample_size,
-                                            m.psi_bins, rng)
+        summary, present = _numeric_summary(
+            numeric_values(train[col]), len(train), m.reference_sample_size, m.psi_bins, rng
+        )
         columns[col] = summary
         sample_cols.append(np.full(len(present), col, dtype=object))
         sample_vals.append(present)
@@ -95,11 +105,15 @@ def build_profile(config: PipelineConfig, schema, train: pd.DataFrame, holdout_X
         values = category_values(train[col])
         present = [v for v in values if v is not None]
         counts = pd.Series(present, dtype="object").value_counts()
-        columns[col] = {"kind": "categorical", "n": len(present),
-                        "missing_share": 1 - len(present) / len(values) if values else 0.0,
-                        "counts": {str(k): int(v) for k, v in sorted(counts.items())}}
-    score_summary, score_sorted = _numeric_summary(np.asarray(holdout_scores, dtype="float64"), len(holdout_scores),
-                                                   m.reference_sample_size, m.psi_bins, rng)
+        columns[col] = {
+            "kind": "categorical",
+            "n": len(present),
+            "missing_share": 1 - len(present) / len(values) if values else 0.0,
+            "counts": {str(k): int(v) for k, v in sorted(counts.items())},
+        }
+    score_summary, score_sorted = _numeric_summary(
+        np.asarray(holdout_scores, dtype="float64"), len(holdout_scores), m.reference_sample_size, m.psi_bins, rng
+    )
     sample_cols.append(np.full(len(score_sorted), SCORE_COLUMN, dtype=object))
     sample_vals.append(score_sorted)
 
@@ -115,15 +129,23 @@ def build_profile(config: PipelineConfig, schema, train: pd.DataFrame, holdout_X
         "sample_cap": m.reference_sample_size,
         "exact": not any(c.get("sampled") for c in columns.values()) and not score_summary["sampled"],
         "columns": columns,
-        "score": {**score_summary, "source": "holdout", "rows": int(len(holdout_scores)),
-                  "positive_rate": float(np.mean(holdout_y))},
+        "score": {
+            **score_summary,
+            "source": "holdout",
+            "rows": int(len(holdout_scores)),
+            "positive_rate": float(np.mean(holdout_y)),
+        },
         "calibration": {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()},
         "importance": importance,
         "important_features": top,
         "threshold": config.scoring.threshold if threshold is None else threshold,
     }
-    table = pa.table({"column": pa.array(np.concatenate(sample_cols), type=pa.string()),
-                      "value": pa.array(np.concatenate(sample_vals), type=pa.float64())})
+    table = pa.table(
+        {
+            "column": pa.array(np.concatenate(sample_cols), type=pa.string()),
+            "value": pa.array(np.concatenate(sample_vals), type=pa.float64()),
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return profile, buf.getvalue()
@@ -133,7 +155,9 @@ def read_sample(data: bytes) -> dict[str, np.ndarray]:
     """Sorted reference values per column."""
     table = pq.read_table(io.BytesIO(data))
     frame = table.to_pandas()
-    return {col: np.sort(group["value"].to_numpy(dtype="float64")) for col, group in frame.groupby("column", sort=False)}
+    return {
+        col: np.sort(group["value"].to_numpy(dtype="float64")) for col, group in frame.groupby("column", sort=False)
+    }
 
 
 def calibrate(profile: dict, scores: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Data-quality drift: missing shares, out-of-range shares, unseen categories, unit
 changes, rows per day and quarantined deliveries. Pure functions; each finding that
 crosses its limit is a *break*, which makes the policy alert instead of retrain."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,12 +11,22 @@ from ..config import QualityLimits
 from .profile import category_values, numeric_values
 
 
-def quality_rows(profile: dict, current: pd.DataFrame, ranges: dict, limits: QualityLimits) -> tuple[list[dict], list[str]]:
+def quality_rows(
+    profile: dict, current: pd.DataFrame, ranges: dict, limits: QualityLimits
+) -> tuple[list[dict], list[str]]:
     rows, breaks = [], []
 
     def add(feature, statistic, value, reference, limit, broken, message):
-        rows.append({"feature": feature, "statistic": statistic, "value": value, "reference": reference,
-                     "limit": limit, "break": bool(broken)})
+        rows.append(
+            {
+                "feature": feature,
+                "statistic": statistic,
+                "value": value,
+                "reference": reference,
+                "limit": limit,
+                "break": bool(broken),
+            }
+        )
         if broken:
             breaks.append(message)
 
@@ -33,32 +44,58 @@ def quality_rows(profile: dict, current: pd.DataFrame, ranges: dict, limits: Qua
             cats = category_values(current[col])
             missing = sum(v is None for v in cats) / n
         increase = missing - info["missing_share"]
-        add(col, "missing_share", missing, info["missing_share"], limits.max_missing_share_increase,
+        add(
+            col,
+            "missing_share",
+            missing,
+            info["missing_share"],
+            limits.max_missing_share_increase,
             increase > limits.max_missing_share_increase,
             f"{col}: missing share {missing:.1%} (reference {info['missing_share']:.1%}, "
-            f"limit +{limits.max_missing_share_increase:.0%})")
+            f"limit +{limits.max_missing_share_increase:.0%})",
+        )
         if info["kind"] == "numeric":
             present = values[~np.isnan(values)]
             if col in ranges and len(present):
                 low, high = ranges[col]
-                outside = ((present < low) if low is not None else False) | ((present > high) if high is not None else False)
+                outside = ((present < low) if low is not None else False) | (
+                    (present > high) if high is not None else False
+                )
                 share = float(np.mean(outside))
-                add(col, "out_of_range_share", share, 0.0, limits.max_out_of_range_share,
+                add(
+                    col,
+                    "out_of_range_share",
+                    share,
+                    0.0,
+                    limits.max_out_of_range_share,
                     share > limits.max_out_of_range_share,
-                    f"{col}: {share:.1%} of values outside [{low}, {high}] (limit {limits.max_out_of_range_share:.0%})")
+                    f"{col}: {share:.1%} of values outside [{low}, {high}] (limit {limits.max_out_of_range_share:.0%})",
+                )
             ref_med = info.get("median_abs")
             if len(present) and ref_med:
                 ratio = float(np.median(np.abs(present)) / ref_med)
-                add(col, "scale_ratio", ratio, 1.0, limits.max_scale_ratio,
+                add(
+                    col,
+                    "scale_ratio",
+                    ratio,
+                    1.0,
+                    limits.max_scale_ratio,
                     ratio > limits.max_scale_ratio or ratio < 1 / limits.max_scale_ratio,
-                    f"{col}: median |value| is {ratio:.3g}x the reference's (a unit change?)")
+                    f"{col}: median |value| is {ratio:.3g}x the reference's (a unit change?)",
+                )
         else:
             present = [v for v in cats if v is not None]
             if present:
                 unseen = sum(v not in info["counts"] for v in present) / len(present)
-                add(col, "unseen_category_share", unseen, 0.0, limits.max_unseen_category_share,
+                add(
+                    col,
+                    "unseen_category_share",
+                    unseen,
+                    0.0,
+                    limits.max_unseen_category_share,
                     unseen > limits.max_unseen_category_share,
-                    f"{col}: {unseen:.1%} of values are categories the reference never saw")
+                    f"{col}: {unseen:.1%} of values are categories the reference never saw",
+                )
     return rows, breaks
 
 
@@ -70,12 +107,21 @@ def day_rows(days: list[dict], rows_per_day_median: float, limits: QualityLimits
     scored = [d for d in days if d["status"] == "scored"]
     for d in days:
         low = d["status"] == "scored" and d["rows"] < limits.min_rows_share * rows_per_day_median
-        rows.append({"feature": f"day {d['day']}", "statistic": f"rows ({d['status']})", "value": float(d["rows"]),
-                     "reference": rows_per_day_median, "limit": limits.min_rows_share * rows_per_day_median,
-                     "break": bool(low or d["status"] == "quarantined")})
+        rows.append(
+            {
+                "feature": f"day {d['day']}",
+                "statistic": f"rows ({d['status']})",
+                "value": float(d["rows"]),
+                "reference": rows_per_day_median,
+                "limit": limits.min_rows_share * rows_per_day_median,
+                "break": bool(low or d["status"] == "quarantined"),
+            }
+        )
         if low:
-            breaks.append(f"{d['day']}: {d['rows']} rows, below {limits.min_rows_share:.0%} of the reference's "
-                          f"median {rows_per_day_median:.0f} per day")
+            breaks.append(
+                f"{d['day']}: {d['rows']} rows, below {limits.min_rows_share:.0%} of the reference's "
+                f"median {rows_per_day_median:.0f} per day"
+            )
     if len(quarantined) > limits.max_quarantined_days:
         breaks.append(f"{len(quarantined)} quarantined deliveries in the window ({', '.join(quarantined)})")
     if not scored:

@@ -1,5 +1,6 @@
 """The drift report: one self-contained HTML page per run (plots embedded as PNG, no
 external assets, readable offline)."""
+
 from __future__ import annotations
 
 import base64
@@ -84,8 +85,12 @@ def _feature_figure(prof, sample, current, scores, primary: dict) -> str:
         if row:
             flag = f"  {row['statistic']} {row['value']:.3f}" + ("  DRIFT" if row["calibrated_flag"] else "")
         if col == SCORE_COLUMN:
-            _numeric_panel(ax, sample[SCORE_COLUMN], scores if scores is not None else np.array([]),
-                           "model score (prediction drift)" + flag)
+            _numeric_panel(
+                ax,
+                sample[SCORE_COLUMN],
+                scores if scores is not None else np.array([]),
+                "model score (prediction drift)" + flag,
+            )
         elif prof["columns"][col]["kind"] == "numeric":
             cur = numeric_values(current[col]) if col in current else np.array([])
             _numeric_panel(ax, sample.get(col, np.array([])), cur[~np.isnan(cur)], col + flag)
@@ -94,7 +99,7 @@ def _feature_figure(prof, sample, current, scores, primary: dict) -> str:
             _categorical_panel(ax, prof["columns"][col]["counts"], cur, col + flag)
         if row and row["calibrated_flag"]:
             ax.set_facecolor("#fff0f0")
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.axis("off")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
@@ -140,65 +145,125 @@ def _table(rows: list[dict], columns: list[tuple[str, str]], highlight=None) -> 
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def render(record: dict, prof: dict, sample: dict, current: pd.DataFrame, scores, drift_rows: list[dict],
-           quality_rows: list[dict], perf: dict, ranges) -> str:
+def render(
+    record: dict,
+    prof: dict,
+    sample: dict,
+    current: pd.DataFrame,
+    scores,
+    drift_rows: list[dict],
+    quality_rows: list[dict],
+    perf: dict,
+    ranges,
+) -> str:
     primary = {r["feature"]: r for r in drift_rows if r["is_primary"]}
     verdict_colour = "#cf222e" if record["retrain"] or record["alerts"] else "#1a7f37"
     figures = ""
     if len(current):
-        figures += (f'<h2>Reference vs current, by feature (most important first)</h2>'
-                    f'<img alt="per-feature distributions" src="data:image/png;base64,'
-                    f'{_feature_figure(prof, sample, current, scores, primary)}">')
+        figures += (
+            f"<h2>Reference vs current, by feature (most important first)</h2>"
+            f'<img alt="per-feature distributions" src="data:image/png;base64,'
+            f'{_feature_figure(prof, sample, current, scores, primary)}">'
+        )
     perf_png = _performance_figure(perf, {})
     perf_rows = []
     for e in perf["per_day"]:
-        perf_rows.append({"day": e["day"], "week": e["week"],
-                          **{f"est_{k}": e["estimated"][k] for k in ("roc_auc", "precision", "recall", "positive_rate")},
-                          **{f"real_{k}": (e["realized"] or {}).get(k) for k in
-                             ("roc_auc", "precision", "recall", "positive_rate", "rows")}})
-    stat_cols = [("feature", "feature"), ("importance_rank", "importance rank"), ("statistic", "statistic"),
-                 ("value", "value"), ("noise_p95", "noise floor p95"), ("calibrated_pvalue", "calibrated p"),
-                 ("scipy_pvalue", "scipy p"), ("fixed_threshold", "fixed rule"), ("fixed_flag", "fixed flag"),
-                 ("is_primary", "primary"), ("calibrated_flag", "calibrated flag")]
+        perf_rows.append(
+            {
+                "day": e["day"],
+                "week": e["week"],
+                **{f"est_{k}": e["estimated"][k] for k in ("roc_auc", "precision", "recall", "positive_rate")},
+                **{
+                    f"real_{k}": (e["realized"] or {}).get(k)
+                    for k in ("roc_auc", "precision", "recall", "positive_rate", "rows")
+                },
+            }
+        )
+    stat_cols = [
+        ("feature", "feature"),
+        ("importance_rank", "importance rank"),
+        ("statistic", "statistic"),
+        ("value", "value"),
+        ("noise_p95", "noise floor p95"),
+        ("calibrated_pvalue", "calibrated p"),
+        ("scipy_pvalue", "scipy p"),
+        ("fixed_threshold", "fixed rule"),
+        ("fixed_flag", "fixed flag"),
+        ("is_primary", "primary"),
+        ("calibrated_flag", "calibrated flag"),
+    ]
     ordered = sorted(drift_rows, key=lambda r: (r["kind"] == "prediction", r["importance_rank"] or 999, r["feature"]))
     e, r = record.get("estimated") or {}, record.get("realized") or {}
     return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Drift {html.escape(record['model'])} as of {record['as_of']}</title>
+<title>Drift {html.escape(record["model"])} as of {record["as_of"]}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1300px}}td,th{{padding:2px 8px;text-align:left;font-size:13px}}
 table{{border-collapse:collapse;margin-bottom:1em}}tr:nth-child(even){{background:#f6f6f6}}img{{max-width:100%}}</style>
 </head><body>
-<h1>Drift monitoring — {html.escape(record['model'])} as of {record['as_of']}</h1>
-<p>Champion <code>{html.escape(record['champion_version'])}</code>; window {' .. '.join(record['window'])}
-({record['rows']} scored rows); reference: {prof['rows']} training rows
-({'exact sorted sample' if prof['exact'] else 'uniform sample of ' + str(prof['sample_cap'])}).
+<h1>Drift monitoring — {html.escape(record["model"])} as of {record["as_of"]}</h1>
+<p>Champion <code>{html.escape(record["champion_version"])}</code>; window {" .. ".join(record["window"])}
+({record["rows"]} scored rows); reference: {prof["rows"]} training rows
+({"exact sorted sample" if prof["exact"] else "uniform sample of " + str(prof["sample_cap"])}).
 Run <code>{html.escape(str(record.get("run_id") or "CLI (no Airflow run)"))}</code>.</p>
-<h2 style="color:{verdict_colour}">Decision: {html.escape(record['reason'])}</h2>
-<ul>{''.join(f'<li>{html.escape(a)}</li>' for a in record['alerts']) or '<li>no alerts</li>'}</ul>
-<p>Flagging used by the policy: <b>{record['flagging']}</b>. Drifted (calibrated):
-{html.escape(', '.join(record['drifted_features']) or 'none')}. Drifted (fixed thresholds):
-{html.escape(', '.join(record['drifted_features_fixed']) or 'none')}. Important features:
-{html.escape(', '.join(record['important_features']))}. Prediction drift: {'yes' if record['prediction_drift'] else 'no'}.</p>
-<p>Estimated performance (CBPE) of the window: ROC AUC {_fmt(e.get('roc_auc'))}, precision {_fmt(e.get('precision'))},
-recall {_fmt(e.get('recall'))}. Realized performance on labelled days: ROC AUC {_fmt(r.get('roc_auc'))}
-on {_fmt(r.get('rows'))} rows.</p>
+<h2 style="color:{verdict_colour}">Decision: {html.escape(record["reason"])}</h2>
+<ul>{"".join(f"<li>{html.escape(a)}</li>" for a in record["alerts"]) or "<li>no alerts</li>"}</ul>
+<p>Flagging used by the policy: <b>{record["flagging"]}</b>. Drifted (calibrated):
+{html.escape(", ".join(record["drifted_features"]) or "none")}. Drifted (fixed thresholds):
+{html.escape(", ".join(record["drifted_features_fixed"]) or "none")}. Important features:
+{html.escape(", ".join(record["important_features"]))}. Prediction drift: {
+        "yes" if record["prediction_drift"] else "no"
+    }.</p>
+<p>Estimated performance (CBPE) of the window: ROC AUC {_fmt(e.get("roc_auc"))}, precision {_fmt(e.get("precision"))},
+recall {_fmt(e.get("recall"))}. Realized performance on labelled days: ROC AUC {_fmt(r.get("roc_auc"))}
+on {_fmt(r.get("rows"))} rows.</p>
 {figures}
 <h2>Drift statistics (fixed and calibrated views)</h2>
-<p>Calibrated p: share of {record['calibration']['resamples'] if record.get('calibration') else '–'} two-sample bootstrap
-resamples of the reference (at n={record['calibration']['sample_size'] if record.get('calibration') else '–'}) with a
+<p>Calibrated p: share of {
+        record["calibration"]["resamples"] if record.get("calibration") else "–"
+    } two-sample bootstrap
+resamples of the reference (at n={record["calibration"]["sample_size"] if record.get("calibration") else "–"}) with a
 statistic at least as large; the primary statistic's p-values go through Benjamini-Hochberg across features, and a
 flag also needs the minimum effect size.</p>
-{_table(ordered, stat_cols, highlight=lambda x: x['calibrated_flag'])}
+{_table(ordered, stat_cols, highlight=lambda x: x["calibrated_flag"])}
 <h2>Data quality</h2>
-{_table(quality_rows, [('feature', 'column / day'), ('statistic', 'check'), ('value', 'value'),
-                       ('reference', 'reference'), ('limit', 'limit'), ('break', 'break')],
-        highlight=lambda x: x['break'])}
+{
+        _table(
+            quality_rows,
+            [
+                ("feature", "column / day"),
+                ("statistic", "check"),
+                ("value", "value"),
+                ("reference", "reference"),
+                ("limit", "limit"),
+                ("break", "break"),
+            ],
+            highlight=lambda x: x["break"],
+        )
+    }
 <h2>Performance over time</h2>
-{f'<img alt="performance over time" src="data:image/png;base64,{perf_png}">' if perf_png else '<p>No scored days.</p>'}
-{_table(perf_rows, [('day', 'day'), ('week', 'week'), ('est_roc_auc', 'est. ROC AUC'), ('real_roc_auc', 'real ROC AUC'),
-                    ('est_precision', 'est. precision'), ('real_precision', 'real precision'),
-                    ('est_recall', 'est. recall'), ('real_recall', 'real recall'),
-                    ('est_positive_rate', 'positive rate'), ('real_rows', 'labelled rows')])}
+{f'<img alt="performance over time" src="data:image/png;base64,{perf_png}">' if perf_png else "<p>No scored days.</p>"}
+{
+        _table(
+            perf_rows,
+            [
+                ("day", "day"),
+                ("week", "week"),
+                ("est_roc_auc", "est. ROC AUC"),
+                ("real_roc_auc", "real ROC AUC"),
+                ("est_precision", "est. precision"),
+                ("real_precision", "real precision"),
+                ("est_recall", "est. recall"),
+                ("real_recall", "real recall"),
+                ("est_positive_rate", "positive rate"),
+                ("real_rows", "labelled rows"),
+            ],
+        )
+    }
 <h2>Days in the window</h2>
-{_table(record['days'], [('day', 'day'), ('status', 'status'), ('rows', 'rows')],
-        highlight=lambda x: x['status'] != 'scored')}
+{
+        _table(
+            record["days"],
+            [("day", "day"), ("status", "status"), ("rows", "rows")],
+            highlight=lambda x: x["status"] != "scored",
+        )
+    }
 </body></html>"""

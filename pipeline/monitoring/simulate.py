@@ -14,6 +14,7 @@ Scenarios:
   concept_drift    `strength` of the labels flipped; features unchanged
   data_break       a column becomes null (`break_kind: null`) or changes unit (`unit`, x1000)
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -55,9 +56,18 @@ def _default_column(scenario: str, schema: Schema, profile: dict | None, frame: 
     return schema.target_column
 
 
-def inject(frame: pd.DataFrame, schema: Schema, scenario: str, column: str, strength: float,
-           rng: np.random.Generator, ranges: dict, positive_class: str, reference_std: float | None = None,
-           break_kind: str = "null") -> pd.DataFrame:
+def inject(
+    frame: pd.DataFrame,
+    schema: Schema,
+    scenario: str,
+    column: str,
+    strength: float,
+    rng: np.random.Generator,
+    ranges: dict,
+    positive_class: str,
+    reference_std: float | None = None,
+    break_kind: str = "null",
+) -> pd.DataFrame:
     """The frame with the scenario applied (a copy). Pure apart from `rng`."""
     out = frame.copy()
     if scenario == "none":
@@ -88,8 +98,9 @@ def inject(frame: pd.DataFrame, schema: Schema, scenario: str, column: str, stre
             raise SimulationError("concept_drift needs both classes in the day's labels")
         negative = others.value_counts().index[0]
         flip = rng.random(len(out)) < strength
-        out[schema.target_column] = np.where(flip, np.where(labels == str(positive_class), negative,
-                                                            str(positive_class)), labels)
+        out[schema.target_column] = np.where(
+            flip, np.where(labels == str(positive_class), negative, str(positive_class)), labels
+        )
         out[schema.target_column] = out[schema.target_column].astype(frame[schema.target_column].dtype)
         return out
     if scenario == "data_break":
@@ -103,9 +114,16 @@ def inject(frame: pd.DataFrame, schema: Schema, scenario: str, column: str, stre
     raise SimulationError(f"unknown scenario {scenario!r}; known: {list(SCENARIOS)}")
 
 
-def simulate_deliveries(config: PipelineConfig, storage: Storage, days: list[dt.date], scenario: str,
-                        column: str | None = None, strength: float | None = None, break_kind: str = "null",
-                        seed: int = 0) -> dict:
+def simulate_deliveries(
+    config: PipelineConfig,
+    storage: Storage,
+    days: list[dt.date],
+    scenario: str,
+    column: str | None = None,
+    strength: float | None = None,
+    break_kind: str = "null",
+    seed: int = 0,
+) -> dict:
     if scenario not in SCENARIOS:
         raise SimulationError(f"unknown scenario {scenario!r}; known: {list(SCENARIOS)}")
     from ..data import contract as contracts
@@ -128,15 +146,39 @@ def simulate_deliveries(config: PipelineConfig, storage: Storage, days: list[dt.
         if col not in typed.columns:
             raise SimulationError(f"column {col!r} is not in dataset {ds.name} (columns: {list(typed.columns)})")
         ref_std = ((profile or {}).get("columns", {}).get(col) or {}).get("std")
-        changed = inject(typed, schema, scenario, col, strength, np.random.default_rng([seed, i]),
-                         dict(config.validation.ranges), ds.target.positive_class, ref_std, break_kind)
-        note = {"simulated": {"scenario": scenario, "column": col, "strength": strength,
-                              **({"break_kind": break_kind} if scenario == "data_break" else {})}}
+        changed = inject(
+            typed,
+            schema,
+            scenario,
+            col,
+            strength,
+            np.random.default_rng([seed, i]),
+            dict(config.validation.ranges),
+            ds.target.positive_class,
+            ref_std,
+            break_kind,
+        )
+        note = {
+            "simulated": {
+                "scenario": scenario,
+                "column": col,
+                "strength": strength,
+                **({"break_kind": break_kind} if scenario == "data_break" else {}),
+            }
+        }
         batch = publish_batch(config, storage, day, changed, schema, source=f"simulate:{scenario}", extra=note)
-        labels = publish_labels(config, storage, day, changed, schema,
-                                as_of=day + dt.timedelta(days=ds.batching.label_delay_days), extra=note)
-        published.append({"day": day.isoformat(), "rows": batch["rows"], "staged": batch["staged"],
-                          "labels": labels["partition"]})
+        labels = publish_labels(
+            config,
+            storage,
+            day,
+            changed,
+            schema,
+            as_of=day + dt.timedelta(days=ds.batching.label_delay_days),
+            extra=note,
+        )
+        published.append(
+            {"day": day.isoformat(), "rows": batch["rows"], "staged": batch["staged"], "labels": labels["partition"]}
+        )
         log.info("simulated %s on %s (%s, strength %s): %d rows", scenario, day, col, strength, batch["rows"])
     return {"scenario": scenario, "column": column or (published and col), "strength": strength, "days": published}
 
@@ -185,16 +227,23 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         as_of = start + dt.timedelta(weeks=w)
         for view in ("calibrated", "fixed"):
             view_policy = dataclasses.replace(m.policy, flagging=view)
-            decision = policy.decide(view_policy, as_of, prof["important_features"], drifted, breaks, realized,
-                                     estimated, histories[view])
+            decision = policy.decide(
+                view_policy, as_of, prof["important_features"], drifted, breaks, realized, estimated, histories[view]
+            )
             histories[view].append(decision)
             retrains[view] += decision["retrain"]
             flagged_weeks[view] += bool(drifted[view])
     return {
-        "weeks": weeks, "rows_per_week": size, "model_version": version,
+        "weeks": weeks,
+        "rows_per_week": size,
+        "model_version": version,
         "retrain_rate": {k: v / weeks for k, v in retrains.items()},
         "retrains": retrains,
         "weeks_with_any_flagged_feature": flagged_weeks,
-        "policy": {"important_features": prof["important_features"], "persistence_runs": m.policy.persistence_runs,
-                   "cooldown_days": m.policy.cooldown_days, "max_retrains": m.policy.max_retrains},
+        "policy": {
+            "important_features": prof["important_features"],
+            "persistence_runs": m.policy.persistence_runs,
+            "cooldown_days": m.policy.cooldown_days,
+            "max_retrains": m.policy.max_retrains,
+        },
     }

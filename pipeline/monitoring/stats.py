@@ -12,6 +12,7 @@ values (a resample of the reference only takes values the reference has, so the
 empirical CDFs are step functions on those values and the formulas are exact);
 ``tests/test_drift_stats.py`` checks them against scipy.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,7 @@ def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def numeric_drift(reference_sorted: np.ndarray, current: np.ndarray, edges: np.ndarray,
-                  reference_std: float) -> dict:
+def numeric_drift(reference_sorted: np.ndarray, current: np.ndarray, edges: np.ndarray, reference_std: float) -> dict:
     """PSI, KS (statistic and p-value), Wasserstein normalised by the reference std."""
     current = current[~np.isnan(current)]
     if len(current) == 0 or len(reference_sorted) == 0:
@@ -90,8 +90,13 @@ def categorical_drift(reference_counts: dict[str, int], current_values) -> dict:
 # --------------------------------------------------------------------------- noise floors
 
 
-def count_statistics(values: np.ndarray, current_counts: np.ndarray, reference_counts: np.ndarray,
-                     edges: np.ndarray, reference_std: float) -> dict[str, np.ndarray]:
+def count_statistics(
+    values: np.ndarray,
+    current_counts: np.ndarray,
+    reference_counts: np.ndarray,
+    edges: np.ndarray,
+    reference_std: float,
+) -> dict[str, np.ndarray]:
     """KS, Wasserstein (normalised) and PSI for rows of counts over the sorted distinct
     `values` (one row per resample): exact for samples that take only those values."""
     n_cur = current_counts.sum(axis=1, keepdims=True)
@@ -107,13 +112,22 @@ def count_statistics(values: np.ndarray, current_counts: np.ndarray, reference_c
     ends = np.searchsorted(value_bin, np.arange(len(edges) + 1), side="right")
     r = np.clip((cum_ref[:, ends] - cum_ref[:, starts]) / n_ref, PSI_EPSILON, None)
     c = np.clip((cum_cur[:, ends] - cum_cur[:, starts]) / n_cur, PSI_EPSILON, None)
-    return {"ks": np.abs(diff).max(axis=1),
-            "wasserstein": w / reference_std if reference_std > 0 else w,
-            "psi": ((c - r) * np.log(c / r)).sum(axis=1)}
+    return {
+        "ks": np.abs(diff).max(axis=1),
+        "wasserstein": w / reference_std if reference_std > 0 else w,
+        "psi": ((c - r) * np.log(c / r)).sum(axis=1),
+    }
 
 
-def null_numeric(reference_sorted: np.ndarray, n_current: int, edges: np.ndarray, reference_std: float,
-                 resamples: int, rng: np.random.Generator, chunk: int = 200) -> dict[str, np.ndarray]:
+def null_numeric(
+    reference_sorted: np.ndarray,
+    n_current: int,
+    edges: np.ndarray,
+    reference_std: float,
+    resamples: int,
+    rng: np.random.Generator,
+    chunk: int = 200,
+) -> dict[str, np.ndarray]:
     """Statistics between two independent resamples of the reference, of the current and the
     reference sizes: what sampling alone produces when nothing drifted (two-sample bootstrap)."""
     values, ids = np.unique(reference_sorted, return_inverse=True)
@@ -122,10 +136,12 @@ def null_numeric(reference_sorted: np.ndarray, n_current: int, edges: np.ndarray
     for start in range(0, resamples, chunk):
         b = min(chunk, resamples - start)
         offsets = (np.arange(b) * k)[:, None]
-        cur = np.bincount((ids[rng.integers(0, n_ref, size=(b, n_current))] + offsets).ravel(),
-                          minlength=b * k).reshape(b, k)
-        ref = np.bincount((ids[rng.integers(0, n_ref, size=(b, n_ref))] + offsets).ravel(),
-                          minlength=b * k).reshape(b, k)
+        cur = np.bincount(
+            (ids[rng.integers(0, n_ref, size=(b, n_current))] + offsets).ravel(), minlength=b * k
+        ).reshape(b, k)
+        ref = np.bincount((ids[rng.integers(0, n_ref, size=(b, n_ref))] + offsets).ravel(), minlength=b * k).reshape(
+            b, k
+        )
         for name, vals in count_statistics(values, cur, ref, edges, reference_std).items():
             out[name].append(vals)
     return {name: np.sort(np.concatenate(parts)) for name, parts in out.items()}
@@ -146,8 +162,9 @@ def category_count_statistics(current_counts: np.ndarray, reference_counts: np.n
     return {"jensen_shannon": np.sqrt(np.clip((kl_c + kl_r) / 2, 0, None)), "chi_square": chi}
 
 
-def null_categorical(reference_counts: dict[str, int], n_current: int, resamples: int,
-                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+def null_categorical(
+    reference_counts: dict[str, int], n_current: int, resamples: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     counts = np.array([reference_counts[c] for c in sorted(reference_counts)], dtype="float64")
     p = counts / counts.sum()
     cur = rng.multinomial(n_current, p, size=resamples)

@@ -7,6 +7,7 @@ failure of a cause is sent, repeats within ``alerts.dedupe_minutes`` only raise 
 the next success of that task closes it with one short "resolved" message. The Airflow side
 (plugins/pipeline_airflow/alerting.py) sends through Airflow notifiers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,31 +20,61 @@ from typing import Any
 
 from ..storage import Storage
 
-BAD_DATA = ("ValidationFailed", "IngestError", "NoRowsForDay", "SourceError", "SnapshotError", "NoDelivery",
-            "LabelsNotAvailable", "LabelsRejected", "DeliveryTooLarge", "OutsideLandingArea", "PrivacyError")
+BAD_DATA = (
+    "ValidationFailed",
+    "IngestError",
+    "NoRowsForDay",
+    "SourceError",
+    "SnapshotError",
+    "NoDelivery",
+    "LabelsNotAvailable",
+    "LabelsRejected",
+    "DeliveryTooLarge",
+    "OutsideLandingArea",
+    "PrivacyError",
+)
 CONFIG = ("ConfigError", "ContractError")
-ARTEFACT = ("ArtefactError", "ArtefactMissing", "PartitionNotFound", "RegistryError", "MonitoringError",
-            "SignatureError")
-STORAGE = ("StorageError", "StorageUnavailable", "StorageCredentialsMissing", "StorageFull", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
-           "ConnectionClosedError", "ClientError", "NoCredentialsError", "OSError", "ConnectionError", "TimeoutError")
+ARTEFACT = (
+    "ArtefactError",
+    "ArtefactMissing",
+    "PartitionNotFound",
+    "RegistryError",
+    "MonitoringError",
+    "SignatureError",
+)
+STORAGE = (
+    "StorageError",
+    "StorageUnavailable",
+    "StorageCredentialsMissing",
+    "StorageFull",
+    "EndpointConnectionError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "ConnectionClosedError",
+    "ClientError",
+    "NoCredentialsError",
+    "OSError",
+    "ConnectionError",
+    "TimeoutError",
+)
 
 RUNBOOK = {
     "bad_data": "Bad data: nothing was published for this day and committed data is unchanged. Open the "
-                "quarantined delivery and the failing validation page, ask the provider for a corrected "
-                "delivery, then clear the task (`python -m pipeline quarantine list --since <day>`).",
+    "quarantined delivery and the failing validation page, ask the provider for a corrected "
+    "delivery, then clear the task (`python -m pipeline quarantine list --since <day>`).",
     "config": "Config: params.yaml disagrees with itself, the source or the data contract. Fix the params (or "
-              "change the contract on purpose: `python -m pipeline contract update --reason ...`), then clear the task.",
+    "change the contract on purpose: `python -m pipeline contract update --reason ...`), then clear the task.",
     "storage": "Storage outage: the storage or source endpoint failed after the retries. Check the endpoint, the "
-               "credentials (Airflow connection aws_default) and free space; clear the task once it is back "
-               "(every write is atomic, a rerun is safe).",
+    "credentials (Airflow connection aws_default) and free space; clear the task once it is back "
+    "(every write is atomic, a rerun is safe).",
     "gate_rejection": "Gate rejection: the candidate was kept but not promoted; the champion keeps serving. Read "
-                      "the evaluation report; retrain with more data, or promote by hand with "
-                      "`python -m pipeline models promote <version> --force --reason ...`.",
+    "the evaluation report; retrain with more data, or promote by hand with "
+    "`python -m pipeline models promote <version> --force --reason ...`.",
     "artefact": "Artefact: a stored model, manifest or record is missing or unreadable. Restore it from a backup, "
-                "or rerun the step that writes it (see the task log).",
+    "or rerun the step that writes it (see the task log).",
     "lateness": "Lateness: the day's run has not finished by its deadline. Check whether the delivery arrived "
-                "(the ingest task skips while nothing is delivered), whether tasks are queued (workers, pools), "
-                "and the run's task logs; analysts wait for this partition.",
+    "(the ingest task skips while nothing is delivered), whether tasks are queued (workers, pools), "
+    "and the run's task logs; analysts wait for this partition.",
     "unknown": "Unexpected error: read the task log; clear the task after the fix.",
 }
 
@@ -69,7 +100,7 @@ class Alert:
     links: dict[str, str] = dataclasses.field(default_factory=dict)
     log_url: str | None = None
     at: str = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    repeats: int = 0                   # failures with the same cause suppressed since the last alert
+    repeats: int = 0  # failures with the same cause suppressed since the last alert
 
     def __post_init__(self):
         self.kind = self.kind or classify(self.error_type)
@@ -91,18 +122,39 @@ class Alert:
         return f"[pipeline] {self.kind.replace('_', ' ')}: {self.dag_id}.{self.task_id}{day} failed"
 
     def fields(self) -> dict[str, Any]:
-        return {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": self.run_id,
-                "partition_date": self.partition_date, "try_number": self.try_number, "max_tries": self.max_tries,
-                "kind": self.kind, "error_type": self.error_type, "error": self.summary, "log_url": self.log_url,
-                "links": self.links, "runbook": self.runbook, "repeats_suppressed": self.repeats,
-                "cause": self.cause, "at": self.at}
+        return {
+            "dag_id": self.dag_id,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "partition_date": self.partition_date,
+            "try_number": self.try_number,
+            "max_tries": self.max_tries,
+            "kind": self.kind,
+            "error_type": self.error_type,
+            "error": self.summary,
+            "log_url": self.log_url,
+            "links": self.links,
+            "runbook": self.runbook,
+            "repeats_suppressed": self.repeats,
+            "cause": self.cause,
+            "at": self.at,
+        }
 
     def text(self) -> str:
-        lines = [self.subject(), "",
-                 f"DAG:       {self.dag_id}", f"Task:      {self.task_id}", f"Run id:    {self.run_id}",
-                 f"Partition: {self.partition_date or '-'}",
-                 f"Try:       {self.try_number} of {self.max_tries}" if self.max_tries else f"Try:       {self.try_number}",
-                 f"Kind:      {self.kind}", "", f"Error ({self.error_type}):", self.summary, ""]
+        lines = [
+            self.subject(),
+            "",
+            f"DAG:       {self.dag_id}",
+            f"Task:      {self.task_id}",
+            f"Run id:    {self.run_id}",
+            f"Partition: {self.partition_date or '-'}",
+            f"Try:       {self.try_number} of {self.max_tries}" if self.max_tries else f"Try:       {self.try_number}",
+            f"Kind:      {self.kind}",
+            "",
+            f"Error ({self.error_type}):",
+            self.summary,
+            "",
+        ]
         if self.repeats:
             lines.append(f"The same failure happened {self.repeats} more time(s) since the last alert.")
         lines.append(f"Log:       {self.log_url or '-'}")
@@ -111,33 +163,61 @@ class Alert:
         return "\n".join(lines)
 
     def html(self) -> str:
-        rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                       for k, v in (("DAG", self.dag_id), ("Task", self.task_id), ("Run id", self.run_id),
-                                    ("Partition", self.partition_date or "-"),
-                                    ("Try", f"{self.try_number} of {self.max_tries}"), ("Kind", self.kind)))
-        links = "".join(f"<li>{html.escape(n)}: <a href='{html.escape(u)}'>{html.escape(u)}</a></li>"
-                        for n, u in ({"task log": self.log_url or "-"} | self.links).items())
-        repeats = (f"<p>The same failure happened {self.repeats} more time(s) since the last alert.</p>"
-                   if self.repeats else "")
-        return (f"<h3>{html.escape(self.subject())}</h3><table>{rows}</table>"
-                f"<p><b>{html.escape(self.error_type)}</b></p><pre style='white-space:pre-wrap'>{html.escape(self.summary)}</pre>{repeats}"
-                f"<ul>{links}</ul><p><b>What to do:</b> {html.escape(self.runbook)}</p>")
+        rows = "".join(
+            f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in (
+                ("DAG", self.dag_id),
+                ("Task", self.task_id),
+                ("Run id", self.run_id),
+                ("Partition", self.partition_date or "-"),
+                ("Try", f"{self.try_number} of {self.max_tries}"),
+                ("Kind", self.kind),
+            )
+        )
+        links = "".join(
+            f"<li>{html.escape(n)}: <a href='{html.escape(u)}'>{html.escape(u)}</a></li>"
+            for n, u in ({"task log": self.log_url or "-"} | self.links).items()
+        )
+        repeats = (
+            f"<p>The same failure happened {self.repeats} more time(s) since the last alert.</p>"
+            if self.repeats
+            else ""
+        )
+        return (
+            f"<h3>{html.escape(self.subject())}</h3><table>{rows}</table>"
+            f"<p><b>{html.escape(self.error_type)}</b></p><pre style='white-space:pre-wrap'>{html.escape(self.summary)}</pre>{repeats}"
+            f"<ul>{links}</ul><p><b>What to do:</b> {html.escape(self.runbook)}</p>"
+        )
 
     def webhook(self) -> dict[str, Any]:
         """Slack-compatible (``text``), with every field under ``pipeline_alert``."""
         return {"text": self.text(), "pipeline_alert": {"status": "failed", **self.fields()}}
 
 
-def resolved_message(dag_id: str, task_id: str, run_id: str, partition_date: str | None,
-                     closed: list[dict]) -> dict[str, Any]:
+def resolved_message(
+    dag_id: str, task_id: str, run_id: str, partition_date: str | None, closed: list[dict]
+) -> dict[str, Any]:
     failures = sum(c["count"] for c in closed)
-    text = (f"[pipeline] resolved: {dag_id}.{task_id}{' ' + partition_date if partition_date else ''} succeeded "
-            f"(run {run_id}) after {failures} failure(s) since {min(c['first_at'] for c in closed)}")
-    return {"subject": text, "text": text,
-            "webhook": {"text": text, "pipeline_alert": {"status": "resolved", "dag_id": dag_id, "task_id": task_id,
-                                                         "run_id": run_id, "partition_date": partition_date,
-                                                         "failures": failures,
-                                                         "causes": [c["cause"] for c in closed]}}}
+    text = (
+        f"[pipeline] resolved: {dag_id}.{task_id}{' ' + partition_date if partition_date else ''} succeeded "
+        f"(run {run_id}) after {failures} failure(s) since {min(c['first_at'] for c in closed)}"
+    )
+    return {
+        "subject": text,
+        "text": text,
+        "webhook": {
+            "text": text,
+            "pipeline_alert": {
+                "status": "resolved",
+                "dag_id": dag_id,
+                "task_id": task_id,
+                "run_id": run_id,
+                "partition_date": partition_date,
+                "failures": failures,
+                "causes": [c["cause"] for c in closed],
+            },
+        },
+    }
 
 
 class AlertLedger:
@@ -164,11 +244,21 @@ class AlertLedger:
             self.storage.write_json(key, state)
             return False
         alert.repeats = state["suppressed"] if state else 0
-        self.storage.write_json(key, {
-            "cause": alert.cause, "dag_id": alert.dag_id, "task_id": alert.task_id, "kind": alert.kind,
-            "summary": alert.summary[:500], "first_at": state["first_at"] if state else now.isoformat(),
-            "last_at": now.isoformat(), "sent_at": now.isoformat(), "count": (state["count"] if state else 0) + 1,
-            "suppressed": 0})
+        self.storage.write_json(
+            key,
+            {
+                "cause": alert.cause,
+                "dag_id": alert.dag_id,
+                "task_id": alert.task_id,
+                "kind": alert.kind,
+                "summary": alert.summary[:500],
+                "first_at": state["first_at"] if state else now.isoformat(),
+                "last_at": now.isoformat(),
+                "sent_at": now.isoformat(),
+                "count": (state["count"] if state else 0) + 1,
+                "suppressed": 0,
+            },
+        )
         return True
 
     def resolve(self, dag_id: str, task_id: str) -> list[dict]:

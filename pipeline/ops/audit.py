@@ -8,6 +8,7 @@ Kinds: ``quarantine`` (a delivery or its rows), ``gate`` (a candidate's verdict)
 
 ``python -m pipeline audit list [--since D] [--kind K]`` shows them.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,8 +22,7 @@ from ..storage import Storage
 
 log = logging.getLogger(__name__)
 
-KINDS = ("quarantine", "gate", "promotion", "rollback", "registry", "retraining_trigger", "alert",
-         "alert_resolved")
+KINDS = ("quarantine", "gate", "promotion", "rollback", "registry", "retraining_trigger", "alert", "alert_resolved")
 
 
 def _actor() -> str:
@@ -35,13 +35,26 @@ def _actor() -> str:
         return "unknown"
 
 
-def record(storage: Storage, kind: str, what: str, why: str = "", run_id: str | None = None,
-           actor: str | None = None, **details: Any) -> dict:
+def record(
+    storage: Storage,
+    kind: str,
+    what: str,
+    why: str = "",
+    run_id: str | None = None,
+    actor: str | None = None,
+    **details: Any,
+) -> dict:
     """Append one audit record; never raises (an audit write must not fail the decision it records)."""
     now = dt.datetime.now(dt.timezone.utc)
-    entry = {"kind": kind, "what": what, "why": why, "at": now.isoformat(timespec="microseconds"),
-             "run_id": run_id or os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"), "actor": actor or _actor(),
-             **details}
+    entry = {
+        "kind": kind,
+        "what": what,
+        "why": why,
+        "at": now.isoformat(timespec="microseconds"),
+        "run_id": run_id or os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"),
+        "actor": actor or _actor(),
+        **details,
+    }
     key = f"audit/{now:%Y-%m-%d}/{now:%H%M%S%f}-{kind}-{uuid.uuid4().hex[:8]}.json"
     try:
         storage.write_json(key, entry)

@@ -16,6 +16,7 @@ still running safe: its files are fresh):
 Files a manifest lists, manifests, and objects outside partitions (JSON records, aliases,
 contracts, audit) are never touched.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,13 @@ def _newest_mtime(path: Path) -> float:
     return newest
 
 
-def collect_garbage(config: PipelineConfig, storage: Storage, min_age_hours: float | None = None,
-                    dry_run: bool = False, now: float | None = None) -> dict:
+def collect_garbage(
+    config: PipelineConfig,
+    storage: Storage,
+    min_age_hours: float | None = None,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> dict:
     """`now` is the time storage objects are judged against (tests age them by moving it); this
     machine's temp directories are always judged by the clock, as other processes use them."""
     age_hours = config.maintenance.gc_min_age_hours if min_age_hours is None else float(min_age_hours)
@@ -89,7 +95,7 @@ def collect_garbage(config: PipelineConfig, storage: Storage, min_age_hours: flo
         part = partition_of(key)
         if part is None:
             continue  # not partition data: records, aliases, contracts... never collected
-        name = key[len(part) + 1:]
+        name = key[len(part) + 1 :]
         if name == MANIFEST or posixpath.basename(name).startswith(".") and name != LEASE:
             continue
         if not lease_free(part):
@@ -126,22 +132,39 @@ def collect_garbage(config: PipelineConfig, storage: Storage, min_age_hours: flo
         for path in old_dirs:
             shutil.rmtree(path, ignore_errors=True)
 
-    summary = {kind: {"count": len(items), "bytes": sum(s for _, s in items), "examples": [k for k, _ in items[:5]]}
-               for kind, items in found.items()}
+    summary = {
+        kind: {"count": len(items), "bytes": sum(s for _, s in items), "examples": [k for k, _ in items[:5]]}
+        for kind, items in found.items()
+    }
     removed = sum(v["count"] for v in summary.values())
-    result = {"root": storage.uri(), "min_age_hours": age_hours, "dry_run": dry_run,
-              "removed" if not dry_run else "would_remove": removed,
-              "bytes": sum(v["bytes"] for v in summary.values()), "by_kind": summary}
-    log.info("gc %s: %s %d object(s), %d bytes, older than %gh (%s)", storage.uri(),
-             "would remove" if dry_run else "removed", removed, result["bytes"], age_hours,
-             ", ".join(f"{k} {v['count']}" for k, v in summary.items() if v["count"]) or "nothing")
+    result = {
+        "root": storage.uri(),
+        "min_age_hours": age_hours,
+        "dry_run": dry_run,
+        "removed" if not dry_run else "would_remove": removed,
+        "bytes": sum(v["bytes"] for v in summary.values()),
+        "by_kind": summary,
+    }
+    log.info(
+        "gc %s: %s %d object(s), %d bytes, older than %gh (%s)",
+        storage.uri(),
+        "would remove" if dry_run else "removed",
+        removed,
+        result["bytes"],
+        age_hours,
+        ", ".join(f"{k} {v['count']}" for k, v in summary.items() if v["count"]) or "nothing",
+    )
     if removed and not dry_run:
         from . import audit, metrics
 
         metrics.incr("gc_objects_removed", removed)
-        audit.record(storage, "maintenance", f"garbage collection removed {removed} object(s)",
-                     f"older than {age_hours:g}h and not referenced by any manifest",
-                     by_kind={k: v["count"] for k, v in summary.items()})
+        audit.record(
+            storage,
+            "maintenance",
+            f"garbage collection removed {removed} object(s)",
+            f"older than {age_hours:g}h and not referenced by any manifest",
+            by_kind={k: v["count"] for k, v in summary.items()},
+        )
     return result
 
 

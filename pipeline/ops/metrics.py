@@ -5,6 +5,7 @@ Outside Airflow the sink does nothing. Inside a task, the Airflow glue installs 
 metrics client (StatsD or OpenTelemetry, as ``[metrics]`` in airflow.cfg says): names are
 prefixed with ``[metrics] statsd_prefix`` (``airflow.``) and carry ``dataset`` / ``model`` tags.
 """
+
 from __future__ import annotations
 
 import logging

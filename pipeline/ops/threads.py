@@ -6,6 +6,7 @@ cores divided by the tasks that run at once on it. The orchestrator says how man
 through ``PIPELINE_TASKS_PER_MACHINE`` (the Airflow glue sets it from the executor's
 concurrency); without it (CLI, DVC) one task has the machine.
 """
+
 from __future__ import annotations
 
 import contextlib

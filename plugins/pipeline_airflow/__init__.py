@@ -5,6 +5,7 @@ connection, and how pipeline errors map onto task states. No pipeline logic.
 Imports of Airflow and of the pipeline happen inside functions, so DAG files that
 import this module stay cheap to parse.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,6 +18,7 @@ from typing import Any, Iterator
 log = logging.getLogger(__name__)
 
 OWNER = "ml-platform"
+
 
 def _default_args() -> dict:
     from pipeline_airflow.alerting import PipelineFailureNotifier, PipelineResolvedNotifier
@@ -77,10 +79,12 @@ def s3_options() -> dict | None:
         raise StorageCredentialsMissing(
             f"{where} needs the Airflow connection {conn_id!r} (storage.aws_conn_id), which could not be resolved "
             f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); add the connection, or set "
-            "storage.aws_conn_id: null in params to use boto3's standard chain on purpose") from exc
+            "storage.aws_conn_id: null in params to use boto3's standard chain on purpose"
+        ) from exc
     extra = conn.extra_dejson or {}
     return {
-        "endpoint_url": extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url"),
+        "endpoint_url": extra.get("endpoint_url")
+        or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url"),
         "access_key_id": conn.login or extra.get("aws_access_key_id"),
         "secret_access_key": conn.password or extra.get("aws_secret_access_key"),
         "session_token": extra.get("aws_session_token"),
@@ -194,8 +198,11 @@ def champion_asset():
 def announce_champion(context: dict[str, Any], asset, result: dict) -> None:
     """Attach the promoted version and metrics to the champion asset's event of this run."""
     context["outlet_events"][asset].extra = {
-        "version": result.get("version"), "metrics": result.get("metrics") or {},
-        "previous": result.get("previous"), "alias": result.get("alias")}
+        "version": result.get("version"),
+        "metrics": result.get("metrics") or {},
+        "previous": result.get("previous"),
+        "alias": result.get("alias"),
+    }
 
 
 def approval_operator(**kwargs):
@@ -206,11 +213,14 @@ def approval_operator(**kwargs):
     class RecordedApprovalOperator(ApprovalOperator):
         def execute_complete(self, context, event):
             by = event.get("responded_by_user") or {}
-            context["ti"].xcom_push(key="response", value={
-                "chosen_options": list(event.get("chosen_options") or []),
-                "params_input": dict(event.get("params_input") or {}),
-                "responded_by_user": dict(by) if isinstance(by, dict) else {"name": str(by)},
-            })
+            context["ti"].xcom_push(
+                key="response",
+                value={
+                    "chosen_options": list(event.get("chosen_options") or []),
+                    "params_input": dict(event.get("params_input") or {}),
+                    "responded_by_user": dict(by) if isinstance(by, dict) else {"name": str(by)},
+                },
+            )
             return super().execute_complete(context, event)
 
     return RecordedApprovalOperator(**kwargs)

@@ -11,6 +11,7 @@
 
 Alerting never fails a task: a channel that cannot be reached is logged.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,7 @@ def _log_url(ti, config) -> str | None:
     if url:
         return url
     base = config.alerts.ui_base_url.rstrip("/")
-    return (f"{base}/dags/{ti.dag_id}/runs/{ti.run_id}/tasks/{ti.task_id}"
-            f"?try_number={getattr(ti, 'try_number', '')}")
+    return f"{base}/dags/{ti.dag_id}/runs/{ti.run_id}/tasks/{ti.task_id}?try_number={getattr(ti, 'try_number', '')}"
 
 
 def alert_from_context(context: dict, config, kind: str | None = None, summary: str | None = None):
@@ -67,12 +67,19 @@ def alert_from_context(context: dict, config, kind: str | None = None, summary: 
     task = context.get("task")
     retries = getattr(task, "retries", None)
     text = summary if summary is not None else (str(exc) if exc is not None else "failed (no exception recorded)")
-    return Alert(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, partition_date=_partition_date(context),
-                 try_number=getattr(ti, "try_number", None),
-                 max_tries=(retries + 1) if isinstance(retries, int) else None,
-                 error_type=type(exc).__name__ if exc is not None else (kind or "Unknown"),
-                 summary=text[:4000], kind=kind or "", links=dict(getattr(exc, "links", {}) or {}),
-                 log_url=_log_url(ti, config))
+    return Alert(
+        dag_id=ti.dag_id,
+        task_id=ti.task_id,
+        run_id=ti.run_id,
+        partition_date=_partition_date(context),
+        try_number=getattr(ti, "try_number", None),
+        max_tries=(retries + 1) if isinstance(retries, int) else None,
+        error_type=type(exc).__name__ if exc is not None else (kind or "Unknown"),
+        summary=text[:4000],
+        kind=kind or "",
+        links=dict(getattr(exc, "links", {}) or {}),
+        log_url=_log_url(ti, config),
+    )
 
 
 def _connection(conn_id: str):
@@ -97,8 +104,13 @@ def send(config, context: dict, subject: str, html_body: str, webhook: dict[str,
         try:
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-            SmtpNotifier(to=list(a.email_to), from_email=a.email_from, subject=_raw(subject),
-                         html_content=_raw(html_body), smtp_conn_id=a.smtp_conn_id)(context)
+            SmtpNotifier(
+                to=list(a.email_to),
+                from_email=a.email_from,
+                subject=_raw(subject),
+                html_content=_raw(html_body),
+                smtp_conn_id=a.smtp_conn_id,
+            )(context)
             sent.append("email")
         except Exception as exc:  # noqa: BLE001 - alerting must not fail the task
             log.error("alert email via %s failed: %s", a.smtp_conn_id, exc)
@@ -110,8 +122,12 @@ def send(config, context: dict, subject: str, html_body: str, webhook: dict[str,
             path = (conn.extra_dejson or {}).get("endpoint", "")
             url = f"{scheme}://{conn.host}{f':{conn.port}' if conn.port else ''}/{path.lstrip('/')}"
         try:
-            request = urllib.request.Request(url, data=json.dumps(webhook, default=str).encode(),
-                                             headers={"Content-Type": "application/json"}, method="POST")
+            request = urllib.request.Request(
+                url,
+                data=json.dumps(webhook, default=str).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
             sent.append("webhook")
@@ -140,14 +156,26 @@ class PipelineFailureNotifier(BaseNotifier):
         config, storage = _pipeline()
         alert = alert_from_context(context, config, self.kind, summary)
         if not AlertLedger(storage, config.alerts.dedupe_minutes).failure(alert):
-            log.warning("alert suppressed (same cause as an alert sent less than %s min ago): %s",
-                        config.alerts.dedupe_minutes, alert.subject())
+            log.warning(
+                "alert suppressed (same cause as an alert sent less than %s min ago): %s",
+                config.alerts.dedupe_minutes,
+                alert.subject(),
+            )
             return
         channels = send(config, context, alert.subject(), alert.html(), alert.webhook())
         log.error("ALERT %s -> %s\n%s", alert.subject(), channels or "log only", alert.text())
         details = {k: v for k, v in alert.fields().items() if k not in ("run_id", "kind", "at", "error")}
-        audit.record(storage, "alert", alert.subject(), why=alert.summary[:1000], run_id=alert.run_id,
-                     actor="airflow", channels=channels, failure_kind=alert.kind, **details)
+        audit.record(
+            storage,
+            "alert",
+            alert.subject(),
+            why=alert.summary[:1000],
+            run_id=alert.run_id,
+            actor="airflow",
+            channels=channels,
+            failure_kind=alert.kind,
+            **details,
+        )
 
 
 class PipelineResolvedNotifier(BaseNotifier):
@@ -166,8 +194,16 @@ class PipelineResolvedNotifier(BaseNotifier):
             msg = resolved_message(ti.dag_id, ti.task_id, ti.run_id, _partition_date(context), closed)
             channels = send(config, context, msg["subject"], f"<p>{msg['text']}</p>", msg["webhook"])
             log.warning("RESOLVED %s -> %s", msg["subject"], channels or "log only")
-            audit.record(storage, "alert_resolved", msg["subject"], run_id=ti.run_id, actor="airflow",
-                         channels=channels, dag_id=ti.dag_id, task_id=ti.task_id)
+            audit.record(
+                storage,
+                "alert_resolved",
+                msg["subject"],
+                run_id=ti.run_id,
+                actor="airflow",
+                channels=channels,
+                dag_id=ti.dag_id,
+                task_id=ti.task_id,
+            )
         except Exception as exc:  # noqa: BLE001
             log.exception("resolved notice failed: %s", exc)
 
@@ -198,23 +234,47 @@ def _deadline_sync(context: dict, what: str) -> None:
 
     run = context.get("dag_run") or {}
     if run.get("run_type") not in (None, "scheduled"):
-        log.info("deadline passed for %s run %s: not a scheduled run, no lateness alert", run.get("dag_id"),
-                 run.get("run_id"))
+        log.info(
+            "deadline passed for %s run %s: not a scheduled run, no lateness alert",
+            run.get("dag_id"),
+            run.get("run_id"),
+        )
         return
     config, storage = _pipeline()
     deadline = (context.get("deadline") or {}).get("deadline_time")
     logical = run.get("logical_date")
-    alert = Alert(dag_id=run.get("dag_id", "?"), task_id="(run)", run_id=run.get("run_id", "?"),
-                  partition_date=str(logical)[:10] if logical else None, try_number=None, max_tries=None,
-                  error_type="DeadlineMissed", kind="lateness",
-                  summary=f"{what} not finished by its deadline {deadline} (state now: {run.get('state')})",
-                  log_url=f"{config.alerts.ui_base_url.rstrip('/')}/dags/{run.get('dag_id')}/runs/{run.get('run_id')}")
-    channels = send(config, {"dag_run": run}, alert.subject().replace("failed", "is late"), alert.html(),
-                    alert.webhook() | {"text": alert.text().replace("failed", "is late")})
+    alert = Alert(
+        dag_id=run.get("dag_id", "?"),
+        task_id="(run)",
+        run_id=run.get("run_id", "?"),
+        partition_date=str(logical)[:10] if logical else None,
+        try_number=None,
+        max_tries=None,
+        error_type="DeadlineMissed",
+        kind="lateness",
+        summary=f"{what} not finished by its deadline {deadline} (state now: {run.get('state')})",
+        log_url=f"{config.alerts.ui_base_url.rstrip('/')}/dags/{run.get('dag_id')}/runs/{run.get('run_id')}",
+    )
+    channels = send(
+        config,
+        {"dag_run": run},
+        alert.subject().replace("failed", "is late"),
+        alert.html(),
+        alert.webhook() | {"text": alert.text().replace("failed", "is late")},
+    )
     log.error("LATE %s -> %s", alert.subject(), channels or "log only")
-    audit.record(storage, "alert", alert.subject().replace("failed", "is late"), why=alert.summary,
-                 run_id=alert.run_id, actor="airflow", channels=channels, failure_kind="lateness",
-                 dag_id=alert.dag_id, partition_date=alert.partition_date)
+    audit.record(
+        storage,
+        "alert",
+        alert.subject().replace("failed", "is late"),
+        why=alert.summary,
+        run_id=alert.run_id,
+        actor="airflow",
+        channels=channels,
+        failure_kind="lateness",
+        dag_id=alert.dag_id,
+        partition_date=alert.partition_date,
+    )
 
 
 async def deadline_missed(context: dict | None = None, what: str = "the run", **_: Any) -> None:
@@ -236,6 +296,9 @@ def scoring_deadline():
     hours = load_config().alerts.scoring_deadline_hours
     if hours is None:
         return None
-    return DeadlineAlert(reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=timedelta(hours=hours),
-                         callback=AsyncCallback(deadline_missed, kwargs={"what": "scoring of the day"}),
-                         name="scoring_done_in_time")
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=timedelta(hours=hours),
+        callback=AsyncCallback(deadline_missed, kwargs={"what": "scoring of the day"}),
+        name="scoring_done_in_time",
+    )

@@ -17,6 +17,7 @@ are never served unless ``ui.serve_data_files: true`` in params. Anything else i
 malformed path (NUL or control characters) is 400. With S3 storage there is nothing to serve
 here (links keep their ``s3://`` URIs).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -56,8 +57,11 @@ async def require_user(request: Request):
     return await resolve_user_from_token(token)
 
 
-app = FastAPI(title="Pipeline artefacts", description="Local pipeline artefacts behind the Airflow UI's links",
-              dependencies=[Depends(require_user)])
+app = FastAPI(
+    title="Pipeline artefacts",
+    description="Local pipeline artefacts behind the Airflow UI's links",
+    dependencies=[Depends(require_user)],
+)
 
 
 def _config():
@@ -107,8 +111,13 @@ def artefact(path: str):
         raise HTTPException(status_code=404, detail="not a pipeline artefact")
     if target.is_dir():
         items = "".join(
-            (f"<li><a href='{html.escape(url_for(str(p)))}'>{html.escape(p.name)}</a></li>" if _servable(p)
-             else f"<li>{html.escape(p.name)}</li>")
-            for p in sorted(target.iterdir()) if not p.name.startswith("."))
+            (
+                f"<li><a href='{html.escape(url_for(str(p)))}'>{html.escape(p.name)}</a></li>"
+                if _servable(p)
+                else f"<li>{html.escape(p.name)}</li>"
+            )
+            for p in sorted(target.iterdir())
+            if not p.name.startswith(".")
+        )
         return HTMLResponse(f"<h3>{html.escape(str(target))}</h3><ul>{items}</ul>")
     return FileResponse(target)

@@ -7,6 +7,7 @@ the failing Data Docs page). A link with nothing behind it is left empty (greyed
 Local paths become ``/pipeline/artefacts/<path>`` URLs served by the plugin's app on the API
 server; S3 objects keep their ``s3://`` URI.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -23,8 +24,14 @@ def task_outputs(ti_key) -> dict[str, Any]:
     with create_session() as session:
         for key in ("return_value", "pipeline_links"):
             row = session.execute(
-                XComModel.get_many(key=key, run_id=ti_key.run_id, dag_ids=ti_key.dag_id, task_ids=ti_key.task_id,
-                                   map_indexes=ti_key.map_index).with_only_columns(XComModel.value)).first()
+                XComModel.get_many(
+                    key=key,
+                    run_id=ti_key.run_id,
+                    dag_ids=ti_key.dag_id,
+                    task_ids=ti_key.task_id,
+                    map_indexes=ti_key.map_index,
+                ).with_only_columns(XComModel.value)
+            ).first()
             if row is None:
                 continue
             value = XComModel.deserialize_value(row)
