@@ -89,6 +89,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from conftest import write_params
+
     from pipeline import steps
 
     work = Path(tempfile.mkdtemp(prefix="bench-mapped-"))

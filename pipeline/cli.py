@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import registry, steps
+from . import steps
 from .config import ConfigError
 from .errors import PipelineError
 

@@ -20,8 +20,9 @@ import math
 import os
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -439,7 +440,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return None
         non_none = [a for a in args if a is not type(None)]
         return _convert(non_none[0], value, where)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if origin is tuple:
         if value is None:
@@ -450,7 +451,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin in (collections.abc.Mapping, dict) or tp is Mapping:
         if value is None:
             value = {}
@@ -530,7 +531,7 @@ class _PlainLoader(yaml.SafeLoader):
     """YAML without anchors and aliases: params never need them, and aliases let a few hundred
     bytes expand into gigabytes ("billion laughs") that only fail much later."""
 
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+    def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             mark = event.start_mark
@@ -722,7 +723,7 @@ def check_columns_exist(config: PipelineConfig, header: list[str], where: str) -
         import difflib
 
         hints = []
-        for key, cols in named_columns(config).items():
+        for cols in named_columns(config).values():
             for c in cols:
                 if c not in present:
                     close = difflib.get_close_matches(c, header, n=1)

@@ -160,7 +160,7 @@ def _fairness_png(fairness: dict) -> str | None:
         return None
     plt = _plt()
     fig, axes = plt.subplots(1, len(attrs), figsize=(4 * len(attrs), 3.4), squeeze=False)
-    for ax, attr in zip(axes[0], attrs):
+    for ax, attr in zip(axes[0], attrs, strict=True):
         groups = fairness[attr]["groups"]
         x = np.arange(len(groups))
         ax.bar(x - 0.2, [g["selection_rate"] or 0 for g in groups], 0.4, label="selection rate")
@@ -444,7 +444,7 @@ def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict
                     "min_group_size": config.fairness.min_group_size,
                 },
             },
-            "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
     )
     storage.write_json(f"{key}/{registry.GATE}", decision)

@@ -17,7 +17,6 @@ import datetime as dt
 import difflib
 import logging
 
-import pandas as pd
 import pyarrow as pa
 
 from . import layout
@@ -68,7 +67,7 @@ def _read(config: PipelineConfig, storage: Storage, day: dt.date):
             # Keep what arrived, within the landing area and the size limit (the rest is named only).
             files, not_kept = evidence(config, storage, day)
             digest = hashlib.sha256(b"".join(files.values()) + "|".join(not_kept).encode()).hexdigest()
-            delivery_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{digest[:8]}"
+            delivery_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{digest[:8]}"
             where = quarantine.keep_unread(
                 storage, config.dataset.name, day, delivery_id, files, [str(exc), *not_kept], list(files) + not_kept
             )
@@ -97,7 +96,7 @@ def mark_rejected(
             "stage": "ingest",
             "reasons": reasons,
             "quarantine": where,
-            "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "validated_at": dt.datetime.now(dt.UTC).isoformat(),
         },
     )
 
@@ -252,9 +251,7 @@ def publish_batch(
     import uuid
 
     ds = config.dataset
-    delivery_id = (
-        f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{hashlib.sha256(uuid.uuid4().bytes).hexdigest()[:8]}"
-    )
+    delivery_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{hashlib.sha256(uuid.uuid4().bytes).hexdigest()[:8]}"
     contract = contracts.require(config, storage)
     typed = _sorted_by_id(typed.loc[:, list(schema.batch_columns)], schema.id_column)
     key = layout.staging_delivery(ds.name, day, delivery_id)

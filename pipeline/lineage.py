@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from importlib import metadata
@@ -35,8 +36,6 @@ def code_revision() -> str:
 def library_versions() -> dict[str, str]:
     out = {}
     for name in ("scikit-learn", "pandas", "pyarrow", "numpy", "great-expectations", "dvc"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return out

@@ -28,6 +28,7 @@ import io
 import logging
 import os
 import uuid
+from typing import Any
 
 import joblib
 
@@ -51,7 +52,7 @@ class RegistryError(PipelineError, RuntimeError):
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def version_exists(storage: Storage, model: str, version: str) -> bool:
@@ -174,7 +175,7 @@ def history(storage: Storage, model: str) -> list[dict]:
 
 def record_event(storage: Storage, model: str, event: dict) -> dict:
     """Append one record (a new object per event: nothing is rewritten)."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     record = {"model": model, "at": now.isoformat(timespec="microseconds"), **event}
     storage.write_json(f"{layout.model_history(model)}/{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json", record)
     from .ops import audit
@@ -293,7 +294,7 @@ def promote(
         gate = storage.read_json(f"{layout.model_version(model, version)}/{GATE}")
     except FileNotFoundError:
         gate = None
-    extra = {"forced": bool(force)}
+    extra: dict[str, Any] = {"forced": bool(force)}
     if gate is None or not gate.get("passed"):
         why = (
             "has no gate decision; evaluate and gate it first"

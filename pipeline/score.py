@@ -17,9 +17,9 @@ hash of the row key, is decided by the challenger in the production partition.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import hashlib
 import logging
+import time
 import uuid
 
 import numpy as np
@@ -61,7 +61,10 @@ def prediction_table(
 ) -> pa.Table:
     n = len(ids)
     id_array = pa.array(ids.to_numpy() if ids.dtype != object else ids.tolist())
-    as_array = lambda v: np.asarray(v, dtype=object) if not isinstance(v, str) else np.full(n, v, dtype=object)
+
+    def as_array(v: np.ndarray | str) -> np.ndarray:
+        return np.full(n, v, dtype=object) if isinstance(v, str) else np.asarray(v, dtype=object)
+
     return pa.table(
         {
             id_column: id_array,
@@ -139,7 +142,7 @@ def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version
         "model": model_name,
         "model_version": version,
         "challenger_version": challenger,
-        "scored_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "scored_at": dt.datetime.now(dt.UTC).isoformat(),
         "input_partition": storage.uri(raw_key),
         "input_publish_id": raw_manifest["publish_id"],
         "token": uuid.uuid4().hex[:12],

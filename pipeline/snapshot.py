@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from . import layout
-from .errors import PipelineError
 from .config import PipelineConfig
+from .errors import PipelineError
 from .source import Schema
 from .storage import PartitionNotFound, Storage
 from .validation import ValidationFailed, require_validated

@@ -15,7 +15,8 @@ import functools
 import io
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -86,7 +87,7 @@ class Schema:
     @property
     def batch_columns(self) -> tuple[str, ...]:
         """Columns of a raw daily batch (what arrives to be scored: no target)."""
-        cols = (self.id_column,)
+        cols: tuple[str, ...] = (self.id_column,)
         if self.event_time_column:
             cols += (self.event_time_column,)
         return cols + self.features + self.pii + self.sensitive
@@ -95,8 +96,9 @@ class Schema:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Schema":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
 
 
 # --------------------------------------------------------------------------- reading
@@ -144,7 +146,7 @@ def _read_local_cached(
 
 
 def _parse_source(data: bytes, uri: str, fmt: str, delimiter: str, na_values: tuple[str, ...]) -> pd.DataFrame:
-    compression = "gzip" if uri.endswith(".gz") else None
+    compression: Literal["gzip"] | None = "gzip" if uri.endswith(".gz") else None
     if fmt == "csv":
         try:
             frame = pd.read_csv(
@@ -268,7 +270,7 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
     Row numbers in messages are the frame's index (0-based data rows of the source).
     """
     columns = list(columns) if columns is not None else list(text.columns)
-    out = {}
+    out: dict[str, pd.Series] = {}
     problems = []
     for col in columns:
         values = text[col]
@@ -378,7 +380,7 @@ def type_rows(
         columns.append(target_column)
     reasons: dict[str, pd.Series] = {}
     problems: list[str] = []
-    out = {}
+    out: dict[str, pd.Series] = {}
 
     def flag(mask: pd.Series, what: str, col: str) -> None:
         if mask.any():

@@ -16,11 +16,11 @@ from . import layout, registry
 from .config import PipelineConfig, load_config
 from .evaluate import evaluate_version, gate_version
 from .ingest import IngestError, LabelsNotAvailable, NoRowsForDay, ingest_day, ingest_labels
+from .ops.threads import thread_limit
 from .score import score_day
 from .snapshot import build_snapshot, labelled_window
 from .storage import PartitionNotFound, Storage, open_storage
 from .train import train_candidate
-from .ops.threads import thread_limit
 from .validation import ValidationFailed, data_docs_index, validate_day, validate_days
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def validate_window(as_of: str | dt.date, params: str | None = None, s3_options:
     passed, failures = validate_days(config, storage, todo)
     if failures and not passed and len(failures) == len(window):
         raise ValidationFailed(
-            f"every day of the window failed validation:\n" + "\n".join(f["message"] for f in failures)
+            "every day of the window failed validation:\n" + "\n".join(f["message"] for f in failures)
         )
     for failure in failures:  # quarantined: the snapshot leaves these days out and records why
         log.error("window day quarantined: %s", failure["message"])

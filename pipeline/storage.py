@@ -42,20 +42,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import socket
-import time
 import ctypes.util
-import io
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -135,7 +136,7 @@ class S3Options:
     max_attempts: int = 3
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any] | None) -> "S3Options":
+    def from_mapping(cls, values: dict[str, Any] | None) -> S3Options:
         values = values or {}
         fields = cls.__dataclass_fields__
         return cls(**{k: values[k] for k in fields if values.get(k) not in (None, "")})
@@ -405,9 +406,12 @@ class S3Backend:
         """Conditional PUT: If-Match the ETag read before, or If-None-Match: * when there was none."""
         from botocore.exceptions import ClientError
 
-        condition = {"IfMatch": expected} if expected else {"IfNoneMatch": "*"}
         try:
-            return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)["ETag"]
+            if expected:
+                put = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=expected)
+            else:
+                put = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return put["ETag"]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey"):
@@ -444,7 +448,7 @@ class S3Backend:
 
     def _delete(self, keys: list[str]) -> None:
         for i in range(0, len(keys), 1000):
-            chunk = [{"Key": self._key(k)} for k in keys[i : i + 1000]]
+            chunk: list[Any] = [{"Key": self._key(k)} for k in keys[i : i + 1000]]
             if chunk:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
 
@@ -476,7 +480,7 @@ class S3Backend:
             }
         ).encode()
 
-    def _acquire_lease(self, key: str, lease_seconds: float, wait_seconds: float) -> "_Lease":
+    def _acquire_lease(self, key: str, lease_seconds: float, wait_seconds: float) -> _Lease:
         lease_key = f"{key}/{LEASE}"
         owner = uuid.uuid4().hex
         deadline = time.monotonic() + wait_seconds
@@ -508,7 +512,7 @@ class S3Backend:
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
 
-    def _renew_lease(self, lease: "_Lease", force: bool = False) -> None:
+    def _renew_lease(self, lease: _Lease, force: bool = False) -> None:
         if not force and time.monotonic() - lease.renewed < lease.seconds / 3:
             return
         try:
@@ -517,7 +521,7 @@ class S3Backend:
         except PreconditionFailed as exc:
             raise PublishConflict(f"lost the publish lease {self.uri(lease.key)} to another writer") from exc
 
-    def _release_lease(self, lease: "_Lease") -> None:
+    def _release_lease(self, lease: _Lease) -> None:
         data, etag = self.read_versioned(lease.key)
         if data is not None and _parse_lease(data).get("owner") == lease.owner:
             self._delete([lease.key])
@@ -698,7 +702,7 @@ def _iso(epoch: Any) -> str:
     import datetime as _dt
 
     try:
-        return _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc).isoformat(timespec="seconds")
+        return _dt.datetime.fromtimestamp(float(epoch), _dt.UTC).isoformat(timespec="seconds")
     except (TypeError, ValueError):
         return "?"
 
@@ -756,7 +760,7 @@ class Storage:
         with open(uri, "rb") as fh:
             return fh.read()
 
-    def _external_s3(self, uri: str) -> tuple["S3Backend", str]:
+    def _external_s3(self, uri: str) -> tuple[S3Backend, str]:
         bucket, key = _split_s3(uri)
         options = self.backend.options if isinstance(self.backend, S3Backend) else None
         return S3Backend(f"s3://{bucket}", options), key
@@ -866,7 +870,7 @@ class Storage:
     def write_partition(
         self,
         key: str,
-        frames: dict[str, "pa.Table"],
+        frames: dict[str, pa.Table],
         manifest: dict | None = None,
         extra_files: dict[str, bytes] | None = None,
     ) -> dict:
@@ -890,7 +894,7 @@ class Storage:
     def parts_prefix(self, key: str, token: str) -> str:
         return f"{PARTS_DIR}/{_check_key(key)}/{token}"
 
-    def stage_part(self, key: str, token: str, name: str, table: "pa.Table") -> str:
+    def stage_part(self, key: str, token: str, name: str, table: pa.Table) -> str:
         """Write one part of a partition that several tasks build (invisible to readers and globs)."""
         part_key = f"{self.parts_prefix(key, token)}/{name}"
         buffer = pa.BufferOutputStream()

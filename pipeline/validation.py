@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from . import layout
-from .errors import PipelineError
 from .config import PipelineConfig
+from .errors import PipelineError
 from .source import Schema
 from .storage import PartitionNotFound, Storage
 
@@ -180,9 +180,10 @@ def ensure_context(config: PipelineConfig, contract):
     The suite is rewritten only when it differs from the contract's, which changes only
     through `contract update`: a batch can never change it."""
     _quiet_gx()
-    import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.exceptions import DataContextError
+
+    import great_expectations as gx
 
     root = Path(config.validation.gx_root)
     context = gx.get_context(mode="file", context_root_dir=str(root))
@@ -257,7 +258,7 @@ def _for_gx(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         dtype = out[col].dtype
-        if isinstance(dtype, pd.StringDtype) or isinstance(dtype, pd.Int64Dtype) or dtype == object:
+        if isinstance(dtype, (pd.StringDtype, pd.Int64Dtype)) or dtype == np.dtype(object):
             values = out[col].astype(object)
             out[col] = values.where(values.notna(), None)
     return out
@@ -450,7 +451,7 @@ def _judge(
     delivery_id: str,
     outcome: ValidationOutcome,
     frame: pd.DataFrame,
-) -> tuple[dict | None, str | None]:
+) -> tuple[dict | None, dict | None]:
     ds = config.dataset
     staged = layout.staging_delivery(ds.name, day, delivery_id)
     raw_key = layout.raw_partition(ds.name, day)
@@ -468,7 +469,7 @@ def _judge(
         "suite": suite_name(config),
         "contract": contract.summary(),
         "data_docs": docs,
-        "validated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "validated_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     if outcome.success:
         keep = {k: v for k, v in staged_manifest.items() if k not in ("files", "file_map", "publish_id", "row_count")}
@@ -530,7 +531,7 @@ def _judge(
 
 def validate_days(
     config: PipelineConfig, storage: Storage, days: list[dt.date], deliveries: dict[dt.date, str] | None = None
-) -> tuple[list[dict], list[str]]:
+) -> tuple[list[dict], list[dict]]:
     """Audit the staged delivery of each day (the given one, or the latest) and publish it or
     quarantine it. Returns (records of published days, messages of failed days)."""
     from .data import contract as contracts
@@ -566,7 +567,7 @@ def validate_days(
         ok, failure = _judge(config, storage, contract, day, delivery_id, outcomes[name], frames[name])
         if ok:
             passed.append(ok)
-        else:
+        elif failure is not None:
             failures.append(failure)
     return passed, failures
 

@@ -14,6 +14,7 @@ own queue) and stops it with :func:`stop`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -386,23 +387,17 @@ def _alive(pid: int) -> bool:
 def stop(stack: Stack, drop: bool = True) -> None:
     """Stop every component (TERM, then KILL after 20 s), drop the database, empty the broker DB."""
     for pid in stack.pids.values():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + 20
     while any(_alive(p) for p in stack.pids.values()) and time.monotonic() < deadline:
         time.sleep(0.5)
     for pid in stack.pids.values():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for pid in stack.pids.values():  # reap our children (no zombies left behind)
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
     if drop:
         drop_database(stack.db)
         # Everything the stack created in its broker DB: queues, `unacked` messages of lost workers

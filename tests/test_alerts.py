@@ -7,21 +7,22 @@ the next success sends one "resolved". Every alert is in the audit trail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
 from email import message_from_bytes, policy
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT, _free_port, write_params
+from helpers import run_dag, task_states
 
 from pipeline import steps
 from pipeline.config import load_config
-from conftest import ROOT, _free_port, write_params
-from helpers import run_dag, task_states
 
 pytestmark = pytest.mark.e2e
 
@@ -395,16 +396,14 @@ def test_pipeline_metrics_reach_statsd(world, tmp_path, airflow_db):
     )
     received = []
     while proc.poll() is None:
-        try:
+        with contextlib.suppress(TimeoutError):
             received.append(listener.recv(65536).decode())
-        except socket.timeout:
-            pass
     out = (tmp_path / "run.log").read_text()
     log.close()
     for _ in range(5):
         try:
             received.append(listener.recv(65536).decode())
-        except socket.timeout:
+        except TimeoutError:
             break
     assert proc.returncode == 0 and out.strip().splitlines()[-1] == "success", out[-2000:]
     lines = "\n".join(received).splitlines()

@@ -9,7 +9,6 @@ byte-identical. Counts go to tests/results/bad_inputs_summary.json.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import re
 import shutil
@@ -18,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT, write_params
 
 from pipeline import layout, steps
 from pipeline.config import ConfigError, load_config
 from pipeline.storage import open_storage
-from conftest import ROOT, write_params
 
 GOOD_DAY = "2025-03-02"
 SUMMARY = ROOT / "tests" / "results" / "bad_inputs_summary.json"
@@ -617,11 +616,10 @@ def test_tampered_model_with_rewritten_hash_never_unpickles(world, tmp_path):
     the manifest, as anyone with write access to storage could: loading refuses it before
     unpickling (the signature is under a key storage does not hold), and the marker never appears."""
     import hashlib
-    import io as _io
     import pickle
 
-    from pipeline import registry
     import pipeline.score as score_module
+    from pipeline import registry
 
     storage = world["storage"]
     version = registry.champion_version(storage, "credit_default")

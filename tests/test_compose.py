@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from pipeline.config import load_config
-from conftest import ROOT
 
 AIRFLOW_SERVICES = [
     "airflow-apiserver",

@@ -1,9 +1,9 @@
 import dataclasses
 
 import pytest
+from conftest import ROOT, write_params
 
 from pipeline.config import ConfigError, load_config
-from conftest import ROOT, write_params
 
 
 def test_params_load_into_frozen_typed_config():

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT, write_params
 
 from pipeline import layout, steps
 from pipeline.config import load_config
 from pipeline.storage import open_storage
-from conftest import ROOT, write_params
 
 
 def test_dataset_without_id_column_runs_end_to_end_with_stable_row_keys(tmp_path):
@@ -42,10 +42,10 @@ def test_dataset_without_id_column_runs_end_to_end_with_stable_row_keys(tmp_path
 
 def test_few_percent_out_of_range_per_day_passes_with_mostly_and_reports_shares(tmp_path):
     """Blood-pressure style data: ~3% of AGE values out of range every day."""
-    from pipeline.source import assign_days, read_source_text
+    from pipeline.source import read_source_text
 
     base = load_config(ROOT / "params.yaml")
-    text = read_source_text(base.dataset)
+    read_source_text(base.dataset)  # the source reads cleanly before it is made dirty
     raw = pd.read_csv(ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", dtype=str, keep_default_na=False)
     rng = np.random.default_rng(0)
     dirty = rng.random(len(raw)) < 0.03

@@ -9,9 +9,9 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, write_params
 from helpers import run_dag, task_states
+
 from pipeline import layout, registry, steps
 from pipeline.config import load_config
 from pipeline.storage import open_storage

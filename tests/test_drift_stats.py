@@ -155,9 +155,10 @@ IMPORTANT = ["PAY_0", "LIMIT_BAL"]
 GOOD = {"rows": 2000, "roc_auc": 0.78}
 
 
-def _decide(
-    pol=RetrainPolicyConfig(), drifted=("PAY_0",), breaks=(), realized=None, estimated=GOOD, history=(), as_of=AS_OF
-):
+DEFAULT_POLICY = RetrainPolicyConfig()
+
+
+def _decide(pol=DEFAULT_POLICY, drifted=("PAY_0",), breaks=(), realized=None, estimated=GOOD, history=(), as_of=AS_OF):
     return policy.decide(
         pol,
         as_of,

@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 import yaml
+from conftest import ROOT, write_params
 
 from pipeline.config import load_config
 from pipeline.snapshot import track_with_dvc
-from conftest import ROOT, write_params
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_concurrent_trainings_then_dvc_restore_in_a_clean_clone(clone, tmp_path)
 
     fresh = tmp_path / "fresh"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(fresh)], check=True)
-    for name, (params, manifest) in versions.items():
+    for name, (_params, manifest) in versions.items():
         restore_params = write_params(
             tmp_path / f"restore-{name}",
             storage={"root": str(tmp_path / name / "storage")},

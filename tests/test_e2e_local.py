@@ -5,11 +5,11 @@ import datetime as dt
 import duckdb
 import pytest
 import yaml
+from helpers import run_dag, task_states
 
-from pipeline import steps, layout, registry
+from pipeline import layout, registry, steps
 from pipeline.config import load_config
 from pipeline.storage import open_storage
-from helpers import run_dag, task_states
 
 pytestmark = pytest.mark.e2e
 
@@ -113,8 +113,8 @@ def test_bad_batch_through_the_scoring_dag(dagbag, tmp_path, monkeypatch):
     import gzip
 
     import pandas as pd
-
     from conftest import ROOT, write_params
+
     from pipeline.source import assign_days, read_source_text
 
     base = load_config(ROOT / "params.yaml")

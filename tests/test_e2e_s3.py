@@ -8,18 +8,17 @@ would try real AWS and fail.
 import json
 
 import pytest
+from helpers import read_parquet_objects, run_dag
 
 from pipeline import registry
 from pipeline.config import load_config
 from pipeline.storage import open_storage
-from helpers import read_parquet_objects, run_dag
 
 pytestmark = pytest.mark.e2e
 
 
 def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, monkeypatch):
     import boto3
-
     from conftest import write_params
 
     admin = boto3.client(
@@ -83,11 +82,11 @@ def test_missing_connection_fails_closed_despite_ambient_credentials(dagbag, s3_
     """Valid AWS_* credentials in the environment and no Airflow connection `aws_default`: the
     scoring task fails naming the connection and writes nothing; it never uses the ambient keys."""
     import boto3
-
     from conftest import write_params
     from helpers import task_states
-    from pipeline_airflow import s3_options
+
     from pipeline.storage import StorageCredentialsMissing
+    from pipeline_airflow import s3_options
 
     admin = boto3.client(
         "s3",

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import write_params
 
 from pipeline.config import load_config
 from pipeline.ops.maintenance import collect_garbage
 from pipeline.storage import open_storage
-from conftest import write_params
 
 TWO_DAYS = 2 * 24 * 3600
 

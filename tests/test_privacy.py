@@ -17,11 +17,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import ROOT, write_params
 
 from pipeline import layout, steps
 from pipeline.config import load_config
 from pipeline.storage import open_storage
-from conftest import ROOT, write_params
 
 PII = re.compile(r"pii\.example|Zyxa Q\d|\+44 7700 9\d")
 PII_COLUMNS = ["FULL_NAME", "EMAIL", "PHONE"]

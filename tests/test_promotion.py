@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT, write_params
 from helpers import read_parquet_objects, task_states
+
 from pipeline import layout, registry, steps
 from pipeline.config import load_config
 from pipeline.storage import open_storage

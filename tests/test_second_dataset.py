@@ -3,12 +3,12 @@
 import shutil
 
 import pytest
+from conftest import ROOT
+from helpers import read_parquet_objects, run_dag
 
 from pipeline import registry
 from pipeline.config import load_config
 from pipeline.storage import open_storage
-from conftest import ROOT
-from helpers import read_parquet_objects, run_dag
 
 pytestmark = pytest.mark.e2e
 

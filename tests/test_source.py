@@ -4,10 +4,10 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+from conftest import ROOT, write_params
 
 from pipeline.config import load_config
 from pipeline.source import SourceError, assign_days, canonical_label, coerce_types, read_source_text, resolve_schema
-from conftest import ROOT, write_params
 
 
 def _dataset(tmp_path, csv_text: str, **dataset_overrides):

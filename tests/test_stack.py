@@ -10,6 +10,7 @@ Skips when PostgreSQL or Redis cannot be reached, unless PIPELINE_TEST_STACK=req
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,7 +18,6 @@ import time
 import uuid
 
 import pytest
-
 import stack as stack_mod
 from conftest import ROOT, write_params
 
@@ -111,10 +111,8 @@ def _kill_worker_during_a_task(stack, token, runs: dict[str, str], worker: str, 
                 if t["state"] == "running" and t.get("pid") in below:
                     victims = [main, *_descendants(main)]
                     for pid in victims:
-                        try:
+                        with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
                     return {
                         "dag_id": dag_id,
                         "run_id": run_id,
@@ -150,10 +148,8 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
-    try:
+    with contextlib.suppress(admin.exceptions.BucketAlreadyOwnedByYou):
         admin.create_bucket(Bucket=bucket)
-    except admin.exceptions.BucketAlreadyOwnedByYou:
-        pass
     prefix = stack_mod.SETTINGS["storage_prefix"]
     for page in admin.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
         for obj in page.get("Contents", []):  # a previous test in this session's S3 server
@@ -185,9 +181,9 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
                 try:
                     stack.call("GET", f"/dags/{dag_id}", token=token)
                     break
-                except Exception:  # noqa: BLE001 - 404 until parsed
+                except Exception as exc:  # noqa: BLE001 - 404 until parsed
                     if time.monotonic() > deadline:
-                        raise AssertionError(f"{dag_id} never appeared in the API\n{_logs_tail(stack)}")
+                        raise AssertionError(f"{dag_id} never appeared in the API\n{_logs_tail(stack)}") from exc
                     time.sleep(2)
             stack.call("PATCH", f"/dags/{dag_id}", {"is_paused": False}, token=token)
 
@@ -237,9 +233,10 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         lost_delay = time.monotonic() - lost["killed_at"]
 
         # Every artefact is in the bucket; nothing went to the local storage root.
+        from helpers import read_parquet_objects
+
         from pipeline import registry
         from pipeline.storage import open_storage
-        from helpers import read_parquet_objects
 
         storage = open_storage(
             f"s3://{bucket}/{prefix}",

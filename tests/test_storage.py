@@ -46,10 +46,9 @@ def test_failed_write_leaves_previous_partition_intact(storage):
     key = "predictions/m/dt=2025-01-02"
     storage.write_partition(key, {"part-0.parquet": _table(4)})
     before = storage.list_keys(key)
-    with pytest.raises(RuntimeError, match="boom"):
-        with storage.staging() as staged:
-            pq.write_table(_table(7), staged / "part-0.parquet")
-            raise RuntimeError("boom")  # the writer dies before publishing
+    with pytest.raises(RuntimeError, match="boom"), storage.staging() as staged:
+        pq.write_table(_table(7), staged / "part-0.parquet")
+        raise RuntimeError("boom")  # the writer dies before publishing
     assert storage.list_keys(key) == before
     assert storage.read_partition(key).num_rows == 4
 
@@ -62,9 +61,8 @@ def test_no_manifest_means_no_partition(storage):
 
 
 def test_empty_partition_is_refused(storage):
-    with storage.staging() as staged:
-        with pytest.raises(StorageError, match="empty partition"):
-            storage.publish_partition("raw/ds/dt=2025-01-04", staged)
+    with storage.staging() as staged, pytest.raises(StorageError, match="empty partition"):
+        storage.publish_partition("raw/ds/dt=2025-01-04", staged)
 
 
 def test_copy_and_delete_partition(storage):
@@ -96,12 +94,13 @@ def test_s3_objects_really_are_on_the_endpoint(s3_env):
 
 def test_s3_source_is_read_with_the_storage_credentials(s3_server, tmp_path, monkeypatch):
     """A source on S3 reached with the endpoint/credentials given to storage (no AWS_* env)."""
+    import datetime as dt
+
     import boto3
+    from conftest import write_params
 
     from pipeline.config import load_config
     from pipeline.ingest import ingest_day
-    from conftest import write_params
-    import datetime as dt
 
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
@@ -140,9 +139,10 @@ def test_hung_s3_endpoint_fails_within_the_configured_budget(tmp_path, monkeypat
     import threading
     import time
 
+    from conftest import ROOT, write_params
+
     from pipeline.config import load_config
     from pipeline.steps import storage_for
-    from conftest import ROOT, write_params
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

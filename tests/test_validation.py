@@ -5,13 +5,13 @@ import json
 
 import pyarrow as pa
 import pytest
+from conftest import ROOT, write_params
 
 from pipeline import layout, steps
 from pipeline.config import load_config
 from pipeline.data.contract import ContractError
 from pipeline.storage import open_storage
 from pipeline.validation import ValidationFailed, suite_name
-from conftest import ROOT, write_params
 
 DAY = dt.date(2025, 2, 10)
 

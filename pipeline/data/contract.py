@@ -97,7 +97,7 @@ class Contract:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Contract":
+    def from_dict(cls, data: dict[str, Any]) -> Contract:
         data = {k: v for k, v in data.items() if k != "digest"}
         data["schema"] = Schema.from_dict(data["schema"])
         data["source_columns"] = tuple(data["source_columns"])
@@ -237,7 +237,7 @@ def resolve(
     numeric = list(dict.fromkeys([*sample.get("numeric_columns", []), *config.validation.ranges]))
     schema = resolve_schema(ds, empty, numeric_columns=numeric)
     schema = dataclasses.replace(schema, id_is_integer=bool(sample.get("id_is_integer")) and not schema.id_derived)
-    unknown = sorted((set(config.validation.ranges) - set(schema.numeric) - set(schema.sensitive)))
+    unknown = sorted(set(config.validation.ranges) - set(schema.numeric) - set(schema.sensitive))
     if unknown:
         raise ContractError(
             f"validation.ranges names column(s) {unknown} that are not numeric "
@@ -250,7 +250,7 @@ def resolve(
         terms=terms_from_params(config),
         source_columns=tuple(header),
         typical_rows_per_day=float(sample.get("rows_per_day") or 0.0),
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         reason=reason,
         actor=actor,
         resolved_from=tuple(sample.get("from", ())),

@@ -21,7 +21,6 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import glob
-import gzip
 import hashlib
 import io
 import logging
@@ -35,8 +34,8 @@ import pyarrow as pa
 from .. import layout
 from ..config import PipelineConfig
 from ..source import SourceError
-from .privacy import pseudonymise
 from ..storage import PartitionNotFound, Storage
+from .privacy import pseudonymise
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class Delivery:
         return self._id
 
     def __post_init__(self):
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         self._id = f"{now:%Y%m%dT%H%M%S%f}-{self.digest[:8]}"
 
 
@@ -94,7 +93,7 @@ def _decompress(data: bytes, uri: str, max_bytes: int | None = None) -> bytes:
     try:
         while True:  # one gzip member at a time (concatenated members are valid gzip)
             inflater = zlib.decompressobj(wbits=31)
-            pending = view
+            pending: bytes | memoryview = view
             while True:
                 chunk = inflater.decompress(pending, _CHUNK)
                 out.write(chunk)
@@ -464,7 +463,7 @@ def build_source_index(config: PipelineConfig, storage: Storage) -> dict:
                 sorted_days = days[order]
                 table = table.take(pa.array(order))
                 bounds = np.flatnonzero(sorted_days[1:] != sorted_days[:-1]) + 1
-                for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_days)]):
+                for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_days)], strict=True):
                     day = sorted_days[lo]
                     if day not in writers:
                         writers[day] = pq.ParquetWriter(staged / f"dt={day}.parquet", table.schema, compression="zstd")

@@ -49,7 +49,7 @@ def _verdict(dataset: str, day: dt.date, delivery_id: str, stage: str, reasons: 
         "delivery_id": delivery_id,
         "stage": stage,
         "reasons": reasons,
-        "quarantined_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "quarantined_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **extra,
     }
 

@@ -4,6 +4,9 @@ over the groups large enough to judge. Pure functions."""
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -14,7 +17,7 @@ def group_labels(values: pd.Series, edges: tuple[float, ...] | None) -> pd.Serie
     if edges:
         numeric = pd.to_numeric(values, errors="coerce")
         bounds = [-np.inf, *edges, np.inf]
-        names = [f"< {edges[0]:g}"] + [f"{a:g}–{b:g}" for a, b in zip(edges, edges[1:])] + [f">= {edges[-1]:g}"]
+        names = [f"< {edges[0]:g}"] + [f"{a:g}–{b:g}" for a, b in itertools.pairwise(edges)] + [f">= {edges[-1]:g}"]
         labels = pd.cut(numeric, bounds, right=False, labels=names).astype(object)
     else:
         labels = values.astype(object).map(lambda v: None if v is None or v != v else str(v))
@@ -36,7 +39,7 @@ def fairness_report(
     frame: pd.DataFrame, y: np.ndarray, pred: np.ndarray, attributes: tuple[str, ...], config: FairnessConfig
 ) -> dict:
     y, pred = np.asarray(y, dtype="int64"), np.asarray(pred, dtype=bool)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for attr in attributes:
         if attr not in frame.columns:
             out[attr] = {"error": f"column {attr} is not in the evaluation data"}

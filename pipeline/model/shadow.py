@@ -4,6 +4,7 @@ Compared on the rows the champion decided (canary rows have no champion score)."
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ..storage import Storage
 
 def compare_shadow(config: PipelineConfig, storage: Storage, since: dt.date | None = None) -> dict:
     ds, model = config.dataset, config.model_name
-    days = []
+    days: list[dict[str, Any]] = []
     for child in storage.list_children(f"predictions_shadow/{model}"):
         if not child.startswith("dt="):
             continue
@@ -57,7 +58,8 @@ def compare_shadow(config: PipelineConfig, storage: Storage, since: dt.date | No
             }
         )
     labelled = [d for d in days if d["labels"]]
-    out = {"model": model, "shadow_days": len(days), "labelled_days": len(labelled), "per_day": []}
+    per_day: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"model": model, "shadow_days": len(days), "labelled_days": len(labelled), "per_day": per_day}
     if labelled:
         y = np.concatenate([d["y"] for d in labelled])
         champ = np.concatenate([d["champion_score"] for d in labelled])
@@ -73,5 +75,5 @@ def compare_shadow(config: PipelineConfig, storage: Storage, since: dt.date | No
                 champion_roc_auc=realized_metrics(d["y"], d["champion_score"], d["thresholds"][0])["roc_auc"],
                 challenger_roc_auc=realized_metrics(d["y"], d["challenger_score"], d["thresholds"][1])["roc_auc"],
             )
-        out["per_day"].append(row)
+        per_day.append(row)
     return out

@@ -142,7 +142,7 @@ def drift_rows(
 
     primary = [r for r in rows if r["is_primary"] and r["calibrated_pvalue"] is not None]
     rejected = benjamini_hochberg([r["calibrated_pvalue"] for r in primary], config.fdr)
-    for row, rej in zip(primary, rejected):
+    for row, rej in zip(primary, rejected, strict=True):
         row["calibrated_flag"] = bool(rej and row["value"] >= config.min_effect.get(row["statistic"], 0.0))
     drifted = {
         "calibrated": sorted({r["feature"] for r in primary if r["calibrated_flag"]}),

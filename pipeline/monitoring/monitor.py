@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,8 @@ from ..config import PipelineConfig
 from ..errors import MonitoringError
 from ..features import target_vector
 from ..storage import Storage
-from . import drift, performance, policy, profile as profile_mod, quality, report
+from . import drift, performance, policy, quality, report
+from . import profile as profile_mod
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +200,7 @@ def _performance(
             w["lscores"].append(entry.pop("_lscores"))
         entry.pop("_y", None), entry.pop("_lscores", None)
     threshold = prof["threshold"]
-    for week, w in weeks.items():
+    for w in weeks.values():
         scores = np.concatenate(w.pop("scores"))
         w["estimated"] = performance.estimated_metrics(profile_mod.calibrate(prof, scores), scores, threshold)
         ys, ls = w.pop("y"), w.pop("lscores")
@@ -237,7 +239,9 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         len(current),
     )
 
-    drift_rows, drifted, calibration = [], {"calibrated": [], "fixed": []}, None
+    drift_rows: list[dict[str, Any]] = []
+    drifted: dict[str, list[str]] = {"calibrated": [], "fixed": []}
+    calibration = None
     if len(current):
         floors, size, cached = cached_noise_floors(storage, config, version, prof, sample, len(current))
         calibration = {"sample_size": size, "cached": cached, "resamples": m.bootstrap_resamples}
@@ -333,7 +337,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         "reference_exact": prof["exact"],
         "statistics": storage.uri(stats_key),
         "report": storage.uri(report_key),
-        "decided_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     html = report.render(
         record, prof, sample, current, scores, drift_rows, q_rows + d_rows, perf, config.validation.ranges

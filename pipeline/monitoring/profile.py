@@ -103,12 +103,12 @@ def build_profile(
         sample_vals.append(present)
     for col in schema.categorical:
         values = category_values(train[col])
-        present = [v for v in values if v is not None]
-        counts = pd.Series(present, dtype="object").value_counts()
+        kept = [v for v in values if v is not None]
+        counts = pd.Series(kept, dtype="object").value_counts()
         columns[col] = {
             "kind": "categorical",
-            "n": len(present),
-            "missing_share": 1 - len(present) / len(values) if values else 0.0,
+            "n": len(kept),
+            "missing_share": 1 - len(kept) / len(values) if values else 0.0,
             "counts": {str(k): int(v) for k, v in sorted(counts.items())},
         }
     score_summary, score_sorted = _numeric_summary(

@@ -79,7 +79,7 @@ def _feature_figure(prof, sample, current, scores, primary: dict) -> str:
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(16, 2.6 * rows))
     axes = np.atleast_1d(axes).ravel()
-    for ax, col in zip(axes, panels):
+    for ax, col in zip(axes, panels, strict=False):  # the grid may have spare axes
         row = primary.get(col)
         flag = ""
         if row:
@@ -95,8 +95,8 @@ def _feature_figure(prof, sample, current, scores, primary: dict) -> str:
             cur = numeric_values(current[col]) if col in current else np.array([])
             _numeric_panel(ax, sample.get(col, np.array([])), cur[~np.isnan(cur)], col + flag)
         else:
-            cur = category_values(current[col]) if col in current else []
-            _categorical_panel(ax, prof["columns"][col]["counts"], cur, col + flag)
+            categories = category_values(current[col]) if col in current else []
+            _categorical_panel(ax, prof["columns"][col]["counts"], categories, col + flag)
         if row and row["calibrated_flag"]:
             ax.set_facecolor("#fff0f0")
     for ax in axes[len(panels) :]:
@@ -112,7 +112,7 @@ def _performance_figure(perf: dict, floors: dict) -> str | None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(14, 3.6))
     days = [pd.Timestamp(e["day"]) for e in perf["per_day"]]
-    for ax, metric in zip(axes, ("roc_auc", "precision")):
+    for ax, metric in zip(axes, ("roc_auc", "precision"), strict=True):
         est = [e["estimated"][metric] for e in perf["per_day"]]
         real = [e["realized"][metric] if e["realized"] else None for e in perf["per_day"]]
         ax.plot(days, est, "o--", label="estimated (CBPE)", color="#8da0cb")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ from ..config import PipelineConfig
 from ..errors import SimulationError
 from ..features import feature_frame, target_vector
 from ..ingest import publish_batch, publish_labels
-from ..source import Schema, coerce_types, day_rows, read_source_text, resolve_schema
+from ..source import Schema, coerce_types, read_source_text
 from ..storage import Storage
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     n = int(round(prof["rows_per_day_median"] * m.window_days))
     floors, size, _ = cached_noise_floors(storage, config, version, prof, sample, n)
     rng = np.random.default_rng(seed)
-    histories = {"calibrated": [], "fixed": []}
+    histories: dict[str, list[dict[str, Any]]] = {"calibrated": [], "fixed": []}
     retrains = {"calibrated": 0, "fixed": 0}
     flagged_weeks = {"calibrated": 0, "fixed": 0}
     start = dt.date(2030, 1, 6)

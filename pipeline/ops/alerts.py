@@ -99,7 +99,7 @@ class Alert:
     kind: str = ""
     links: dict[str, str] = dataclasses.field(default_factory=dict)
     log_url: str | None = None
-    at: str = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    at: str = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     repeats: int = 0  # failures with the same cause suppressed since the last alert
 
     def __post_init__(self):
@@ -233,7 +233,7 @@ class AlertLedger:
 
     def failure(self, alert: Alert, now: dt.datetime | None = None) -> bool:
         """Record a failure; True when it must be sent (first of its cause, or the window passed)."""
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         key = f"{self._dir(alert.dag_id, alert.task_id)}/{alert.cause}.json"
         try:
             state = self.storage.read_json(key)

@@ -45,7 +45,7 @@ def record(
     **details: Any,
 ) -> dict:
     """Append one audit record; never raises (an audit write must not fail the decision it records)."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     entry = {
         "kind": kind,
         "what": what,

@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ..config import PipelineConfig
 from ..storage import LEASE, MANIFEST, STAGING_DIR, Storage, lease_is_free
@@ -67,7 +68,7 @@ def collect_garbage(
     objects = storage.list_objects("")
     manifests = {posixpath.dirname(k) for k, _, _ in objects if posixpath.basename(k) == MANIFEST}
     leases = {posixpath.dirname(k): k for k, _, _ in objects if posixpath.basename(k) == LEASE}
-    referenced: dict[str, set[str]] = {}
+    referenced: dict[str, set[str] | None] = {}  # None: an unreadable manifest
 
     def partition_of(key: str) -> str | None:
         d = posixpath.dirname(key)
@@ -109,8 +110,9 @@ def collect_garbage(
                     referenced[part] = set(storage.read_manifest(part).get("files", []))
                 except Exception as exc:  # noqa: BLE001 - an unreadable manifest: leave the partition alone
                     log.warning("gc: skipping %s: %s", storage.uri(part), exc)
-                    referenced[part] = None  # type: ignore[assignment]
-            if referenced[part] is None or name in referenced[part]:
+                    referenced[part] = None
+            listed = referenced[part]
+            if listed is None or name in listed:
                 continue
         found["unreferenced"].append((key, size))
 
@@ -132,7 +134,7 @@ def collect_garbage(
         for path in old_dirs:
             shutil.rmtree(path, ignore_errors=True)
 
-    summary = {
+    summary: dict[str, dict[str, Any]] = {
         kind: {"count": len(items), "bytes": sum(s for _, s in items), "examples": [k for k, _ in items[:5]]}
         for kind, items in found.items()
     }

@@ -12,8 +12,9 @@ import contextlib
 import datetime as dt
 import logging
 import os
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 

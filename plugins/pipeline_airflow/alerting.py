@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def _pipeline():
-    from pipeline_airflow import s3_options
     from pipeline.steps import open_pipeline
+    from pipeline_airflow import s3_options
 
     return open_pipeline(s3_options=s3_options())
 
