@@ -48,8 +48,17 @@ Alias moves are compare-and-swap writes: of two concurrent moves one wins, the o
             type=["null", "string"],
             description="The version (promote, set_challenger; rollback target, optional).",
         ),
-        "reason": Param("", type="string", description="Why. Required for every move; recorded."),
-        "force": Param(False, type="boolean", description="promote although the gate did not pass (recorded)."),
+        # Optional in the form (history needs none); the task refuses a move without a reason.
+        "reason": Param(
+            None,
+            type=["null", "string"],
+            description="Why: needed for promote, rollback, set_challenger and clear_challenger; kept in the history.",
+        ),
+        "force": Param(
+            False,
+            type=["boolean", "null"],
+            description="Promote although the candidate's gate did not pass (recorded, with the reason).",
+        ),
     },
 )
 def model_registry():

@@ -121,9 +121,16 @@ def ingest_window(
 def validate(
     day: str | dt.date, params: str | None = None, s3_options: dict | None = None, delivery_id: str | None = None
 ) -> dict:
-    """Audit the day's staged delivery (the given one, or the latest) and publish or quarantine it."""
+    """Audit the day's staged delivery (the given one, or the latest) and publish or quarantine it.
+
+    A task cleared after a fix still carries the delivery id its first run staged, which was judged
+    since (quarantined or published): then the day's delivery is read again and that is audited."""
     config, storage = open_pipeline(params, s3_options)
-    return validate_day(config, storage, as_date(day), delivery_id)
+    day = as_date(day)
+    if delivery_id and not storage.partition_exists(layout.staging_delivery(config.dataset.name, day, delivery_id)):
+        log.warning("%s: delivery %s was judged already; reading the day's delivery again", day, delivery_id)
+        delivery_id = ingest_day(config, storage, day)["delivery_id"]
+    return validate_day(config, storage, day, delivery_id)
 
 
 def validate_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:

@@ -94,6 +94,7 @@ def checkpoint_name(config: PipelineConfig) -> str:
 
 def build_expectations(contract) -> list:
     """The suite's expectations, from the data contract (never from a batch)."""
+    _quiet_gx()
     import great_expectations.expectations as gxe
 
     schema: Schema = contract.schema
@@ -169,8 +170,13 @@ def _context_lock(root: Path):
 
 
 def _quiet_gx() -> None:
+    """GE's loggers at WARNING, so task logs carry the pipeline's lines (its modules log at INFO
+    while they load: ~200 lines of "Skipping registering function ..." per validate task)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    for name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
+    for name in [
+        "great_expectations",
+        *(n for n in logging.root.manager.loggerDict if n.startswith("great_expectations.")),
+    ]:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -345,6 +351,7 @@ def _outcome(vr) -> ValidationOutcome:
 def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFrame]) -> dict[str, ValidationOutcome]:
     """Validate batches (run name -> frame) with the checkpoint; store each result without
     protected values and update Data Docs for it (not the whole site)."""
+    _quiet_gx()  # before the first import of GE: its modules log at INFO while they load
     from great_expectations.core.run_identifier import RunIdentifier
 
     root = Path(config.validation.gx_root)

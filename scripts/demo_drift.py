@@ -20,7 +20,7 @@ import airflow_env  # noqa: E402
 
 airflow_env.apply()
 
-from demo import _step, run_dag  # noqa: E402
+from demo import LOG, _step, logs_to, run_dag, say  # noqa: E402
 
 
 def _triggered_run(dag_id: str, run_id: str):
@@ -33,6 +33,13 @@ def _triggered_run(dag_id: str, run_id: str):
 
 
 def main() -> int:
+    """Airflow's, the libraries' and the tasks' log lines go to the demo log file, like `make demo`."""
+    _step(f"task logs in {LOG}")
+    with logs_to(LOG):
+        return _main()
+
+
+def _main() -> int:
     import time
 
     from pipeline import layout, registry, steps
@@ -63,32 +70,28 @@ def main() -> int:
 
     _step(f"Deliveries with injected {config.demo.drift_scenario} for {days[0]} .. {days[-1]}")
     sim = steps.simulate([d.isoformat() for d in days], config.demo.drift_scenario)
-    print(
+    say(
         f"    column {sim['column']}, strength {sim['strength']}, "
-        f"{sum(d['rows'] for d in sim['days'])} rows over {len(days)} days",
-        flush=True,
+        f"{sum(d['rows'] for d in sim['days'])} rows over {len(days)} days"
     )
     for i, day in enumerate(days, 1):
         started = time.monotonic()
         try:
             steps.validate(day)
             scored = steps.score(day)
-            print(
+            say(
                 f"    [{i}/{len(days)}] {day}: validated, {scored['rows']} rows scored by {scored['model_version']} "
-                f"in {time.monotonic() - started:.1f}s",
-                flush=True,
+                f"in {time.monotonic() - started:.1f}s"
             )
         except Exception as exc:  # a quarantined delivery is part of some scenarios; the monitor reports it
-            print(
-                f"    [{i}/{len(days)}] {day}: not scored: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True
-            )
+            say(f"    [{i}/{len(days)}] {day}: not scored: {type(exc).__name__}: {str(exc).splitlines()[0]}")
 
     _step(f"drift_monitoring as of {as_of} (champion {champion})")
     run_dag(bag, "drift_monitoring", as_of)
     decision = storage.read_json(layout.monitoring_decision(model, as_of))
-    print(f"    decision: {decision['reason']}")
+    say(f"    decision: {decision['reason']}")
     for alert in decision["alerts"]:
-        print(f"    alert: {alert}")
+        say(f"    alert: {alert}")
 
     new_version = None
     if decision["retrain"]:
@@ -100,28 +103,28 @@ def main() -> int:
         dag = bag.dags["training_pipeline"]
         run = dag.test(logical_date=logical_date, run_conf=conf)
         state = str(getattr(run.state, "value", run.state))
-        print(f"    training_pipeline: {state}")
+        say(f"    training_pipeline: {state}")
         if state != "success":
-            raise SystemExit("the triggered training run did not succeed; see the task logs above")
+            raise SystemExit(f"the triggered training run did not succeed; see the task logs in {LOG}")
         versions = [m for m in registry.list_versions(storage, model) if m.get("reason") == conf["reason"]]
         new_version = versions[-1] if versions else None
 
     _step("Done. Where things are:")
-    print(f"    drift report   {decision['report']}")
-    print(f"    statistics     {decision['statistics']}/part-00000.parquet")
-    print(f"    decision       {storage.uri(layout.monitoring_decision(model, as_of))}")
+    say(f"    drift report   {decision['report']}")
+    say(f"    statistics     {decision['statistics']}/part-00000.parquet")
+    say(f"    decision       {storage.uri(layout.monitoring_decision(model, as_of))}")
     if new_version:
-        print(
+        say(
             f"    new version    {new_version['version']} (status {new_version['status']}); its manifest's "
             f"reason: {new_version['reason']!r}"
         )
-        print(f"    manifest       {storage.uri(layout.model_version(model, new_version['version']))}/manifest.json")
-    print(f"    champion now   {registry.champion_version(storage, model)}")
+        say(f"    manifest       {storage.uri(layout.model_version(model, new_version['version']))}/manifest.json")
+    say(f"    champion now   {registry.champion_version(storage, model)}")
     query = (
         f"select feature, statistic, value, noise_p95, calibrated_pvalue, calibrated_flag "
         f"from '{decision['statistics']}/*.parquet' where is_primary order by calibrated_pvalue limit 5"
     )
-    print(f'    try:  {Path(sys.executable).parent}/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
+    say(f'    try:  {Path(sys.executable).parent}/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
     return 0
 
 

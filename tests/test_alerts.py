@@ -153,7 +153,6 @@ def test_failed_validation_alerts_once_per_cause_then_resolves(world, channels, 
         "batch_scoring",
         "validate",
         "2025-03-03",
-        "Try",
         "ValidationFailed",
         "expect_column_values_to_be_between(column=AGE): 3 of",
         "limit 0.00%",
@@ -163,8 +162,10 @@ def test_failed_validation_alerts_once_per_cause_then_resolves(world, channels, 
         "task log",
         "What to do:",
         "Bad data",
+        "Then clear `validate` with its downstream tasks",
     ):
         assert expected in body, expected
+    assert "<th align='left'>Try</th>" not in body  # bad data is never retried: no try counter
     alert = posts[0]["pipeline_alert"]
     assert posts[0]["text"].startswith("[pipeline] bad data")
     assert (alert["status"], alert["dag_id"], alert["task_id"], alert["partition_date"], alert["kind"]) == (
@@ -175,10 +176,12 @@ def test_failed_validation_alerts_once_per_cause_then_resolves(world, channels, 
         "bad_data",
     )
     assert alert["run_id"] and alert["try_number"] >= 1 and alert["log_url"]
-    assert alert["links"]["quarantine"].startswith(str(world["tmp"]))
+    # Links a mail client can open: the artefact app on the API server's public address.
+    served = load_config(world["params"]).alerts.ui_base_url.rstrip("/") + "/pipeline/artefacts"
+    assert alert["links"]["quarantine"].startswith(served + str(world["tmp"]))
     import os
 
-    assert os.path.exists(alert["links"]["failing validation page"])
+    assert os.path.exists(alert["links"]["failing validation page"].removeprefix(served))
 
     _deliver(world, world["good"])  # the corrected delivery
     assert run_dag(bag, "batch_scoring", BAD_DAY) == "success"
@@ -334,6 +337,12 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
             assert time.monotonic() < deadline + 240, (tmp_path / "standalone.log").read_text()[-3000:]
             time.sleep(3)
         assert runs()[run_id] == "failed"
+        # The failed validate task's log carries the pipeline's lines, not library noise.
+        (log_file,) = (home / "logs").glob(f"dag_id=batch_scoring/run_id={run_id}/task_id=validate/attempt=1.log")
+        task_log = log_file.read_text().splitlines()
+        assert len(task_log) <= 30, "\n".join(task_log[:40])
+        assert any('"level": "error"' in line or "ERROR" in line for line in task_log), "\n".join(task_log)
+        assert any("expect_column_values_to_be_in_set(column=EDUCATION)" in line for line in task_log)
         others = {r: s for r, s in runs().items() if r != run_id}
         assert "failed" not in others.values(), others  # unpausing: today's run skips, never fails
         inbox = channels["inbox"].messages
@@ -351,7 +360,37 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
         assert len(late_mails) == 1, [m["Subject"] for m in inbox]
         late_body = late_mails[0].get_body(("html", "plain")).get_content()
         assert "scoring of the day not finished by its deadline" in late_body and "Lateness" in late_body
-        _artefact_app_needs_airflow_auth(f"http://127.0.0.1:{port}", home, late_params)
+        token = _artefact_app_needs_airflow_auth(f"http://127.0.0.1:{port}", home, late_params)
+
+        # Follow the alert's advice literally: the corrected delivery lands, then the failed task is
+        # cleared with its downstream tasks as the alert says. The run succeeds, one "resolved"
+        # message goes out, and no second failure alert.
+        assert f'"dag_run_id": "{run_id}", "task_ids": ["validate"], "include_downstream": true' in body
+        _deliver(world, world["good"])
+        _api(
+            f"http://127.0.0.1:{port}",
+            token,
+            "POST",
+            "/api/v2/dags/batch_scoring/clearTaskInstances",
+            {
+                "dag_run_id": run_id,
+                "task_ids": ["validate"],
+                "include_downstream": True,
+                "only_failed": False,
+                "dry_run": False,
+            },
+        )
+        cleared_at = time.monotonic()
+        while runs().get(run_id) != "success":
+            assert time.monotonic() < cleared_at + 300, (runs(), (tmp_path / "standalone.log").read_text()[-3000:])
+            time.sleep(3)
+        for _ in range(60):
+            if any("resolved" in m["Subject"] for m in inbox):
+                break
+            time.sleep(1)
+        subjects = [m["Subject"] for m in inbox]
+        assert sum(f"resolved: batch_scoring.validate {BAD_DAY} succeeded" in s for s in subjects) == 1, subjects
+        assert sum("failed" in s for s in subjects) == 1, subjects  # no second failure alert
     finally:
         import signal
 
@@ -462,3 +501,17 @@ def _artefact_app_needs_airflow_auth(base: str, home, params) -> None:
     assert get("/pipeline/artefacts/etc/passwd", token) == 404
     assert get(url(root) + "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", token) == 404
     assert get(url(root) + "/x%00y", token) == 400
+    return token
+
+
+def _api(base: str, token: str, method: str, path: str, body: dict) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read() or b"{}")

@@ -60,13 +60,13 @@ STORAGE = (
 
 RUNBOOK = {
     "bad_data": "Bad data: nothing was published for this day and committed data is unchanged. Open the "
-    "quarantined delivery and the failing validation page, ask the provider for a corrected "
-    "delivery, then clear the task (`python -m pipeline quarantine list --since <day>`).",
+    "quarantined delivery and the failing validation page (`python -m pipeline quarantine list --since <day>`) "
+    "and ask the provider for a corrected delivery in the landing area.",
     "config": "Config: params.yaml disagrees with itself, the source or the data contract. Fix the params (or "
-    "change the contract on purpose: `python -m pipeline contract update --reason ...`), then clear the task.",
+    "change the contract on purpose: `python -m pipeline contract update --reason ...`).",
     "storage": "Storage outage: the storage or source endpoint failed after the retries. Check the endpoint, the "
-    "credentials (Airflow connection aws_default) and free space; clear the task once it is back "
-    "(every write is atomic, a rerun is safe).",
+    "credentials (Airflow connection aws_default) and free space; every write is atomic, so a rerun is safe "
+    "once it is back.",
     "gate_rejection": "Gate rejection: the candidate was kept but not promoted; the champion keeps serving. Read "
     "the evaluation report; retrain with more data, or promote by hand with "
     "`python -m pipeline models promote <version> --force --reason ...`.",
@@ -75,8 +75,22 @@ RUNBOOK = {
     "lateness": "Lateness: the day's run has not finished by its deadline. Check whether the delivery arrived "
     "(the ingest task skips while nothing is delivered), whether tasks are queued (workers, pools), "
     "and the run's task logs; analysts wait for this partition.",
-    "unknown": "Unexpected error: read the task log; clear the task after the fix.",
+    "unknown": "Unexpected error: read the task log and fix the cause.",
 }
+
+
+# Kinds Airflow retries (transient); bad data, config and artefacts fail at once.
+RETRYABLE_KINDS = ("storage", "unknown")
+
+
+def clear_advice(dag_id: str, task_id: str, run_id: str) -> str:
+    """The exact clear that reruns the failed task and what depends on it (what the UI's Clear does)."""
+    return (
+        f"Then clear `{task_id}` with its downstream tasks in run {run_id}: Airflow UI → the failed task → "
+        f"Clear → Downstream, or `POST /api/v2/dags/{dag_id}/clearTaskInstances` with "
+        f'{{"dag_run_id": "{run_id}", "task_ids": ["{task_id}"], "include_downstream": true, "only_failed": false, '
+        f'"dry_run": false}}. A cleared task reads the day\'s delivery again, so the corrected one is used.'
+    )
 
 
 def classify(error_type: str) -> str:
@@ -106,8 +120,17 @@ class Alert:
         self.kind = self.kind or classify(self.error_type)
 
     @property
+    def retryable(self) -> bool:
+        """Only these kinds are retried by Airflow; a try counter means nothing for the others."""
+        return self.kind in RETRYABLE_KINDS
+
+    @property
     def runbook(self) -> str:
-        return RUNBOOK[self.kind]
+        """The kind's advice, then exactly what to clear once the cause is fixed."""
+        advice = RUNBOOK[self.kind]
+        if self.kind in ("gate_rejection", "lateness"):
+            return advice
+        return f"{advice} {clear_advice(self.dag_id, self.task_id, self.run_id)}"
 
     @property
     def cause(self) -> str:
@@ -148,7 +171,15 @@ class Alert:
             f"Task:      {self.task_id}",
             f"Run id:    {self.run_id}",
             f"Partition: {self.partition_date or '-'}",
-            f"Try:       {self.try_number} of {self.max_tries}" if self.max_tries else f"Try:       {self.try_number}",
+            *(
+                [
+                    f"Try:       {self.try_number} of {self.max_tries}"
+                    if self.max_tries
+                    else f"Try:       {self.try_number}"
+                ]
+                if self.retryable
+                else []
+            ),
             f"Kind:      {self.kind}",
             "",
             f"Error ({self.error_type}):",
@@ -170,7 +201,7 @@ class Alert:
                 ("Task", self.task_id),
                 ("Run id", self.run_id),
                 ("Partition", self.partition_date or "-"),
-                ("Try", f"{self.try_number} of {self.max_tries}"),
+                *([("Try", f"{self.try_number} of {self.max_tries}")] if self.retryable else []),
                 ("Kind", self.kind),
             )
         )

@@ -59,6 +59,16 @@ def _log_url(ti, config) -> str | None:
     return f"{base}/dags/{ti.dag_id}/runs/{ti.run_id}/tasks/{ti.task_id}?try_number={getattr(ti, 'try_number', '')}"
 
 
+def absolute_url(uri: str, config) -> str:
+    """What a mail client can open: a local artefact as an http(s) URL of the plugin's artefact app on
+    the API server (alerts.ui_base_url, its public address); other URIs (s3://, http) as they are."""
+    if not uri or "://" in uri:
+        return uri
+    from pipeline_airflow.artefacts_app import url_for
+
+    return config.alerts.ui_base_url.rstrip("/") + url_for(uri)
+
+
 def alert_from_context(context: dict, config, kind: str | None = None, summary: str | None = None):
     from pipeline.ops.alerts import Alert
 
@@ -77,7 +87,7 @@ def alert_from_context(context: dict, config, kind: str | None = None, summary: 
         error_type=type(exc).__name__ if exc is not None else (kind or "Unknown"),
         summary=text[:4000],
         kind=kind or "",
-        links=dict(getattr(exc, "links", {}) or {}),
+        links={name: absolute_url(uri, config) for name, uri in (getattr(exc, "links", {}) or {}).items()},
         log_url=_log_url(ti, config),
     )
 
