@@ -16,9 +16,16 @@ from .config import ConfigError
 from .errors import PipelineError
 
 
-def _emit(result, out: str | None) -> None:
+def _emit(result, out: str | None, command: str = "", as_json: bool = True, limit: int | None = None) -> None:
+    """Tables for the listing commands (audit, quarantine, contract, models), JSON otherwise or with --json."""
     text = json.dumps(result, indent=2, sort_keys=True, default=str)
-    print(text)
+    shown = False
+    if not as_json:
+        from .cli_tables import render
+
+        shown = render(command, result, limit)
+    if not shown:
+        print(text)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text + "\n")
@@ -41,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--params", help="params file (default: $PIPELINE_PARAMS or ./params.yaml)")
     p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("--json", action="store_true", help="print JSON (the listing commands print tables by default)")
+    p.add_argument("--limit", type=int, default=30, help="listing commands: show the latest N rows (0: all)")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -232,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("great_expectations", "dvc", "botocore", "matplotlib", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        _emit(run(args), args.out)
+        _emit(run(args), args.out, args.command, as_json=args.json, limit=args.limit or None)
     except (PipelineError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
