@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,14 +370,18 @@ def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFr
             outcome = _outcome(vr)
             outcome.docs_page = _docs_page(context, key)
             outcomes[run_name] = outcome
-        use_vendored_assets(root)
+        use_vendored_assets(root, asset=f"{config.dataset.name}_raw")
+        for outcome in outcomes.values():
+            if not outcome.success:
+                open_on_failures(outcome.docs_page)
         _prune_results(root)
     return outcomes
 
 
-# Data Docs load these from CDNs; offline the index list and the styling are gone. The pages are
-# rewritten to vendored copies (great_expectations/plugins/custom_data_docs/vendor/). Font Awesome
-# icons and the vega charts stay on their CDNs (the pages read fine without them).
+# Data Docs load these from CDNs; offline the index list, the styling, the status icons and the
+# charts are gone. The pages are rewritten to vendored copies (great_expectations/plugins/
+# custom_data_docs/vendor/, from the npm registry; see its README). Quoted, so that a URL that is a
+# prefix of another (vega@5, vega-lite@5) is replaced only whole.
 _VENDORED = {
     "https://code.jquery.com/jquery-3.7.1.min.js": "jquery.min.js",
     "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap.min.css",
@@ -389,13 +394,43 @@ _VENDORED = {
     "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css": "bootstrap-table-filter-control.min.css",
     "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css": "bootstrap-datepicker.min.css",
     "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js": "bootstrap-datepicker.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "fontawesome/css/all.min.css",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css": "bootstrap-prefers-dark.min.css",
+    "https://cdn.jsdelivr.net/npm/vega@5": "vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": "vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": "vega-embed.min.js",
 }
+# GE's logo comes from its web-assets bucket (with a tracking query); the site has its own copy.
+_REMOTE_LOGO = re.compile(r"https://great-expectations-web-assets\.s3[^\"']*/(logo-long\.png)[^\"']*")
+# GE writes the favicon's path one level short on validation pages: point every image at the site's.
+_SITE_IMAGE = re.compile(r"([\"'])(?:\.\./)*static/images/")
+# The CDN tags carry SRI hashes and crossorigin: a file:// page refuses crossorigin loads, and the
+# local copies are checked by their own origin instead.
+_SRI = re.compile(r"\s+(?:integrity=\"[^\"]*\"|crossorigin=\"anonymous\")")
+# A failing validation's page opens on the failed expectations (the page's own "Failed Only").
+_FAILED_ONLY = (
+    "<script>document.addEventListener('DOMContentLoaded',function(){"
+    "var b=document.getElementById('option2');if(b){b.closest('label').click();}});</script>"
+)
 _PROJECT_VENDOR = Path(__file__).resolve().parents[1] / "great_expectations" / "plugins" / "custom_data_docs" / "vendor"
 
 
-def use_vendored_assets(root: Path) -> int:
-    """Point the Data Docs pages at local copies of their CDN assets; returns pages rewritten."""
-    import os
+def _offline(text: str, relative_site: str, asset: str | None) -> str:
+    vendor = f"{relative_site}/static/vendor"
+    for url, name in _VENDORED.items():
+        for quote in ('"', "'"):
+            text = text.replace(f"{quote}{url}{quote}", f"{quote}{vendor}/{name}{quote}")
+    text = _REMOTE_LOGO.sub(lambda m: f"{relative_site}/static/images/{m.group(1)}", text)
+    text = _SITE_IMAGE.sub(lambda m: f"{m.group(1)}{relative_site}/static/images/", text)
+    text = _SRI.sub("", text)
+    if asset:
+        text = text.replace("Data asset: None", f"Data asset: {asset}")
+    return text
+
+
+def use_vendored_assets(root: Path, asset: str | None = None) -> int:
+    """Make the Data Docs pages work offline: vendored CDN assets, the local logo, the data asset
+    named; returns the pages rewritten."""
     import shutil
 
     site = root / "uncommitted" / "data_docs" / "local_site"
@@ -404,19 +439,27 @@ def use_vendored_assets(root: Path) -> int:
     if not site.is_dir() or not source.is_dir():
         return 0
     vendor = site / "static" / "vendor"
-    if not (vendor / "jquery.min.js").exists():
+    if not (vendor / "vega.min.js").exists():
         shutil.copytree(source, vendor, dirs_exist_ok=True)
     rewritten = 0
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        if "https://code.jquery.com/" not in text:
-            continue
-        relative = os.path.relpath(vendor, page.parent)
-        for url, name in _VENDORED.items():
-            text = text.replace(url, f"{relative}/{name}")
-        page.write_text(text, encoding="utf-8")
-        rewritten += 1
+        relative = os.path.relpath(site, page.parent)
+        new = _offline(text, relative, asset)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            rewritten += 1
     return rewritten
+
+
+def open_on_failures(page: str | None) -> None:
+    """Make a failing validation's page open on its failed expectations."""
+    if not page or not Path(page).is_file():
+        return
+    path = Path(page)
+    text = path.read_text(encoding="utf-8")
+    if _FAILED_ONLY not in text and "</body>" in text:
+        path.write_text(text.replace("</body>", _FAILED_ONLY + "</body>", 1), encoding="utf-8")
 
 
 def _docs_page(context, key) -> str | None:

@@ -60,6 +60,9 @@ def test_good_delivery_is_staged_then_published_and_recorded(tmp_path):
                 if part.split('"')[0].endswith("/" + asset)
             }
             assert (page.parent / ref).resolve().exists(), ref
+    page = pathlib.Path(result["data_docs"])
+    _assert_fully_offline(page)
+    assert "Data asset: credit_default_raw" in page.read_text()
     assert storage.list_children(layout.staging_day("credit_default", DAY)) == []  # staging cleaned
 
 
@@ -107,6 +110,10 @@ def test_failed_audit_quarantines_the_delivery_and_keeps_the_committed_partition
     assert results[("expect_column_values_to_be_between", "LIMIT_BAL")]["partial_unexpected_list"] == [5.0]
     page = message.split("failing validation page: ")[1].strip()
     html = open(page).read()
+    import pathlib
+
+    _assert_fully_offline(pathlib.Path(page))
+    assert "getElementById('option2')" in html and "Failed Only" in html  # opens on the failed expectations
     assert "170" not in html.split("AGE")[1][:3000] if "AGE" in html else True
     for stored in (tmp_path / "great_expectations/uncommitted/validations").rglob("*.json"):
         text = stored.read_text()
@@ -133,3 +140,21 @@ def test_contract_changes_only_explicitly(tmp_path):
         steps.validate(DAY, str(stricter))
     history = steps.contract_show(str(stricter), history=True)["versions"]
     assert [v["version"] for v in history] == [1, 2] and history[1]["reason"].startswith("only customers")
+
+
+def _assert_fully_offline(page) -> None:
+    """Every script, stylesheet and image the page loads is a local file that exists (icons and
+    charts included); nothing comes from a CDN or GE's web-assets bucket."""
+    import re
+
+    html = page.read_text()
+    refs = re.findall(r'<(?:script|link|img)[^>]*?(?:src|href)=["\']([^"\']+)["\']', html)
+    assert refs
+    remote = [r for r in refs if "://" in r]
+    assert remote == [], remote
+    assert 'crossorigin="anonymous"' not in html  # a file:// page refuses crossorigin loads
+    for ref in refs:
+        assert (page.parent / ref.split("?")[0]).resolve().exists(), ref
+    css = (page.parent / next(r for r in refs if r.endswith("all.min.css"))).resolve()
+    font = (css.parent / "../webfonts/fa-solid-900.woff2").resolve()
+    assert font.exists(), font  # the status icons' font

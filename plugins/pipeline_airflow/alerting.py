@@ -52,9 +52,8 @@ def _root_cause(exc: BaseException | None) -> BaseException | None:
 
 
 def _log_url(ti, config) -> str | None:
-    url = getattr(ti, "log_url", None)
-    if url:
-        return url
+    # Built from alerts.ui_base_url (where people open the UI), not the task's own log_url, which
+    # carries the API server's internal address (localhost) in a mail.
     base = config.alerts.ui_base_url.rstrip("/")
     return f"{base}/dags/{ti.dag_id}/runs/{ti.run_id}/tasks/{ti.task_id}?try_number={getattr(ti, 'try_number', '')}"
 
