@@ -240,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("great_expectations", "dvc", "botocore", "matplotlib", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if sys.stderr.isatty() and not args.verbose:  # progress bars for people, log lines for logs
+        from .ops import progress
+
+        progress.install(progress.RichBars())
     try:
         _emit(run(args), args.out, args.command, as_json=args.json, limit=args.limit or None)
     except (PipelineError, ValueError, RuntimeError) as exc:

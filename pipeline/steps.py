@@ -16,6 +16,7 @@ from . import layout, registry
 from .config import PipelineConfig, load_config
 from .evaluate import evaluate_version, gate_version
 from .ingest import IngestError, LabelsNotAvailable, NoRowsForDay, ingest_day, ingest_labels
+from .ops import progress
 from .ops.threads import thread_limit
 from .score import score_day
 from .snapshot import build_snapshot, labelled_window
@@ -87,7 +88,9 @@ def ingest_window(
     as_of = as_date(as_of)
     days = labelled_window(config, as_of)
     staged, kept, rejected, rows = [], [], [], 0
+    progress.start("ingest window", len(days))
     for i, day in enumerate(days, 1):
+        progress.advance("ingest window", day.isoformat())
         labels = layout.labels_partition(config.dataset.name, day)
         if not force and storage.partition_exists(labels):
             try:
@@ -108,6 +111,7 @@ def ingest_window(
         rows += r["rows"]
         staged.append(day.isoformat())
         log.info("ingest window: day %d/%d (%s) %d rows staged", i, len(days), day, r["rows"])
+    progress.finish("ingest window")
     return {
         "as_of": as_of.isoformat(),
         "window": [days[0].isoformat(), days[-1].isoformat()],
@@ -367,14 +371,24 @@ def run_training(
     as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None, reason: str = "manual"
 ) -> dict[str, Any]:
     """The training pipeline without an orchestrator (CLI and DVC)."""
+    stage = "training pipeline"
+    progress.start(stage, 7)
+    progress.advance(stage, "ingest window")
     out: dict[str, Any] = {"ingest": ingest_window(as_of, params, s3_options)}
+    progress.advance(stage, "validate window")
     out["validate"] = validate_window(as_of, params, s3_options)
+    progress.advance(stage, "snapshot")
     out["snapshot"] = snapshot(as_of, params, s3_options)
+    progress.advance(stage, "train (cross-validation, fit)")
     out["train"] = train(as_of, out["snapshot"], reason, params, s3_options)
     version = out["train"]["version"]
+    progress.advance(stage, f"evaluate {version}")
     out["evaluate"] = evaluate(version, params, s3_options)
+    progress.advance(stage, "gate")
     out["gate"] = gate(version, params, s3_options)
+    progress.advance(stage, "register")
     out["register"] = register(version, params=params, s3_options=s3_options)
+    progress.finish(stage)
     return out
 
 

@@ -42,3 +42,37 @@ def test_listing_commands_print_tables_and_json_on_request(tmp_path, capsys):
     # Commands without a table keep printing JSON (scripts and DVC stages parse it).
     assert cli.main(["--params", params, "gx-init"]) == 0
     assert json.loads(capsys.readouterr().out)["suite"] == "credit_default_raw_batch"
+
+
+def test_long_work_reports_progress_through_the_installed_sink(tmp_path):
+    """The CLI installs progress bars; any sink sees the window's days one by one, then the end."""
+    from pipeline.ops import progress
+
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def start(self, task, total):
+            self.events.append(("start", task, total))
+
+        def advance(self, task, description):
+            self.events.append(("advance", task, description))
+
+        def finish(self, task):
+            self.events.append(("finish", task))
+
+    params = str(write_params(tmp_path, training={"window_days": 4, "holdout_days": 1}))
+    recorder = Recorder()
+    progress.install(recorder)
+    try:
+        steps.ingest_window("2025-02-01", params)
+    finally:
+        progress.install(progress._Nothing())
+    assert recorder.events[0] == ("start", "ingest window", 4)
+    assert [e[2] for e in recorder.events if e[0] == "advance"] == ["2025-01-15", "2025-01-16", "2025-01-17", "2025-01-18"]
+    assert recorder.events[-1] == ("finish", "ingest window")
+    bars = progress.RichBars()  # the terminal sink runs the same protocol
+    bars.start("ingest window", 2)
+    bars.advance("ingest window", "2025-01-15")
+    assert bars.progress.tasks[0].completed == 1 and bars.progress.tasks[0].total == 2
+    bars.finish("ingest window")
