@@ -270,7 +270,11 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         for i in range(1, stack.workers + 1):
             text = (stack.logs / f"worker{i}.log").read_text(errors="replace")
             per_worker[f"worker{i}"] = len(re.findall(r"Executing workload in Celery", text))
+        import redis
+
+        broker = redis.Redis(host=stack_mod.REDIS_HOST, port=stack_mod.REDIS_PORT, db=stack.redis_db)
         summary = {
+            "broker_keys_before_stop": sorted(k.decode(errors="replace") for k in broker.scan_iter(count=100)),
             "stack_ready_seconds": round(ready, 1),
             "training_seconds": round(training_seconds, 1),
             "scoring_3_days_seconds": round(scoring_seconds, 1),
