@@ -28,6 +28,7 @@ from .. import layout, registry
 from ..config import PipelineConfig
 from ..errors import MonitoringError
 from ..features import target_vector
+from ..ops import progress
 from ..storage import Storage
 from . import drift, performance, policy, quality, report
 from . import profile as profile_mod
@@ -223,6 +224,9 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     manifest = registry.read_manifest(storage, model, version)
     id_column = manifest["schema"]["id_column"]
     prof, sample = load_reference(storage, model, version)
+    stage = "drift monitor"
+    progress.start(stage, 5)
+    progress.advance(stage, "read the scored days")
 
     window = [as_of - dt.timedelta(days=i) for i in range(m.window_days, 0, -1)]
     days = [_scored_day(config, storage, d, id_column) for d in window]
@@ -242,6 +246,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     drift_rows: list[dict[str, Any]] = []
     drifted: dict[str, list[str]] = {"calibrated": [], "fixed": []}
     calibration = None
+    progress.advance(stage, "drift statistics and noise floors")
     if len(current):
         floors, size, cached = cached_noise_floors(storage, config, version, prof, sample, len(current))
         calibration = {"sample_size": size, "cached": cached, "resamples": m.bootstrap_resamples}
@@ -251,7 +256,9 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     )
     d_rows, d_breaks = quality.day_rows(days, prof["rows_per_day_median"], m.quality)
     breaks = breaks + d_breaks
+    progress.advance(stage, "quality and performance")
     perf = _performance(config, storage, as_of, id_column, prof, days)
+    progress.advance(stage, "decision")
 
     history = []
     for key in storage.list_keys(layout.monitoring_decisions(model)):
@@ -312,6 +319,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
                             "value": float(value),
                         }
                     )
+    progress.advance(stage, "statistics and report")
     stats_key = layout.monitoring_statistics(model, as_of)
     storage.write_partition(
         stats_key,
@@ -364,6 +372,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
             decision=storage.uri(decision_key),
         )
     log.info("%s as of %s: %s", model, as_of, record["reason"])
+    progress.finish(stage)
     return {
         "as_of": as_of.isoformat(),
         "model_version": version,
