@@ -69,7 +69,12 @@ def test_long_work_reports_progress_through_the_installed_sink(tmp_path):
     finally:
         progress.install(progress._Nothing())
     assert recorder.events[0] == ("start", "ingest window", 4)
-    assert [e[2] for e in recorder.events if e[0] == "advance"] == ["2025-01-15", "2025-01-16", "2025-01-17", "2025-01-18"]
+    assert [e[2] for e in recorder.events if e[0] == "advance"] == [
+        "2025-01-15",
+        "2025-01-16",
+        "2025-01-17",
+        "2025-01-18",
+    ]
     assert recorder.events[-1] == ("finish", "ingest window")
     bars = progress.RichBars()  # the terminal sink runs the same protocol
     bars.start("ingest window", 2)
