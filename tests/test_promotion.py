@@ -218,7 +218,7 @@ def test_rollback_restores_the_previous_champion_with_history(copy_of, capsys):
     assert main(["--params", params, "models", "rollback", "--reason", "complaints from analysts"]) == 0
     assert registry.champion_version(storage, "credit_default") == champion
     capsys.readouterr()
-    assert main(["--params", params, "models", "list"]) == 0
+    assert main(["--params", params, "--json", "models", "list"]) == 0
     listed = json.loads(capsys.readouterr().out)
     statuses = [v["status"] for v in listed["versions"]]
     assert statuses.count("champion") == 1 and "retired" in statuses
