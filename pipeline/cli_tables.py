@@ -21,6 +21,8 @@ def _short(value: Any, width: int = 90) -> str:
 
 def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], shown: int, total: int) -> Table:
     caption = f"{shown} of {total} (--limit, --since to see others; --json for every field)" if shown < total else None
+    if not total:
+        caption = "none"
     table = Table(title=title, caption=caption, show_lines=False, header_style="bold")
     for col in columns:
         table.add_column(col, overflow="fold")
