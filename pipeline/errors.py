@@ -38,3 +38,7 @@ class ArtefactMissing(PipelineError, FileNotFoundError):
 
 class StorageFull(PipelineError, OSError):
     """The storage has no space left; nothing was published (an operator must free space)."""
+
+
+class SignatureError(PipelineError, ValueError):
+    """A model version has no valid signature (or no key is configured to check one)."""

@@ -98,24 +98,14 @@ def _score_with(storage: Storage, model_name: str, version: str, frame: pd.DataF
 def _ranges(storage: Storage, raw_key: str, raw_manifest: dict, rows_per_task: int) -> list[dict]:
     """Row-group ranges of the day's Parquet files, each about `rows_per_task` rows (whole row
     groups; a range never spans two files)."""
-    from .errors import ArtefactError, ArtefactMissing
-    from .storage import check_row_count
+    from .storage import check_row_count, partition_file_checked
 
     ranges: list[dict] = []
     for name in raw_manifest["files"]:
         if not name.endswith(".parquet"):
             continue
-        try:
+        with partition_file_checked(storage.uri(raw_key), name, "ingest and validate the day again"):
             meta = pq.ParquetFile(storage.open_input(f"{raw_key}/{name}")).metadata
-        except ArtefactMissing as exc:
-            raise ArtefactError(
-                f"{storage.uri(raw_key)}: its manifest lists {name}, which is missing; the partition "
-                "is damaged: ingest and validate the day again"
-            ) from exc
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ArtefactError(
-                f"{storage.uri(raw_key)}/{name}: not a readable Parquet file ({exc}); ingest and validate the day again"
-            ) from exc
         first, rows = 0, 0
         for rg in range(meta.num_row_groups):
             rows += meta.row_group(rg).num_rows

@@ -977,18 +977,8 @@ class Storage:
         for name in manifest.get("files", []):
             if not name.endswith(".parquet"):
                 continue
-            try:
-                data = self.read_bytes(f"{key}/{name}")
-                tables.append(pq.read_table(io.BytesIO(data)))
-            except ArtefactMissing as exc:
-                raise ArtefactError(
-                    f"{self.uri(key)}: its manifest lists {name}, which is missing; the partition is "
-                    "damaged: rerun the step that wrote it"
-                ) from exc
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise ArtefactError(
-                    f"{self.uri(key)}/{name}: not a readable Parquet file ({exc}); rerun the step that wrote it"
-                ) from exc
+            with partition_file_checked(self.uri(key), name, "rerun the step that wrote it"):
+                tables.append(pq.read_table(io.BytesIO(self.read_bytes(f"{key}/{name}"))))
         if not tables:
             raise StorageError(f"partition {self.uri(key)} has no Parquet files")
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -1018,6 +1008,20 @@ class Storage:
                 (staged / name).write_bytes(data)
             keep = {k: v for k, v in src_manifest.items() if k not in ("files", "file_map", "publish_id")}
             return self.publish_partition(dst, staged, {**keep, **(manifest or {}), "copied_from": self.uri(src)})
+
+
+@contextlib.contextmanager
+def partition_file_checked(uri: str, name: str, remedy: str) -> Iterator[None]:
+    """A file a partition's manifest lists that is missing or unreadable is a damaged artefact, not a
+    storage hiccup: an ArtefactError naming the partition, the file and what to do (`remedy`)."""
+    try:
+        yield
+    except ArtefactMissing as exc:
+        raise ArtefactError(
+            f"{uri}: its manifest lists {name}, which is missing; the partition is damaged: {remedy}"
+        ) from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ArtefactError(f"{uri}/{name}: not a readable Parquet file ({exc}); {remedy}") from exc
 
 
 def check_row_count(uri: str, manifest: dict, rows: int) -> None:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ..keys import signing_key
+
 KEY_ENV = "PIPELINE_PII_KEY"
 HASH_PREFIX = "pii:"
 SAMPLE_ROWS = 2000
@@ -33,8 +35,6 @@ SAMPLE_ROWS = 2000
 def _key() -> bytes:
     if os.environ.get(KEY_ENV):
         return os.environ[KEY_ENV].encode()
-    from ..model.signing import signing_key
-
     return hmac.new(signing_key(create=True), b"pipeline-pii-pseudonymisation-v1", hashlib.sha256).digest()
 
 

@@ -28,83 +28,15 @@ import hashlib
 import hmac
 import json
 import logging
-import os
-import secrets
-from pathlib import Path
 from typing import Any
 
-from ..errors import PipelineError
+from ..errors import SignatureError
+from ..keys import accepted_keys, key_id, signing_key
 
 log = logging.getLogger(__name__)
 
-KEY_ENV = "PIPELINE_SIGNING_KEY"
-KEY_FILE_ENV = "PIPELINE_SIGNING_KEY_FILE"
-PREVIOUS_KEYS_ENV = "PIPELINE_SIGNING_KEYS_PREVIOUS"
 ALGORITHM = "hmac-sha256"
 SIGNED_FIELDS = ("model", "version", "artifact", "artifact_sha256", "artifact_bytes", "files_sha256", "created_at")
-MIN_KEY_BYTES = 16
-
-
-class SignatureError(PipelineError, ValueError):
-    """A model version has no valid signature (or no key is configured to check one)."""
-
-
-def default_key_file() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "ml-pipeline" / "signing.key"
-
-
-def _checked(key: bytes, where: str) -> bytes:
-    key = key.strip()
-    if len(key) < MIN_KEY_BYTES:
-        raise SignatureError(
-            f"the signing key from {where} is {len(key)} bytes; use at least {MIN_KEY_BYTES} "
-            "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
-        )
-    return key
-
-
-def signing_key(create: bool = False) -> bytes:
-    """The current key (see the module docstring for where it comes from)."""
-    if os.environ.get(KEY_ENV):
-        return _checked(os.environ[KEY_ENV].encode(), KEY_ENV)
-    if os.environ.get(KEY_FILE_ENV):
-        path = Path(os.environ[KEY_FILE_ENV])
-        try:
-            return _checked(path.read_bytes(), str(path))
-        except FileNotFoundError as exc:
-            raise SignatureError(f"{KEY_FILE_ENV} names {path}, which does not exist") from exc
-    path = default_key_file()
-    if path.exists():
-        return _checked(path.read_bytes(), str(path))
-    if not create:
-        raise SignatureError(
-            f"no model signing key: set {KEY_ENV} (or {KEY_FILE_ENV}) to the key the models "
-            f"were signed with; {path} does not exist on this machine"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32))
-    log.warning(
-        "created a model signing key at %s (this machine only); give every worker the same key "
-        "through %s for a multi-machine deployment",
-        path,
-        KEY_ENV,
-    )
-    return _checked(path.read_bytes(), str(path))
-
-
-def accepted_keys() -> list[bytes]:
-    """The current key, then the previous ones still accepted during a rotation."""
-    keys = [signing_key()]
-    for i, value in enumerate(v for v in os.environ.get(PREVIOUS_KEYS_ENV, "").split(",") if v.strip()):
-        keys.append(_checked(value.encode(), f"{PREVIOUS_KEYS_ENV}[{i}]"))
-    return keys
-
-
-def key_id(key: bytes) -> str:
-    return hashlib.sha256(b"key-id:" + key).hexdigest()[:12]
 
 
 def _body(manifest: dict[str, Any]) -> bytes:

@@ -96,7 +96,7 @@ def s3_options() -> dict | None:
 def signing_key_from_connection() -> None:
     """The model signing key from the Airflow connection `registry.signing_conn_id` (its password),
     when it exists and no key is set in the environment (pipeline/model/signing.py)."""
-    from pipeline.model.signing import KEY_ENV
+    from pipeline.keys import KEY_ENV
 
     if os.environ.get(KEY_ENV):
         return
