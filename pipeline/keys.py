@@ -60,9 +60,18 @@ def signing_key(create: bool = False) -> bytes:
             f"were signed with; {path} does not exist on this machine"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole under a temporary name, then linked into place: two processes creating the key
+    # at once end with one key, and no reader ever sees a half-written file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_hex(32))
+    try:
+        os.link(tmp, path)  # fails if another process won: then its key is the key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
     log.warning(
         "created a model signing key at %s (this machine only); give every worker the same key "
         "through %s for a multi-machine deployment",
