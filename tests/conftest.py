@@ -32,8 +32,23 @@ for _var in (
     "PIPELINE_SIGNING_KEY_FILE",
 ):
     os.environ.pop(_var, None)
+# Under pytest-xdist the workers share the machine: each task gets its share of the cores
+# (pipeline/ops/threads.py), or parallel fits oversubscribe OpenMP and crawl.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("PIPELINE_TASKS_PER_MACHINE", os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # The model signing key of this test session (every process the tests start inherits it).
 os.environ["PIPELINE_SIGNING_KEY"] = __import__("secrets").token_hex(32)
+
+
+# The longest files first: under `--dist loadfile` (make test) each file runs on one worker (its
+# module fixtures are built once), and a long file started last would set the suite's wall time.
+LONGEST_FIRST = ("test_stack", "test_alerts", "test_publish_s3", "test_dvc", "test_e2e_local", "test_bench")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +142,36 @@ def write_params(tmp_path: Path, base: Path | dict = ROOT / "params.yaml", with_
         else:
             params[section] = values
     path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+# The short training window most tests train on: quick, and still a model the gate accepts.
+SMALL_TRAINING = {"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 60}}
+
+
+@pytest.fixture(scope="session")
+def demo_champion(tmp_path_factory) -> Path:
+    """The demo champion, trained once per test session (as of 2025-03-01, SMALL_TRAINING):
+    tests that need a trained world take a private copy (copy_trained) instead of training."""
+    from pipeline import steps
+
+    base = tmp_path_factory.mktemp("demo_champion")
+    params = write_params(base, training=SMALL_TRAINING)
+    result = steps.run_training("2025-03-01", str(params))
+    assert result["register"]["promoted"], result["register"]
+    return base
+
+
+def copy_trained(base: Path, target: Path, **overrides) -> Path:
+    """A private copy of a trained world (storage and Data Context) in `target`, with its params
+    pointed there; `overrides` are merged per top-level section as in write_params."""
+    for name in ("storage", "great_expectations"):
+        shutil.copytree(base / name, target / name)
+    params = yaml.safe_load((base / "params.yaml").read_text().replace(str(base), str(target)))
+    for section, values in overrides.items():
+        params[section] = {**params.get(section, {}), **values} if isinstance(values, dict) else values
+    path = target / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, _free_port, write_params
+from conftest import ROOT, _free_port, copy_trained
 from helpers import run_dag, task_states
 
 from pipeline import steps
@@ -75,7 +75,8 @@ def _day_frames():
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, endpoints):
+def world(demo_champion, tmp_path_factory, endpoints):
+    """The session's demo champion, with deliveries arriving as one file per day in a landing area."""
     tmp = tmp_path_factory.mktemp("alerts")
     raw, days = _day_frames()
     landing = tmp / "landing"
@@ -83,15 +84,13 @@ def world(tmp_path_factory, endpoints):
         if "2025-01-20" <= day <= BAD_DAY:
             (landing / f"dt={day}").mkdir(parents=True)
             raw[days == day].to_csv(landing / f"dt={day}" / "delivery.csv", index=False)
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    base["dataset"]["source"] = {"uri": str(landing / "dt={date}" / "*.csv"), "format": "csv"}
-    params = write_params(
+    dataset = yaml.safe_load((demo_champion / "params.yaml").read_text())["dataset"]
+    params = copy_trained(
+        demo_champion,
         tmp,
-        base,
-        training={"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
+        dataset={**dataset, "source": {"uri": str(landing / "dt={date}" / "*.csv"), "format": "csv"}},
         alerts={"email_to": ["oncall@example.com"], "email_from": "pipeline@example.com", "dedupe_minutes": 60},
     )
-    steps.run_training("2025-03-01", str(params))
     return {"tmp": tmp, "params": params, "landing": landing, "good": raw[days == BAD_DAY]}
 
 
@@ -302,6 +301,9 @@ def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_pat
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__CORE__PARALLELISM": "2",
+        # Free log-server ports, not 8793/8794: another Airflow may run beside (the stack test).
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__TRIGGERER_LOG_SERVER_PORT": str(_free_port()),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",

@@ -9,7 +9,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import ROOT, write_params
+from conftest import ROOT, copy_trained
 from helpers import run_dag, task_states
 
 from pipeline import layout, registry, steps
@@ -24,16 +24,11 @@ AS_OF = "2025-03-08"
 
 
 @pytest.fixture(scope="module")
-def trained_base(tmp_path_factory):
-    """A champion trained as of 2025-03-01 on a short window, with its reference profile."""
+def trained_base(demo_champion, tmp_path_factory):
+    """A champion trained as of 2025-03-01 on a short window, with its reference profile (the
+    session's demo champion), monitored over 3-day windows."""
     base = tmp_path_factory.mktemp("drift_base")
-    params = write_params(
-        base,
-        training={"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 60}},
-        monitoring={"window_days": 3},
-    )
-    result = steps.run_training("2025-03-01", str(params))
-    assert result["register"]["promoted"]
+    copy_trained(demo_champion, base, monitoring={"window_days": 3})
     return base
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, write_params
+from conftest import ROOT, SMALL_TRAINING, copy_trained, write_params
 from helpers import read_parquet_objects, task_states
 
 from pipeline import layout, registry, steps
@@ -24,7 +24,7 @@ from pipeline.storage import open_storage
 
 pytestmark = pytest.mark.e2e
 
-SMALL = {"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimator_params": {"max_iter": 60}}
+SMALL = SMALL_TRAINING
 
 
 def _train(as_of: str, params: str, reason: str) -> str:
@@ -35,17 +35,19 @@ def _train(as_of: str, params: str, reason: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_versions(tmp_path_factory):
-    """Champion trained as of 2025-03-01; a candidate as of 2025-03-12 (evaluated against it,
-    not registered). Its holdout (2025-02-22 .. 02-26) is after the champion's training days."""
+def two_versions(demo_champion, tmp_path_factory):
+    """Champion trained as of 2025-03-01 (the session's demo champion); a candidate as of
+    2025-03-12 (evaluated against it, not registered). Its holdout (2025-02-22 .. 02-26) is after
+    the champion's training days."""
     base = tmp_path_factory.mktemp("promotion")
-    params = str(write_params(base, training=SMALL))
-    first = steps.run_training("2025-03-01", params)
-    assert first["register"]["promoted"]
+    params = str(copy_trained(demo_champion, base))
+    config = load_config(params)
+    assert config.training.window_days == SMALL["window_days"]
+    champion = registry.champion_version(open_storage(config.storage.root), config.model_name)
     candidate = _train("2025-03-12", params, "test candidate")
     steps.evaluate(candidate, params)
     steps.gate(candidate, params)
-    return {"base": base, "params": params, "champion": first["train"]["version"], "candidate": candidate}
+    return {"base": base, "params": params, "champion": champion, "candidate": candidate}
 
 
 @pytest.fixture
