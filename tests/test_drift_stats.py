@@ -214,3 +214,33 @@ def test_policy_cooldown_and_limit():
     assert _decide(pol, history=[last])["retrain"] is True
     # A rerun of the same date does not count itself as history.
     assert _decide(history=[last | {"as_of": AS_OF.isoformat()}])["retrain"] is True
+
+
+def test_large_sample_statistics_equal_scipy_including_ties_and_missing():
+    """Above scipy's exact-KS size the p-value is its asymptotic one; ties (a discrete column)
+    and missing values are handled as scipy and `bin_shares` handle them."""
+    rng = np.random.default_rng(7)
+    for ref_raw, cur_raw in (
+        (rng.normal(0, 1, 12_000), rng.normal(0.05, 1.1, 30_000)),
+        (rng.integers(-2, 9, 15_000).astype(float), rng.integers(-2, 10, 40_000).astype(float)),
+    ):
+        cur_raw[::97] = np.nan
+        ref_sorted = np.sort(ref_raw)
+        edges = stats.psi_edges(ref_sorted, 10)
+        got = stats.numeric_drift(ref_sorted, cur_raw, edges, float(np.std(ref_raw)))
+        present = cur_raw[~np.isnan(cur_raw)]
+        ks = sps.ks_2samp(ref_raw, present)
+        assert abs(got["ks"] - ks.statistic) < TOL and abs(got["ks_pvalue"] - ks.pvalue) < TOL
+        w = sps.wasserstein_distance(ref_raw, present) / np.std(ref_raw)
+        assert abs(got["wasserstein"] - w) < TOL
+        expected_psi = stats.psi(stats.bin_shares(ref_raw, edges), stats.bin_shares(present, edges))
+        assert abs(got["psi"] - expected_psi) < TOL
+    values = pd.Series(["a", "b", None, "b", "c", np.nan, "b"] * 1000)
+    for current in (values, values.astype("category"), values.tolist()):
+        got = stats.categorical_drift({"a": 10, "b": 10, "c": 5}, current)
+        cur_counts = np.array([1000, 3000, 1000], dtype=float)
+        ref = np.array([10, 10, 5], dtype=float)
+        chi = sps.chisquare(cur_counts, ref / ref.sum() * cur_counts.sum())
+        assert abs(got["chi_square"] - chi.statistic) < TOL
+        js = jensenshannon(ref / ref.sum(), cur_counts / cur_counts.sum(), base=2)
+        assert abs(got["jensen_shannon"] - js) < TOL

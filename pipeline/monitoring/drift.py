@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import CATEGORICAL_STATISTICS, NUMERIC_STATISTICS, MonitoringConfig
-from .profile import SCORE_COLUMN, category_values, numeric_values
+from .profile import SCORE_COLUMN, numeric_values
 from .stats import (
     benjamini_hochberg,
     calibrated_pvalue,
@@ -137,7 +137,7 @@ def drift_rows(
                 info["std"] or 0.0,
             )
         else:
-            values = categorical_drift(info["counts"], category_values(current[col]))
+            values = categorical_drift(info["counts"], current[col])
         rows.extend(_rows_for(col, info["kind"], values, nulls.get(col, {}), config, ranks.get(col)))
 
     primary = [r for r in rows if r["is_primary"] and r["calibrated_pvalue"] is not None]

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import PipelineConfig
-from .stats import psi_edges
+from .stats import psi_edges, value_counts
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,32 @@ def permutation_importance_summary(model, X: pd.DataFrame, y: np.ndarray, random
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["mean"]))
 
 
+def reference_columns(
+    train: pd.DataFrame, numeric: list[str], categorical: list[str], m, rng: np.random.Generator
+) -> tuple[dict[str, dict], list[np.ndarray], list[np.ndarray]]:
+    """Per column its summary (numeric) or counts (categorical), and the sorted reference sample
+    as (column name, value) arrays."""
+    columns: dict[str, dict] = {}
+    sample_cols, sample_vals = [], []
+    for col in numeric:
+        summary, present = _numeric_summary(
+            numeric_values(train[col]), len(train), m.reference_sample_size, m.psi_bins, rng
+        )
+        columns[col] = summary
+        sample_cols.append(np.full(len(present), col, dtype=object))
+        sample_vals.append(present)
+    for col in categorical:
+        counts = value_counts(train[col])
+        kept = sum(counts.values())
+        columns[col] = {
+            "kind": "categorical",
+            "n": kept,
+            "missing_share": 1 - kept / len(train) if len(train) else 0.0,
+            "counts": dict(sorted(counts.items())),
+        }
+    return columns, sample_cols, sample_vals
+
+
 def build_profile(
     config: PipelineConfig,
     schema,
@@ -92,25 +118,7 @@ def build_profile(
 
     m = config.monitoring
     rng = np.random.default_rng(m.random_state)
-    columns: dict[str, dict] = {}
-    sample_cols, sample_vals = [], []
-    for col in schema.numeric:
-        summary, present = _numeric_summary(
-            numeric_values(train[col]), len(train), m.reference_sample_size, m.psi_bins, rng
-        )
-        columns[col] = summary
-        sample_cols.append(np.full(len(present), col, dtype=object))
-        sample_vals.append(present)
-    for col in schema.categorical:
-        values = category_values(train[col])
-        kept = [v for v in values if v is not None]
-        counts = pd.Series(kept, dtype="object").value_counts()
-        columns[col] = {
-            "kind": "categorical",
-            "n": len(kept),
-            "missing_share": 1 - len(kept) / len(values) if values else 0.0,
-            "counts": {str(k): int(v) for k, v in sorted(counts.items())},
-        }
+    columns, sample_cols, sample_vals = reference_columns(train, schema.numeric, schema.categorical, m, rng)
     score_summary, score_sorted = _numeric_summary(
         np.asarray(holdout_scores, dtype="float64"), len(holdout_scores), m.reference_sample_size, m.psi_bins, rng
     )

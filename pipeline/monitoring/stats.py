@@ -21,6 +21,8 @@ from scipy.spatial.distance import jensenshannon
 
 # Keeps PSI finite when a bin is empty on one side (the usual convention).
 PSI_EPSILON = 1e-4
+# Bounds the memory of one chunk of bootstrap resamples (indices drawn at once).
+MAX_DRAWS_PER_CHUNK = 20_000_000
 
 
 def psi_edges(reference_sorted: np.ndarray, bins: int) -> np.ndarray:
@@ -37,45 +39,83 @@ def bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / max(len(values), 1)
 
 
+def sorted_bin_shares(values_sorted: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """:func:`bin_shares` of an already sorted array: one binary search per edge, not per value."""
+    below = np.searchsorted(values_sorted, edges, side="right")
+    counts = np.diff(np.concatenate([[0], below, [len(values_sorted)]]))
+    return counts / max(len(values_sorted), 1)
+
+
 def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
     r = np.clip(reference_shares, PSI_EPSILON, None)
     c = np.clip(current_shares, PSI_EPSILON, None)
     return float(np.sum((c - r) * np.log(c / r)))
 
 
+# scipy's ks_2samp is exact up to this sample size and asymptotic above it.
+_KS_EXACT_MAX_N = 10_000
+
+
 def numeric_drift(reference_sorted: np.ndarray, current: np.ndarray, edges: np.ndarray, reference_std: float) -> dict:
-    """PSI, KS (statistic and p-value), Wasserstein normalised by the reference std."""
-    current = current[~np.isnan(current)]
-    if len(current) == 0 or len(reference_sorted) == 0:
+    """PSI, KS (statistic and p-value), Wasserstein normalised by the reference std.
+
+    The current column is sorted once and both empirical CDFs are evaluated once on the merged
+    values; KS, Wasserstein and PSI all read them (scipy's ``ks_2samp`` and
+    ``wasserstein_distance`` each sort and search again). The formulas are scipy's, so the values
+    equal them (tests/test_drift_stats.py)."""
+    current = np.sort(current[~np.isnan(current)])
+    n_ref, n_cur = len(reference_sorted), len(current)
+    if n_cur == 0 or n_ref == 0:
         return {}
-    ks = sps.ks_2samp(reference_sorted, current)
-    w = sps.wasserstein_distance(reference_sorted, current)
+    # Both samples are sorted: a stable sort of their concatenation is a merge of two runs.
+    merged = np.sort(np.concatenate([reference_sorted, current]), kind="stable")
+    cdf_ref = np.searchsorted(reference_sorted, merged, side="right") / n_ref
+    cdf_cur = np.searchsorted(current, merged, side="right") / n_cur
+    gaps = np.abs(cdf_ref - cdf_cur)
+    ks = float(min(gaps.max(), 1.0))
+    if max(n_ref, n_cur) <= _KS_EXACT_MAX_N:
+        ks_pvalue = float(sps.ks_2samp(reference_sorted, current).pvalue)  # exact: small samples only
+    else:
+        m, n = sorted([float(n_ref), float(n_cur)], reverse=True)
+        ks_pvalue = float(np.clip(sps.kstwo.sf(ks, np.round(m * n / (m + n))), 0, 1))
+    w = float(np.sum(np.multiply(gaps[:-1], np.diff(merged))))
     return {
-        "psi": psi(bin_shares(reference_sorted, edges), bin_shares(current, edges)),
-        "ks": float(ks.statistic),
-        "ks_pvalue": float(ks.pvalue),
-        "wasserstein": float(w / reference_std) if reference_std > 0 else float(w),
+        "psi": psi(sorted_bin_shares(reference_sorted, edges), sorted_bin_shares(current, edges)),
+        "ks": ks,
+        "ks_pvalue": ks_pvalue,
+        "wasserstein": float(w / reference_std) if reference_std > 0 else w,
     }
 
 
 def category_counts(values, categories: list[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(categories)}
-    counts = np.zeros(len(categories), dtype="int64")
-    for v in values:
-        if v is not None and v == v:  # not missing
-            counts[index[str(v)]] += 1
-    return counts
+    """Counts of `values` (missing ones left out) over `categories`, counted by pandas (hashing in
+    C, or the codes of a categorical column), not one Python step per row."""
+    counted = value_counts(values)
+    return np.array([counted.get(c, 0) for c in categories], dtype="int64")
+
+
+def value_counts(values) -> dict[str, int]:
+    """Non-missing values counted by their text form (categories are canonical text)."""
+    import pandas as pd
+
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    counted = series.value_counts(dropna=True)
+    out: dict[str, int] = {}
+    for key, count in counted.items():
+        if count:
+            out[str(key)] = out.get(str(key), 0) + int(count)
+    return out
 
 
 def categorical_drift(reference_counts: dict[str, int], current_values) -> dict:
     """Jensen-Shannon distance (base 2) over all categories seen on either side, and the
     chi-square test of the current counts against the reference shares (over the
     reference's categories; unseen categories are a data-quality finding instead)."""
-    current = [str(v) for v in current_values if v is not None and v == v]
-    if not current or not reference_counts:
+    counted = value_counts(current_values)
+    if not counted or not reference_counts:
         return {}
-    categories = sorted(set(reference_counts) | set(current))
-    cur = category_counts(current, categories)
+    categories = sorted(set(reference_counts) | set(counted))
+    cur = np.array([counted.get(c, 0) for c in categories], dtype="int64")
     ref = np.array([reference_counts.get(c, 0) for c in categories], dtype="float64")
     known = ref > 0
     f_obs = cur[known].astype("float64")
@@ -132,6 +172,8 @@ def null_numeric(
     reference sizes: what sampling alone produces when nothing drifted (two-sample bootstrap)."""
     values, ids = np.unique(reference_sorted, return_inverse=True)
     k, n_ref = len(values), len(reference_sorted)
+    # At most ~20M drawn indices per chunk (160 MB): a 1M-row week must not draw 200M at once.
+    chunk = max(1, min(chunk, MAX_DRAWS_PER_CHUNK // max(n_current + n_ref, 1)))
     out: dict[str, list] = {"psi": [], "ks": [], "wasserstein": []}
     for start in range(0, resamples, chunk):
         b = min(chunk, resamples - start)
