@@ -179,9 +179,29 @@ def _parse_source(data: bytes, uri: str, fmt: str, delimiter: str, na_values: tu
 # --------------------------------------------------------------------------- schema
 
 
+def to_float(values: pd.Series) -> pd.Series:
+    """Text to float64 exactly as ``pd.to_numeric(errors="coerce")`` does, Arrow's cast first (C++,
+    no Python step per value); pandas' parser runs only on a column Arrow refuses, i.e. one with
+    a value that is not a plain number (a misfit, spaces, 'nan'), so bad deliveries keep their
+    messages. What Arrow accepts, pandas accepts with the same value."""
+    if values.dtype != object and not isinstance(values.dtype, pd.StringDtype):
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        text = pa.array(values.astype(object).to_numpy(), type=pa.string(), from_pandas=True)
+        parsed = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    if np.isnan(parsed).sum() != text.null_count:  # text 'nan' parsed: pandas' rules decide
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    return pd.Series(parsed, index=values.index, dtype="float64")
+
+
 def _parses_as_number(values: pd.Series) -> bool:
     present = values.dropna()
-    return bool(len(present)) and bool(pd.to_numeric(present, errors="coerce").notna().all())
+    return bool(len(present)) and bool(to_float(present).notna().all())
 
 
 def resolve_schema(cfg: DatasetConfig, text: pd.DataFrame, numeric_columns: list[str] | None = None) -> Schema:
@@ -261,7 +281,22 @@ def canonical_label(values: pd.Series) -> pd.Series:
                 return str(int(f))
         return v
 
-    return values.map(canon).astype("str")
+    # Only a number written with a point or an exponent can change ('1.00E+00' -> '1'): every other
+    # value keeps its text, so the per-value rule runs on those few, found by Arrow's regex.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    objects = values.astype(object)
+    present = objects.notna().to_numpy()
+    out = np.full(len(objects), None, dtype=object)
+    text = objects[present].astype(str).to_numpy(dtype=object)
+    out[present] = text
+    if len(text):
+        maybe = pc.match_substring_regex(pa.array(text, type=pa.string()), "[.eE]").to_numpy(zero_copy_only=False)
+        if maybe.any():
+            where = np.flatnonzero(present)[maybe]
+            out[where] = [canon(v) for v in text[maybe]]
+    return pd.Series(out, index=values.index).astype("str")
 
 
 def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | None = None) -> pd.DataFrame:
@@ -275,7 +310,7 @@ def coerce_types(text: pd.DataFrame, schema: Schema, columns: Iterable[str] | No
     for col in columns:
         values = text[col]
         if col in schema.numeric:
-            parsed = pd.to_numeric(values, errors="coerce").astype("float64")
+            parsed = to_float(values)
             bad = values.notna() & parsed.isna()
             if bad.any():
                 problems.append(f"column {col!r}: {int(bad.sum())} value(s) are not numbers (rows {_row_numbers(bad)})")
@@ -390,7 +425,7 @@ def type_rows(
     for col in columns:
         values = text[col]
         if col in schema.numeric:
-            parsed = pd.to_numeric(values, errors="coerce").astype("float64")
+            parsed = to_float(values)
             flag(values.notna() & parsed.isna(), "not a number", col)
             # Text 'inf' and numbers beyond float64 parse to ±inf: a misfit, never a value.
             infinite = pd.Series(np.isinf(parsed.to_numpy()), index=parsed.index)

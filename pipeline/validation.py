@@ -359,6 +359,7 @@ def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFr
     outcomes = {}
     with _context_lock(root):
         context, checkpoint = ensure_context(config, contract)
+        keys = {}
         for run_name, frame in frames.items():
             result = checkpoint.run(
                 batch_parameters={"dataframe": _for_gx(frame)}, run_id=RunIdentifier(run_name=run_name)
@@ -366,10 +367,13 @@ def run_validation(config: PipelineConfig, contract, frames: dict[str, pd.DataFr
             ((key, vr),) = result.run_results.items()
             scrub(vr, contract.protected)
             context.validation_results_store.set(key, vr)
-            context.build_data_docs(resource_identifiers=[key])
-            outcome = _outcome(vr)
-            outcome.docs_page = _docs_page(context, key)
-            outcomes[run_name] = outcome
+            keys[run_name] = key
+            outcomes[run_name] = _outcome(vr)
+        # One Data Docs build for the whole batch of days (the site index is rebuilt once, not per day).
+        if keys:
+            context.build_data_docs(resource_identifiers=list(keys.values()))
+        for run_name, key in keys.items():
+            outcomes[run_name].docs_page = _docs_page(context, key)
         use_vendored_assets(root, asset=f"{config.dataset.name}_raw")
         for outcome in outcomes.values():
             if not outcome.success:

@@ -127,3 +127,21 @@ def test_a_label_problem_is_not_swallowed_by_daily_ingest(tmp_path):
     day_of_4 = assign_days(config.dataset, read_source_text(config.dataset))[4]
     with pytest.raises(IngestError, match="no value in target column 'y'"):
         steps.ingest(day_of_4 + dt.timedelta(days=1), params)
+
+
+def test_arrow_number_parsing_equals_pandas_on_every_spelling():
+    """to_float (Arrow's cast first) gives pd.to_numeric's values on plain numbers and on
+    everything Arrow refuses (which pandas then parses)."""
+
+    from pipeline.source import to_float
+
+    spellings = ["1", "2.5", "-3e2", "+5", ".5", "5.", "1E5", "-0", "0.0", "1e-400", "1e400", "inf", "-Infinity"]
+    spellings += ["nan", "NaN", "", "  ", " 2", "0x10", "1_000", "１２", "1d5", "1,5", "abc", None]
+    for value in spellings:
+        column = pd.Series(["7", value, None], dtype=object)
+        got, want = to_float(column), pd.to_numeric(column, errors="coerce").astype("float64")
+        assert got.equals(want), value
+    labels = pd.Series(["1", "1.00E+00", None, "abc", "2.5", "x.y", "0.0", "-3e0"], index=range(5, 13))
+    assert canonical_label(labels).tolist()[:2] == ["1", "1"]
+    assert canonical_label(labels).tolist()[3:] == ["abc", "2.5", "x.y", "0", "-3"]
+    assert canonical_label(labels).isna().tolist() == [False, False, True, False, False, False, False, False]

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from .. import layout
 from ..config import PipelineConfig
-from ..source import SourceError
+from ..source import SourceError, to_float
 from ..storage import PartitionNotFound, Storage
 from .privacy import pseudonymise
 
@@ -446,7 +446,7 @@ def build_source_index(config: PipelineConfig, storage: Storage) -> dict:
                 for col in block.columns:
                     if numeric_ok.get(col, True):
                         present = block[col].dropna()
-                        numeric_ok[col] = bool(pd.to_numeric(present, errors="coerce").notna().all())
+                        numeric_ok[col] = bool(to_float(present).notna().all())
                 if id_integer and ds.id_column in block.columns:
                     id_integer = _whole_numbers(block[ds.id_column])
                 if ds.target.column in block.columns and len(target_values) < 100:
@@ -548,7 +548,7 @@ def resolution_sample(config: PipelineConfig, storage: Storage, delivery: Delive
         numeric = [
             c
             for c in text.columns
-            if len(text[c].dropna()) and pd.to_numeric(text[c].dropna(), errors="coerce").notna().all()
+            if len(text[c].dropna()) and to_float(text[c].dropna()).notna().all()
         ]
         target = config.dataset.target.column
         values = sorted(text[target].dropna().unique().tolist()) if target in text.columns else []

@@ -94,6 +94,8 @@ def _is_phone(v: str) -> bool:
 
 
 def _is_card(v: str) -> bool:
+    if len(v) < 13:  # fewer characters than a card has digits: most values stop here
+        return False
     digits = v.replace(" ", "").replace("-", "")
     return bool(_CARD.match(v)) and 13 <= len(digits) <= 19 and _luhn(digits)
 
