@@ -11,7 +11,6 @@ import logging
 import sys
 from pathlib import Path
 
-from . import steps
 from .config import ConfigError
 from .errors import PipelineError
 
@@ -36,6 +35,8 @@ def _read(path: str) -> dict:
 
 
 def _demo_dates(params: str | None):
+    from . import steps
+
     config, _ = steps.open_pipeline(params)
     if not config.demo.train_as_of:
         raise ConfigError("no date given and params has no demo.train_as_of")
@@ -152,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict | list:
+    # Imported here, not at the top: `--help` and a bad argument answer without loading the
+    # pipeline's stages (pandas, scikit-learn, Great Expectations).
+    from . import steps
+
     params = args.params
     cmd = args.command
     if cmd == "ingest":

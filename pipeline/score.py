@@ -62,17 +62,20 @@ def prediction_table(
     n = len(ids)
     id_array = pa.array(ids.to_numpy() if ids.dtype != object else ids.tolist())
 
-    def as_array(v: np.ndarray | str) -> np.ndarray:
-        return np.full(n, v, dtype=object) if isinstance(v, str) else np.asarray(v, dtype=object)
+    def as_array(v: np.ndarray | str) -> pa.Array:
+        # One value for the whole range (the usual case) is repeated by Arrow, not built per row.
+        if isinstance(v, str):
+            return pa.repeat(pa.scalar(v, pa.string()), n)
+        return pa.array(np.asarray(v, dtype=object), type=pa.string())
 
     return pa.table(
         {
             id_column: id_array,
             "score": pa.array(np.asarray(score, dtype="float64")),
             "prediction": pa.array(np.asarray(prediction).astype("int8")),
-            "model_version": pa.array(as_array(versions), type=pa.string()),
-            "scored_at": pa.array([scored_at] * n, type=pa.timestamp("us", tz="UTC")),
-            "decided_by": pa.array(as_array(decided_by), type=pa.string()),
+            "model_version": as_array(versions),
+            "scored_at": pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
+            "decided_by": as_array(decided_by),
         }
     )
 

@@ -12,17 +12,11 @@ import datetime as dt
 import logging
 from typing import Any
 
-from . import layout, registry
+from . import layout
 from .config import PipelineConfig, load_config
-from .evaluate import evaluate_version, gate_version
-from .ingest import IngestError, LabelsNotAvailable, NoRowsForDay, ingest_day, ingest_labels
 from .ops import progress
 from .ops.threads import thread_limit
-from .score import score_day
-from .snapshot import build_snapshot, labelled_window
 from .storage import PartitionNotFound, Storage, open_storage
-from .train import train_candidate
-from .validation import ValidationFailed, data_docs_index, validate_day, validate_days
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +59,8 @@ def as_date(value: str | dt.date) -> dt.date:
 
 def ingest(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
     """The day's batch, plus the labels that arrive that day (of day - label delay)."""
+    from .ingest import LabelsNotAvailable, NoRowsForDay, ingest_day, ingest_labels
+
     config, storage = open_pipeline(params, s3_options)
     day = as_date(day)
     result = ingest_day(config, storage, day)
@@ -82,7 +78,9 @@ def ingest_window(
 ) -> dict:
     """Stage the deliveries and publish the labels of every day in the training window; days
     already published and validated are kept unless `force`."""
-    from .validation import require_validated
+    from .ingest import IngestError, NoRowsForDay, ingest_day, ingest_labels
+    from .snapshot import labelled_window
+    from .validation import ValidationFailed, require_validated
 
     config, storage = open_pipeline(params, s3_options)
     as_of = as_date(as_of)
@@ -129,6 +127,9 @@ def validate(
 
     A task cleared after a fix still carries the delivery id its first run staged, which was judged
     since (quarantined or published): then the day's delivery is read again and that is audited."""
+    from .ingest import ingest_day
+    from .validation import validate_day
+
     config, storage = open_pipeline(params, s3_options)
     day = as_date(day)
     if delivery_id and not storage.partition_exists(layout.staging_delivery(config.dataset.name, day, delivery_id)):
@@ -139,7 +140,8 @@ def validate(
 
 def validate_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
     """Audit every staged delivery of the window; quarantine failures, then raise naming all of them."""
-    from .validation import staged_deliveries
+    from .snapshot import labelled_window
+    from .validation import ValidationFailed, data_docs_index, staged_deliveries, validate_days
 
     config, storage = open_pipeline(params, s3_options)
     as_of = as_date(as_of)
@@ -166,6 +168,8 @@ def validate_window(as_of: str | dt.date, params: str | None = None, s3_options:
 
 
 def snapshot(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
+    from .snapshot import build_snapshot
+
     config, storage = open_pipeline(params, s3_options)
     return build_snapshot(config, storage, as_date(as_of), s3_options)
 
@@ -177,6 +181,8 @@ def train(
     params: str | None = None,
     s3_options: dict | None = None,
 ) -> dict:
+    from .train import train_candidate
+
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config) as threads:
         return {
@@ -186,12 +192,16 @@ def train(
 
 
 def evaluate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
+    from .evaluate import evaluate_version
+
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
         return evaluate_version(config, storage, version)
 
 
 def gate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
+    from .evaluate import gate_version
+
     config, storage = open_pipeline(params, s3_options)
     return gate_version(config, storage, version)
 
@@ -206,6 +216,8 @@ def register(
 ) -> dict:
     """Move `registry.promote_to` (champion, or challenger for shadow/canary first) to the
     version if its gate passed; otherwise say why not (and do nothing)."""
+    from . import registry
+
     config, storage = open_pipeline(params, s3_options)
     decision = storage.read_json(f"{layout.model_version(config.model_name, version)}/{registry.GATE}")
     current = registry.get_alias(storage, config.model_name)
@@ -239,6 +251,8 @@ def registry_action(
 ) -> dict:
     """promote | rollback | set_challenger | clear_challenger | history | list, as the CLI and
     the model_registry DAG offer them. Every move needs a reason and is recorded."""
+    from . import registry
+
     config, storage = open_pipeline(params, s3_options)
     model = config.model_name
     if action in ("promote", "rollback", "set_challenger", "clear_challenger") and not reason.strip():
@@ -295,6 +309,8 @@ def record_approval(
     run_id: str | None = None,
 ) -> dict:
     """Record a human approval or rejection of a candidate (from the HITL task) in the history."""
+    from . import registry
+
     config, storage = open_pipeline(params, s3_options)
     approval = approval or {}
     chosen = (approval.get("chosen_options") or [None])[0]
@@ -317,6 +333,8 @@ def record_approval(
 def score(
     day: str | dt.date, params: str | None = None, s3_options: dict | None = None, version: str | None = None
 ) -> dict:
+    from .score import score_day
+
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
         return score_day(config, storage, as_date(day), version=version)
@@ -471,6 +489,7 @@ def dvc_restore(
     version: str | None = None, pull: bool = True, params: str | None = None, s3_options: dict | None = None
 ) -> dict:
     """Write the .dvc file a model's snapshot was recorded with into the project and `dvc pull` it."""
+    from . import registry
     from .snapshot import restore_snapshot
 
     config, storage = open_pipeline(params, s3_options)
