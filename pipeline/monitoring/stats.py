@@ -56,22 +56,39 @@ def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
 _KS_EXACT_MAX_N = 10_000
 
 
+def _count_at_most_self(values_sorted: np.ndarray) -> np.ndarray:
+    """For each element of a sorted array, how many elements are <= it (ties counted whole): the
+    empirical CDF at its own values, in O(n) instead of a binary search per element."""
+    n = len(values_sorted)
+    last_of_run = np.flatnonzero(np.r_[values_sorted[1:] != values_sorted[:-1], True])
+    return np.repeat(last_of_run + 1, np.diff(np.r_[-1, last_of_run]))[:n]
+
+
 def numeric_drift(reference_sorted: np.ndarray, current: np.ndarray, edges: np.ndarray, reference_std: float) -> dict:
     """PSI, KS (statistic and p-value), Wasserstein normalised by the reference std.
 
-    The current column is sorted once and both empirical CDFs are evaluated once on the merged
-    values; KS, Wasserstein and PSI all read them (scipy's ``ks_2samp`` and
-    ``wasserstein_distance`` each sort and search again). The formulas are scipy's, so the values
-    equal them (tests/test_drift_stats.py)."""
+    The current column is sorted once; both empirical CDFs are then evaluated at every value of
+    either sample with one binary search per value into the other (small) sample, and the two
+    samples are merged by position, not sorted again; KS, Wasserstein and PSI all read these.
+    scipy's ``ks_2samp`` and ``wasserstein_distance`` each sort and search both samples again.
+    The formulas are scipy's, so the values equal them (tests/test_drift_stats.py)."""
     current = np.sort(current[~np.isnan(current)])
     n_ref, n_cur = len(reference_sorted), len(current)
     if n_cur == 0 or n_ref == 0:
         return {}
-    # Both samples are sorted: a stable sort of their concatenation is a merge of two runs.
-    merged = np.sort(np.concatenate([reference_sorted, current]), kind="stable")
-    cdf_ref = np.searchsorted(reference_sorted, merged, side="right") / n_ref
-    cdf_cur = np.searchsorted(current, merged, side="right") / n_cur
-    gaps = np.abs(cdf_ref - cdf_cur)
+    # Each sample's CDF at its own values, and at the other's values (right-continuous).
+    ref_below_cur = np.searchsorted(reference_sorted, current, side="right")  # the one big search
+    ref_at_ref = _count_at_most_self(reference_sorted) / n_ref
+    cur_at_cur = _count_at_most_self(current) / n_cur
+    ref_at_cur = ref_below_cur / n_ref
+    cur_at_ref = np.searchsorted(current, reference_sorted, side="right") / n_cur
+    # Merge by position (a reference value goes before equal current values; ties have no width).
+    merged = np.empty(n_ref + n_cur)
+    gaps = np.empty(n_ref + n_cur)
+    at_ref = np.arange(n_ref) + np.searchsorted(current, reference_sorted, side="left")
+    at_cur = np.arange(n_cur) + ref_below_cur
+    merged[at_ref], merged[at_cur] = reference_sorted, current
+    gaps[at_ref], gaps[at_cur] = np.abs(ref_at_ref - cur_at_ref), np.abs(ref_at_cur - cur_at_cur)
     ks = float(min(gaps.max(), 1.0))
     if max(n_ref, n_cur) <= _KS_EXACT_MAX_N:
         ks_pvalue = float(sps.ks_2samp(reference_sorted, current).pvalue)  # exact: small samples only
