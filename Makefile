@@ -19,7 +19,7 @@ export PIPELINE_PARAMS ?= $(CURDIR)/params.yaml
 # `airflow standalone` starts its components through `airflow` on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo demo-drift test lint format repro airflow-ui stack stack-down lock clean
+.PHONY: install demo demo-drift test lint format repro bench bench-smoke airflow-ui stack stack-down lock clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,15 @@ lint: install
 	$(VENV)/bin/mypy
 	PYTHONPATH=plugins:. $(VENV)/bin/lint-imports --no-cache
 	$(PY) scripts/check_files.py
+
+## Benchmarks (ingest, scoring, drift statistics, the training DAG, imports), each against its outside
+## baseline measured in the same run: figures in benchmarks/results.json (~20 min on 2 cores).
+bench: install
+	$(PY) benchmarks/run.py
+
+## The same benchmarks at a size that only proves they run (what CI runs, through the tests).
+bench-smoke: install
+	BENCH_RESULTS=$${BENCH_RESULTS:-/tmp/bench-smoke.json} $(PY) benchmarks/run.py --smoke
 
 ## Apply the formatter and the safe lint fixes.
 format: install
