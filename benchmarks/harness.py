@@ -20,14 +20,16 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "benchmarks" / "results
 
 # `setup` runs before the clock starts; `body` is timed. The peak RSS covers the whole process.
 _MEASURE = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 {setup}
 t0 = time.perf_counter()
 {body}
 seconds = time.perf_counter() - t0
-print("\n" + json.dumps({{"seconds": round(seconds, 3),
-                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big
+# parent would report the parent's size.
+peak_kb = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+print("\n" + json.dumps({{"seconds": round(seconds, 3), "peak_rss_mb": round(peak_kb / 1024),
                    "extra": globals().get("extra", {{}})}}))
 """
 
