@@ -545,11 +545,7 @@ def resolution_sample(config: PipelineConfig, storage: Storage, delivery: Delive
     """What the contract is resolved from: header, columns that parse as numbers, target values."""
     if config.dataset.source.is_per_day:
         text = delivery.text
-        numeric = [
-            c
-            for c in text.columns
-            if len(text[c].dropna()) and to_float(text[c].dropna()).notna().all()
-        ]
+        numeric = [c for c in text.columns if len(text[c].dropna()) and to_float(text[c].dropna()).notna().all()]
         target = config.dataset.target.column
         values = sorted(text[target].dropna().unique().tolist()) if target in text.columns else []
         id_col = config.dataset.id_column
