@@ -202,6 +202,11 @@ class Stack:
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": str(
                     SETTINGS["heartbeat_check_interval_seconds"]
                 ),
+                # A task a dead worker had taken but not started is re-queued after this.
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(SETTINGS["task_queued_timeout_seconds"]),
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": str(
+                    SETTINGS["task_queued_timeout_check_interval_seconds"]
+                ),
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
                 "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",

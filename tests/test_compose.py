@@ -77,6 +77,11 @@ def test_env_wiring_matches_the_stack_settings(compose):
             == settings["heartbeat_check_interval_seconds"]
         )
         assert settings["task_heartbeat_timeout_seconds"] + settings["heartbeat_check_interval_seconds"] <= 90
+        assert int(env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"]) == settings["task_queued_timeout_seconds"]
+        assert (
+            int(env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL"])
+            == settings["task_queued_timeout_check_interval_seconds"]
+        )
         # The model signing key reaches every Airflow process through the connection params name.
         signing = json.loads(re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", env["AIRFLOW_CONN_PIPELINE_SIGNING"]))
         assert len(signing["password"]) >= 16 and "PIPELINE_SIGNING_KEY" in env["AIRFLOW_CONN_PIPELINE_SIGNING"]
@@ -122,6 +127,8 @@ def test_stack_script_uses_the_same_settings():
         "AIRFLOW__API_AUTH__JWT_SECRET",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL",
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT",
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL",
     }
     assert shared <= stack_env_keys and shared <= set(compose_env)
 
