@@ -6,6 +6,7 @@ would try real AWS and fail.
 """
 
 import json
+import uuid
 
 import pytest
 from helpers import read_parquet_objects, run_dag
@@ -28,14 +29,16 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
-    admin.create_bucket(Bucket="ml-pipeline")
+    # A bucket of its own: other tests (the stack test) leave objects in theirs on this endpoint.
+    bucket = f"e2e-{uuid.uuid4().hex[:10]}"
+    admin.create_bucket(Bucket=bucket)
     params = write_params(
         tmp_path, training={"window_days": 16, "holdout_days": 4, "cv_folds": 3, "estimator_params": {"max_iter": 40}}
     )
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PIPELINE_PARAMS", str(params))
-    monkeypatch.setenv("PIPELINE_STORAGE_URI", "s3://ml-pipeline/prod")
+    monkeypatch.setenv("PIPELINE_STORAGE_URI", f"s3://{bucket}/prod")
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT",
         json.dumps(
@@ -54,7 +57,7 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
 
     keys = [
         o["Key"]
-        for page in admin.get_paginator("list_objects_v2").paginate(Bucket="ml-pipeline")
+        for page in admin.get_paginator("list_objects_v2").paginate(Bucket=bucket)
         for o in page.get("Contents", [])
     ]
     top = {k.split("/")[1] for k in keys}
@@ -63,7 +66,7 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
     assert not (tmp_path / "storage").exists()  # nothing went to the local default
 
     storage = open_storage(
-        "s3://ml-pipeline/prod", {"endpoint_url": s3_server, "access_key_id": "testing", "secret_access_key": "testing"}
+        f"s3://{bucket}/prod", {"endpoint_url": s3_server, "access_key_id": "testing", "secret_access_key": "testing"}
     )
     version = registry.champion_version(storage, "credit_default")
     predictions = read_parquet_objects(storage, "predictions/credit_default/dt=2025-03-02")
@@ -71,10 +74,10 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
     assert len(predictions) == len(raw) and set(predictions["ID"]) == set(raw["ID"])
     assert (predictions["model_version"] == version).all()
     assert list(predictions.columns) == ["ID", "score", "prediction", "model_version", "scored_at", "decided_by"]
-    assert load_config(params).storage.root == "s3://ml-pipeline/prod"
+    assert load_config(params).storage.root == f"s3://{bucket}/prod"
     decision = storage.read_json("monitoring/credit_default/decisions/dt=2025-03-03.json")
     assert decision["champion_version"] == version and decision["rows"] == len(predictions)
-    assert decision["report"].startswith("s3://ml-pipeline/prod/monitoring/credit_default/reports/")
+    assert decision["report"].startswith(f"s3://{bucket}/prod/monitoring/credit_default/reports/")
     assert storage.partition_exists("monitoring/credit_default/statistics/dt=2025-03-03")
 
 
