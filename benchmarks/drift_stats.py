@@ -50,7 +50,7 @@ def frames(rows: int, seed: int, shift: float) -> pd.DataFrame:
 
 OURS_SETUP = """
 import json, io, numpy as np, pyarrow.parquet as pq
-from pipeline.config import load_config
+from pipeline.core.settings import load_config
 from pipeline.monitoring import drift
 from pipeline.monitoring.profile import read_sample
 config = load_config({params!r})
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     import pyarrow.parquet as pq
     import yaml
 
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
     from pipeline.monitoring.profile import reference_columns
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-drift-"))

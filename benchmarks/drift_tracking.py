@@ -42,10 +42,10 @@ def main() -> int:
     path.write_text(yaml.safe_dump(params))
 
     from pipeline import steps
-    from pipeline.config import load_config
-    from pipeline.ingest import ingest_labels
+    from pipeline.core.settings import load_config
+    from pipeline.core.storage import open_storage
+    from pipeline.data.ingest import ingest_labels
     from pipeline.monitoring.monitor import run_monitoring
-    from pipeline.storage import open_storage
 
     config = load_config(path)
     storage = open_storage(config.storage.root)

@@ -28,7 +28,7 @@ READER = """
 table = pcsv.read_csv({source!r})
 extra = {{"rows": table.num_rows}}
 """
-STEPS_SETUP = "from pipeline import steps\nimport pipeline.ingest, pipeline.validation"
+STEPS_SETUP = "from pipeline import steps\nimport pipeline.data.ingest, pipeline.data.validation"
 WINDOW = """
 result = steps.ingest_window({as_of!r}, {params!r})
 extra = {{"rows": result["rows_staged"], "days": result["staged_days"]}}

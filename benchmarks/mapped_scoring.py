@@ -38,7 +38,7 @@ RANGE_TASK = r"""
 import json, sys, time
 from pipeline import steps
 from pipeline.ops.threads import threads_per_task
-from pipeline.config import load_config
+from pipeline.core.settings import load_config
 job = json.loads(open(sys.argv[1]).read())
 t0 = time.perf_counter()
 part = steps.score_range(job["plan"], job["range"], sys.argv[3])
@@ -53,7 +53,8 @@ def build_day(params: Path, rows: int) -> dict:
     import pandas as pd
     import pyarrow as pa
 
-    from pipeline import layout, steps
+    from pipeline import steps
+    from pipeline.core import layout
 
     config, storage = steps.open_pipeline(str(params))
     ds = config.dataset.name

@@ -28,15 +28,16 @@ DAY = "2025-03-20"
 
 LOAD_MODEL = """
 import numpy as np, pyarrow.parquet as pq, pandas as pd
-from pipeline import registry, steps
-from pipeline.features import feature_frame
-from pipeline.source import Schema
+from pipeline import steps
+from pipeline.model import registry
+from pipeline.model.features import feature_frame
+from pipeline.data.source import Schema
 config, storage = steps.open_pipeline({params!r})
 version = registry.champion_version(storage, config.model_name)
 model, manifest = registry.load_model(storage, config.model_name, version)
 schema = Schema.from_dict(manifest["schema"])
 import datetime as dt
-from pipeline import layout
+from pipeline.core import layout
 raw = storage.open_input(layout.raw_partition(config.dataset.name, dt.date.fromisoformat({day!r})) + "/part-00000.parquet")
 """
 IN_MEMORY_SETUP = (
@@ -59,7 +60,7 @@ extra = {{"rows": len(out)}}
 """
 OURS_SETUP = """
 from pipeline import steps
-import pipeline.score, pipeline.validation  # imported before the clock, as the baselines' are
+import pipeline.model.score, pipeline.data.validation  # imported before the clock, as the baselines' are
 """
 OURS = """
 result = steps.score({day!r}, {params!r})
@@ -155,8 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
             "speedup_vs_minimal": round(minimal["seconds"] / ours["seconds"], 3),
             "two_workers_over_one": round(one["seconds"] / two["seconds"], 3),
         }
-    from pipeline import registry
-    from pipeline.source import Schema
+    from pipeline.data.source import Schema
+    from pipeline.model import registry
 
     config, storage = steps.open_pipeline(str(params))
     manifest = registry.read_manifest(storage, config.model_name, registry.champion_version(storage, config.model_name))

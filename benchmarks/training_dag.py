@@ -37,9 +37,7 @@ run = dag.test(logical_date=pendulum.datetime(2025, 3, 1, tz="UTC"))
 extra = {"state": str(getattr(run.state, "value", run.state)),
          "task_seconds": {ti.task_id: round(ti.duration or 0.0, 2) for ti in run.get_task_instances()}}
 """
-STEPS_SETUP = (
-    "from pipeline import steps\nimport pipeline.ingest, pipeline.validation, pipeline.train, pipeline.evaluate"
-)
+STEPS_SETUP = "from pipeline import steps\nimport pipeline.data.ingest, pipeline.data.validation, pipeline.model.train, pipeline.model.evaluate"
 STEPS = """
 result = steps.run_training("2025-03-01", {params!r})
 extra = {{"promoted": result["register"]["promoted"]}}

@@ -11,8 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError
-from .errors import PipelineError
+from pipeline.core.errors import ConfigError, PipelineError
 
 
 def _emit(result, out: str | None, command: str = "", as_json: bool = True, limit: int | None = None) -> None:
@@ -20,7 +19,7 @@ def _emit(result, out: str | None, command: str = "", as_json: bool = True, limi
     text = json.dumps(result, indent=2, sort_keys=True, default=str)
     shown = False
     if not as_json:
-        from .cli_tables import render
+        from pipeline.cli_tables import render
 
         shown = render(command, result, limit)
     if not shown:
@@ -35,7 +34,7 @@ def _read(path: str) -> dict:
 
 
 def _demo_dates(params: str | None):
-    from . import steps
+    from pipeline import steps
 
     config, _ = steps.open_pipeline(params)
     if not config.demo.train_as_of:
@@ -155,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict | list:
     # Imported here, not at the top: `--help` and a bad argument answer without loading the
     # pipeline's stages (pandas, scikit-learn, Great Expectations).
-    from . import steps
+    from pipeline import steps
 
     params = args.params
     cmd = args.command
@@ -246,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("great_expectations", "dvc", "botocore", "matplotlib", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if sys.stderr.isatty() and not args.verbose:  # progress bars for people, log lines for logs
-        from .ops import progress
+        from pipeline.ops import progress
 
         progress.install(progress.RichBars())
     try:

@@ -12,11 +12,12 @@ import datetime as dt
 import logging
 from typing import Any
 
-from . import layout
-from .config import PipelineConfig, load_config
-from .ops import progress
-from .ops.threads import thread_limit
-from .storage import PartitionNotFound, Storage, open_storage
+from pipeline.core import layout
+from pipeline.core.errors import PartitionNotFound
+from pipeline.core.settings import PipelineConfig, load_config
+from pipeline.core.storage import Storage, open_storage
+from pipeline.ops import progress
+from pipeline.ops.threads import thread_limit
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def as_date(value: str | dt.date) -> dt.date:
 
 def ingest(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
     """The day's batch, plus the labels that arrive that day (of day - label delay)."""
-    from .ingest import LabelsNotAvailable, NoRowsForDay, ingest_day, ingest_labels
+    from pipeline.core.errors import LabelsNotAvailable, NoRowsForDay
+    from pipeline.data.ingest import ingest_day, ingest_labels
 
     config, storage = open_pipeline(params, s3_options)
     day = as_date(day)
@@ -78,9 +80,10 @@ def ingest_window(
 ) -> dict:
     """Stage the deliveries and publish the labels of every day in the training window; days
     already published and validated are kept unless `force`."""
-    from .ingest import IngestError, NoRowsForDay, ingest_day, ingest_labels
-    from .snapshot import labelled_window
-    from .validation import ValidationFailed, require_validated
+    from pipeline.core.errors import IngestError, NoRowsForDay, ValidationFailed
+    from pipeline.data.ingest import ingest_day, ingest_labels
+    from pipeline.data.snapshot import labelled_window
+    from pipeline.data.validation import require_validated
 
     config, storage = open_pipeline(params, s3_options)
     as_of = as_date(as_of)
@@ -127,8 +130,8 @@ def validate(
 
     A task cleared after a fix still carries the delivery id its first run staged, which was judged
     since (quarantined or published): then the day's delivery is read again and that is audited."""
-    from .ingest import ingest_day
-    from .validation import validate_day
+    from pipeline.data.ingest import ingest_day
+    from pipeline.data.validation import validate_day
 
     config, storage = open_pipeline(params, s3_options)
     day = as_date(day)
@@ -140,8 +143,9 @@ def validate(
 
 def validate_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
     """Audit every staged delivery of the window; quarantine failures, then raise naming all of them."""
-    from .snapshot import labelled_window
-    from .validation import ValidationFailed, data_docs_index, staged_deliveries, validate_days
+    from pipeline.core.errors import ValidationFailed
+    from pipeline.data.snapshot import labelled_window
+    from pipeline.data.validation import data_docs_index, staged_deliveries, validate_days
 
     config, storage = open_pipeline(params, s3_options)
     as_of = as_date(as_of)
@@ -168,7 +172,7 @@ def validate_window(as_of: str | dt.date, params: str | None = None, s3_options:
 
 
 def snapshot(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
-    from .snapshot import build_snapshot
+    from pipeline.data.snapshot import build_snapshot
 
     config, storage = open_pipeline(params, s3_options)
     return build_snapshot(config, storage, as_date(as_of), s3_options)
@@ -181,18 +185,19 @@ def train(
     params: str | None = None,
     s3_options: dict | None = None,
 ) -> dict:
-    from .train import train_candidate
+    from pipeline.model.train import train_candidate
+    from pipeline.monitoring.profile import reference_for
 
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config) as threads:
         return {
-            **train_candidate(config, storage, snapshot_result, as_date(as_of), reason=reason),
+            **train_candidate(config, storage, snapshot_result, as_date(as_of), reference_for, reason=reason),
             "threads_per_task": threads,
         }
 
 
 def evaluate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
-    from .evaluate import evaluate_version
+    from pipeline.model.evaluate import evaluate_version
 
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
@@ -200,7 +205,7 @@ def evaluate(version: str, params: str | None = None, s3_options: dict | None = 
 
 
 def gate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
-    from .evaluate import gate_version
+    from pipeline.model.evaluate import gate_version
 
     config, storage = open_pipeline(params, s3_options)
     return gate_version(config, storage, version)
@@ -216,7 +221,7 @@ def register(
 ) -> dict:
     """Move `registry.promote_to` (champion, or challenger for shadow/canary first) to the
     version if its gate passed; otherwise say why not (and do nothing)."""
-    from . import registry
+    from pipeline.model import registry
 
     config, storage = open_pipeline(params, s3_options)
     decision = storage.read_json(f"{layout.model_version(config.model_name, version)}/{registry.GATE}")
@@ -251,7 +256,7 @@ def registry_action(
 ) -> dict:
     """promote | rollback | set_challenger | clear_challenger | history | list, as the CLI and
     the model_registry DAG offer them. Every move needs a reason and is recorded."""
-    from . import registry
+    from pipeline.model import registry
 
     config, storage = open_pipeline(params, s3_options)
     model = config.model_name
@@ -309,7 +314,7 @@ def record_approval(
     run_id: str | None = None,
 ) -> dict:
     """Record a human approval or rejection of a candidate (from the HITL task) in the history."""
-    from . import registry
+    from pipeline.model import registry
 
     config, storage = open_pipeline(params, s3_options)
     approval = approval or {}
@@ -333,7 +338,7 @@ def record_approval(
 def score(
     day: str | dt.date, params: str | None = None, s3_options: dict | None = None, version: str | None = None
 ) -> dict:
-    from .score import score_day
+    from pipeline.model.score import score_day
 
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
@@ -344,7 +349,7 @@ def plan_scoring(
     day: str | dt.date, params: str | None = None, s3_options: dict | None = None, version: str | None = None
 ) -> dict:
     """The day's row-group ranges and pinned model versions (batch_scoring maps one task per range)."""
-    from .score import plan_scoring as plan
+    from pipeline.model.score import plan_scoring as plan
 
     config, storage = open_pipeline(params, s3_options)
     return plan(config, storage, as_date(day), version)
@@ -364,7 +369,7 @@ def scoring_jobs(day: str | dt.date, params: str | None = None, s3_options: dict
 
 
 def score_range(plan: dict, rng: dict, params: str | None = None, s3_options: dict | None = None) -> dict:
-    from .score import score_range as run
+    from pipeline.model.score import score_range as run
 
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
@@ -372,7 +377,7 @@ def score_range(plan: dict, rng: dict, params: str | None = None, s3_options: di
 
 
 def publish_scoring(plan: dict, parts: list[dict], params: str | None = None, s3_options: dict | None = None) -> dict:
-    from .score import publish_scoring as run
+    from pipeline.model.score import publish_scoring as run
 
     config, storage = open_pipeline(params, s3_options)
     return run(config, storage, plan, list(parts))
@@ -414,7 +419,7 @@ def run_training(
 
 
 def contract_show(params: str | None = None, s3_options: dict | None = None, history: bool = False) -> dict:
-    from .data import contract as contracts
+    from pipeline.data import contract as contracts
 
     config, storage = open_pipeline(params, s3_options)
     if history:
@@ -444,20 +449,24 @@ def contract_update(
     actor: str | None = None,
 ) -> dict:
     """A new contract version from the params (and, with `from_day`, that day's column types)."""
-    from .data import contract as contracts
-    from .data.delivery import read_delivery, resolution_sample
+    from pipeline.data import contract as contracts
+    from pipeline.data.delivery import read_delivery, resolution_sample
+    from pipeline.data.validation import write_suite
 
     config, storage = open_pipeline(params, s3_options)
     sample = None
     if from_day:
         sample = resolution_sample(config, storage, read_delivery(config, storage, as_date(from_day)))
-    return contracts.update(config, storage, reason, sample, actor)
+    result = contracts.update(config, storage, reason, sample, actor)
+    if result["changed"]:  # the committed suite follows the contract at once (validation would re-sync it)
+        write_suite(config, contracts.require(config, storage))
+    return result
 
 
 def quarantine_list(
     dataset: str | None = None, since: str | None = None, params: str | None = None, s3_options: dict | None = None
 ) -> list[dict]:
-    from .data.quarantine import list_quarantined
+    from pipeline.data.quarantine import list_quarantined
 
     config, storage = open_pipeline(params, s3_options)
     return list_quarantined(storage, dataset, as_date(since) if since else None)
@@ -466,7 +475,7 @@ def quarantine_list(
 def audit_list(
     since: str | None = None, kind: str | None = None, params: str | None = None, s3_options: dict | None = None
 ) -> list[dict]:
-    from .ops.audit import list_records
+    from pipeline.ops.audit import list_records
 
     config, storage = open_pipeline(params, s3_options)
     return list_records(storage, as_date(since) if since else None, kind)
@@ -479,7 +488,7 @@ def collect_garbage(
     s3_options: dict | None = None,
 ) -> dict:
     """Remove what killed or failed writers left (staging, temp files, unreferenced objects)."""
-    from .ops.maintenance import collect_garbage as run
+    from pipeline.ops.maintenance import collect_garbage as run
 
     config, storage = open_pipeline(params, s3_options)
     return run(config, storage, older_than_hours, dry_run)
@@ -489,8 +498,8 @@ def dvc_restore(
     version: str | None = None, pull: bool = True, params: str | None = None, s3_options: dict | None = None
 ) -> dict:
     """Write the .dvc file a model's snapshot was recorded with into the project and `dvc pull` it."""
-    from . import registry
-    from .snapshot import restore_snapshot
+    from pipeline.data.snapshot import restore_snapshot
+    from pipeline.model import registry
 
     config, storage = open_pipeline(params, s3_options)
     version = version or registry.champion_version(storage, config.model_name)
@@ -501,8 +510,8 @@ def dvc_restore(
 
 def gx_init(params: str | None = None, s3_options: dict | None = None) -> dict:
     """Write the suite and checkpoint of the current data contract into the Data Context."""
-    from .data import contract as contracts
-    from .validation import checkpoint_name, suite_name, write_suite
+    from pipeline.data import contract as contracts
+    from pipeline.data.validation import checkpoint_name, suite_name, write_suite
 
     config, storage = open_pipeline(params, s3_options)
     contract = contracts.require(config, storage)
@@ -523,7 +532,7 @@ def monitor_drift(
 ) -> dict:
     """Drift, quality and performance of the scored days before `as_of`, and the retraining
     decision (`retrain`, `reason`)."""
-    from .monitoring.monitor import run_monitoring
+    from pipeline.monitoring.monitor import run_monitoring
 
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
@@ -542,7 +551,7 @@ def simulate(
     s3_options: dict | None = None,
 ) -> dict:
     """Publish deliveries with an injected drift scenario for `days` (see monitoring.simulate)."""
-    from .monitoring.simulate import simulate_deliveries
+    from pipeline.monitoring.simulate import simulate_deliveries
 
     config, storage = open_pipeline(params, s3_options)
     return simulate_deliveries(config, storage, [as_date(d) for d in days], scenario, column, strength, break_kind)
@@ -550,7 +559,7 @@ def simulate(
 
 def false_alarms(weeks: int, params: str | None = None, s3_options: dict | None = None, seed: int = 0) -> dict:
     """How often the calibrated and the fixed-threshold policy retrain on weeks without drift."""
-    from .monitoring.simulate import false_alarm_rates
+    from pipeline.monitoring.simulate import false_alarm_rates
 
     config, storage = open_pipeline(params, s3_options)
     return false_alarm_rates(config, storage, weeks, seed)
@@ -560,7 +569,7 @@ def compare_shadow(
     since: str | dt.date | None = None, params: str | None = None, s3_options: dict | None = None
 ) -> dict:
     """Champion vs challenger on the shadow-scored days whose labels have arrived."""
-    from .model.shadow import compare_shadow as run
+    from pipeline.monitoring.shadow import compare_shadow as run
 
     config, storage = open_pipeline(params, s3_options)
     return run(config, storage, as_date(since) if since else None)

@@ -86,7 +86,7 @@ LOG = Path(airflow_env.airflow_env()["AIRFLOW_HOME"]) / "demo.log"
 
 
 def main() -> int:
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
 
     config = load_config()
     _step(f"Airflow metadata DB (SQLite) in {airflow_env.airflow_env()['AIRFLOW_HOME']}; task logs in {LOG}")
@@ -104,9 +104,10 @@ def main() -> int:
         _step(f"batch_scoring {day} ({i}/{len(config.demo.score_days)})")
         run_dag(bag, "batch_scoring", day)
 
-    from pipeline import layout, registry
-    from pipeline.storage import open_storage
-    from pipeline.validation import data_docs_index
+    from pipeline.core import layout
+    from pipeline.core.storage import open_storage
+    from pipeline.data.validation import data_docs_index
+    from pipeline.model import registry
 
     storage = open_storage(config.storage.root)
     version = registry.champion_version(storage, config.model_name)

@@ -42,9 +42,11 @@ def main() -> int:
 def _main() -> int:
     import time
 
-    from pipeline import layout, registry, steps
-    from pipeline.config import load_config
-    from pipeline.storage import open_storage
+    from pipeline import steps
+    from pipeline.core import layout
+    from pipeline.core.settings import load_config
+    from pipeline.core.storage import open_storage
+    from pipeline.model import registry
 
     config = load_config()
     storage = open_storage(config.storage.root)

@@ -22,7 +22,7 @@ from conftest import ROOT, _free_port, copy_trained
 from helpers import run_dag, task_states
 
 from pipeline import steps
-from pipeline.config import load_config
+from pipeline.core.settings import load_config
 
 pytestmark = pytest.mark.e2e
 
@@ -65,8 +65,8 @@ def endpoints():
 
 
 def _day_frames():
-    from pipeline.config import load_config
-    from pipeline.source import assign_days, read_source_text
+    from pipeline.core.settings import load_config
+    from pipeline.data.source import assign_days, read_source_text
 
     config = load_config(ROOT / "params.yaml")
     raw = pd.read_csv(ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", dtype=str, keep_default_na=False)

@@ -19,16 +19,18 @@ import pytest
 import yaml
 from conftest import ROOT, write_params
 
-from pipeline import layout, steps
-from pipeline.config import ConfigError, load_config
-from pipeline.storage import open_storage
+from pipeline import steps
+from pipeline.core import layout
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
 
 GOOD_DAY = "2025-03-02"
 SUMMARY = ROOT / "tests" / "results" / "bad_inputs_summary.json"
 
 
 def _source_days() -> dict[str, pd.DataFrame]:
-    from pipeline.source import assign_days, read_source_text
+    from pipeline.data.source import assign_days, read_source_text
 
     config = load_config(ROOT / "params.yaml")
     text = read_source_text(config.dataset)
@@ -482,7 +484,7 @@ def test_bad_labels(world, case):
     labels_before = storage.read_manifest(labels_key)["publish_id"]
     raw_before, preds_before, quarantined_before = _state(world)
     _deliver(world, {"delivery.csv": _csv(change(_labels_of(world["by_day"][LABEL_DAY].copy())))}, LABEL_DAY)
-    from pipeline.ingest import ingest_labels
+    from pipeline.data.ingest import ingest_labels
 
     try:
         ingest_labels(load_config(world["params"]), storage, _d(LABEL_DAY), as_of=_d(GOOD_DAY))
@@ -502,7 +504,8 @@ def test_bad_labels(world, case):
 
 
 def test_labels_are_never_published_for_a_later_day(world):
-    from pipeline.ingest import LabelsNotAvailable, ingest_labels, publish_labels
+    from pipeline.core.errors import LabelsNotAvailable
+    from pipeline.data.ingest import ingest_labels, publish_labels
 
     config = load_config(world["params"])
     with pytest.raises(LabelsNotAvailable, match=r"arrive on 2025-03-17, after 2025-03-02") as info:
@@ -519,7 +522,7 @@ def test_non_finite_batch_fails_the_suite(world):
     """Defence in depth: a batch that reaches the audit with ±inf (a simulated delivery, bypassing
     the typing) fails the contract's finiteness expectation and is quarantined."""
     from pipeline.data import contract as contracts
-    from pipeline.ingest import publish_batch
+    from pipeline.data.ingest import publish_batch
 
     config = load_config(world["params"])
     storage = world["storage"]
@@ -573,7 +576,7 @@ ARTEFACT_CASES = {
 
 @pytest.mark.parametrize("case", list(ARTEFACT_CASES))
 def test_bad_artefacts(world, case):
-    from pipeline import registry
+    from pipeline.model import registry
 
     which, change, expected = ARTEFACT_CASES[case]
     storage = world["storage"]
@@ -585,7 +588,7 @@ def test_bad_artefacts(world, case):
     preds_before = storage.read_manifest(layout.predictions_partition("credit_default", _d(GOOD_DAY)))["publish_id"]
     original = _corrupt(storage, key, lambda b: json.dumps(change(json.loads(b))).encode())
     try:
-        import pipeline.score as score_module
+        import pipeline.model.score as score_module
 
         score_module._MODELS.clear()  # a fresh worker: nothing loaded before the damage
         try:
@@ -618,8 +621,8 @@ def test_tampered_model_with_rewritten_hash_never_unpickles(world, tmp_path):
     import hashlib
     import pickle
 
-    import pipeline.score as score_module
-    from pipeline import registry
+    import pipeline.model.score as score_module
+    from pipeline.model import registry
 
     storage = world["storage"]
     version = registry.champion_version(storage, "credit_default")

@@ -25,8 +25,8 @@ def test_listing_commands_print_tables_and_json_on_request(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["contract"]["version"] == 1 and data["params_differ"] == []
 
+    from pipeline.core.storage import open_storage
     from pipeline.ops import audit
-    from pipeline.storage import open_storage
 
     storage = open_storage(str(tmp_path / "storage"))
     for i in range(5):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from pipeline.config import load_config
+from pipeline.core.settings import load_config
 
 AIRFLOW_SERVICES = [
     "airflow-apiserver",

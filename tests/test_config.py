@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 from conftest import ROOT, write_params
 
-from pipeline.config import ConfigError, load_config
+from pipeline.core.errors import ConfigError
+from pipeline.core.settings import load_config
 
 
 def test_params_load_into_frozen_typed_config():

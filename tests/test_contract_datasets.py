@@ -8,9 +8,10 @@ import pytest
 import yaml
 from conftest import ROOT, write_params
 
-from pipeline import layout, steps
-from pipeline.config import load_config
-from pipeline.storage import open_storage
+from pipeline import steps
+from pipeline.core import layout
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
 
 
 def test_dataset_without_id_column_runs_end_to_end_with_stable_row_keys(tmp_path):
@@ -42,7 +43,7 @@ def test_dataset_without_id_column_runs_end_to_end_with_stable_row_keys(tmp_path
 
 def test_few_percent_out_of_range_per_day_passes_with_mostly_and_reports_shares(tmp_path):
     """Blood-pressure style data: ~3% of AGE values out of range every day."""
-    from pipeline.source import read_source_text
+    from pipeline.data.source import read_source_text
 
     base = load_config(ROOT / "params.yaml")
     read_source_text(base.dataset)  # the source reads cleanly before it is made dirty

@@ -12,10 +12,12 @@ import pytest
 from conftest import ROOT, copy_trained
 from helpers import run_dag, task_states
 
-from pipeline import layout, registry, steps
-from pipeline.config import load_config
-from pipeline.storage import open_storage
-from pipeline.validation import ValidationFailed
+from pipeline import steps
+from pipeline.core import layout
+from pipeline.core.errors import ValidationFailed
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
+from pipeline.model import registry
 
 pytestmark = pytest.mark.e2e
 

@@ -10,12 +10,12 @@ from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 from sklearn.metrics import roc_auc_score
 
-from pipeline.config import RetrainPolicyConfig, load_config
-from pipeline.features import build_model, feature_frame
+from pipeline.core.settings import RetrainPolicyConfig, load_config
+from pipeline.data.source import Schema
+from pipeline.model.features import build_model, feature_frame
 from pipeline.monitoring import performance, policy, stats
 from pipeline.monitoring.drift import quantised_size
 from pipeline.monitoring.profile import build_profile, read_sample
-from pipeline.source import Schema
 
 TOL = 1e-9
 

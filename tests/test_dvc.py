@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import ROOT, write_params
 
-from pipeline.config import load_config
-from pipeline.snapshot import track_with_dvc
+from pipeline.core.settings import load_config
+from pipeline.data.snapshot import track_with_dvc
 
 
 @pytest.fixture
@@ -62,8 +62,8 @@ def test_concurrent_trainings_then_dvc_restore_in_a_clean_clone(clone, tmp_path)
     import os
     import sys
 
-    from pipeline import registry
-    from pipeline.storage import open_storage
+    from pipeline.core.storage import open_storage
+    from pipeline.model import registry
 
     remote = tmp_path / "remote"
     runs = []

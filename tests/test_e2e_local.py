@@ -7,9 +7,11 @@ import pytest
 import yaml
 from helpers import run_dag, task_states
 
-from pipeline import layout, registry, steps
-from pipeline.config import load_config
-from pipeline.storage import open_storage
+from pipeline import steps
+from pipeline.core import layout
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
+from pipeline.model import registry
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +117,7 @@ def test_bad_batch_through_the_scoring_dag(dagbag, tmp_path, monkeypatch):
     import pandas as pd
     from conftest import ROOT, write_params
 
-    from pipeline.source import assign_days, read_source_text
+    from pipeline.data.source import assign_days, read_source_text
 
     base = load_config(ROOT / "params.yaml")
     text = pd.read_csv(ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", dtype=str, keep_default_na=False)

@@ -11,9 +11,9 @@ import uuid
 import pytest
 from helpers import read_parquet_objects, run_dag
 
-from pipeline import registry
-from pipeline.config import load_config
-from pipeline.storage import open_storage
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
+from pipeline.model import registry
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +88,7 @@ def test_missing_connection_fails_closed_despite_ambient_credentials(dagbag, s3_
     from conftest import write_params
     from helpers import task_states
 
-    from pipeline.storage import StorageCredentialsMissing
+    from pipeline.core.errors import StorageCredentialsMissing
     from pipeline_airflow import s3_options
 
     admin = boto3.client(

@@ -5,9 +5,9 @@ import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import roc_auc_score
 
-from pipeline import registry
-from pipeline.evaluate import classification_metrics, gate_decision
-from pipeline.storage import open_storage
+from pipeline.core.storage import open_storage
+from pipeline.model import registry
+from pipeline.model.evaluate import classification_metrics, gate_decision
 
 
 def test_metrics_match_sklearn_and_threshold():

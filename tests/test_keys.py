@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from pipeline import keys
-from pipeline.errors import SignatureError
+from pipeline.core import keys
+from pipeline.core.errors import SignatureError
 
 # Each process waits for a start file, so all of them race for the first use together. Separate
 # interpreters, not a forked pool: forking a test process that runs server threads can deadlock.
 _RACER = """
 import os, sys, time
-from pipeline import keys
+from pipeline.core import keys
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.005)
 print(keys.signing_key(create=True).decode())

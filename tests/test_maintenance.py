@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 from conftest import write_params
 
-from pipeline.config import load_config
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
 from pipeline.ops.maintenance import collect_garbage
-from pipeline.storage import open_storage
 
 TWO_DAYS = 2 * 24 * 3600
 

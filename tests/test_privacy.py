@@ -19,9 +19,10 @@ import pytest
 import yaml
 from conftest import ROOT, write_params
 
-from pipeline import layout, steps
-from pipeline.config import load_config
-from pipeline.storage import open_storage
+from pipeline import steps
+from pipeline.core import layout
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
 
 PII = re.compile(r"pii\.example|Zyxa Q\d|\+44 7700 9\d")
 PII_COLUMNS = ["FULL_NAME", "EMAIL", "PHONE"]
@@ -83,7 +84,7 @@ def run(tmp_path_factory):
         outputs["scoring"] = [steps.run_scoring(day, str(params)) for day in ("2025-03-02", "2025-03-03")]
         # A delivery that fails its audit: one row of 2025-03-04 has AGE 170.
         config = load_config(params)
-        from pipeline.source import assign_days, read_source_text
+        from pipeline.data.source import assign_days, read_source_text
 
         days = assign_days(config.dataset, read_source_text(config.dataset))
         bad_id = int(read_source_text(config.dataset)["ID"][days.map(str) == "2025-03-04"].iloc[0])
@@ -124,7 +125,7 @@ def test_the_run_happened(run):
     outputs, storage = run["outputs"], run["storage"]
     import datetime as dt
 
-    from pipeline import registry
+    from pipeline.model import registry
 
     assert registry.champion_version(storage, "credit_default")
     assert storage.partition_exists(layout.predictions_partition("credit_default", dt.date(2025, 3, 3)))

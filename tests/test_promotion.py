@@ -18,9 +18,11 @@ import yaml
 from conftest import ROOT, SMALL_TRAINING, copy_trained, write_params
 from helpers import read_parquet_objects, task_states
 
-from pipeline import layout, registry, steps
-from pipeline.config import load_config
-from pipeline.storage import open_storage
+from pipeline import steps
+from pipeline.core import layout
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
+from pipeline.model import registry
 
 pytestmark = pytest.mark.e2e
 
@@ -125,7 +127,7 @@ def test_a_champion_that_trained_on_the_holdout_is_not_compared(copy_of):
 
 
 def test_shuffled_labels_candidate_is_never_promoted(copy_of, monkeypatch):
-    import pipeline.train as train_module
+    import pipeline.model.train as train_module
 
     real = train_module.target_vector
     monkeypatch.setattr(
@@ -234,8 +236,8 @@ def test_rollback_restores_the_previous_champion_with_history(copy_of, capsys):
 
 PROMOTE = """
 import sys, time
-from pipeline import registry
-from pipeline.storage import open_storage
+from pipeline.model import registry
+from pipeline.core.storage import open_storage
 storage = open_storage(sys.argv[1], {"endpoint_url": sys.argv[2], "access_key_id": "testing",
                                      "secret_access_key": "testing", "region": "us-east-1"})
 time.sleep(max(0.0, float(sys.argv[4]) - time.time()))
@@ -296,7 +298,7 @@ def test_two_promotions_at_once_on_s3_leave_one_champion(s3_server, tmp_path):
 
 
 def test_canary_routing_share_and_stability():
-    from pipeline.score import canary_mask
+    from pipeline.model.score import canary_mask
 
     keys = pd.Series(np.arange(1_000_000, 1_010_000))
     mask = canary_mask(keys, 0.1)
@@ -333,7 +335,7 @@ def test_shadow_and_canary_scoring(copy_of):
     assert again["rows"] == result["rows"]
     assert set(prod2.loc[prod2["decided_by"] == "challenger", "ID"]) == set(canary_rows["ID"])
     # Once labels arrive, the shadow days compare champion and challenger.
-    from pipeline.ingest import ingest_labels
+    from pipeline.data.ingest import ingest_labels
 
     ingest_labels(copy_of["config"], storage, dt.date(2025, 3, 2), as_of=dt.date(2025, 3, 16))
     comparison = steps.compare_shadow(params=canary)

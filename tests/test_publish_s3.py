@@ -91,7 +91,7 @@ def scored_day(s3_server, tmp_path_factory):
 # (importing sklearn and friends costs seconds per process here), as pre-fork servers do.
 ZYGOTE = r"""
 import os, sys
-import pipeline.cli, pipeline.steps, pipeline.score, sklearn.ensemble  # the slow imports, once
+import pipeline.cli, pipeline.steps, pipeline.model.score, sklearn.ensemble  # the slow imports, once
 for line in sys.stdin:
     cmd, _, arg = line.strip().partition(" ")
     if cmd == "spawn":

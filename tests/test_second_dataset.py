@@ -6,9 +6,9 @@ import pytest
 from conftest import ROOT
 from helpers import read_parquet_objects, run_dag
 
-from pipeline import registry
-from pipeline.config import load_config
-from pipeline.storage import open_storage
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
+from pipeline.model import registry
 
 pytestmark = pytest.mark.e2e
 

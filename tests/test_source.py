@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT, write_params
 
-from pipeline.config import load_config
-from pipeline.source import SourceError, assign_days, canonical_label, coerce_types, read_source_text, resolve_schema
+from pipeline.core.errors import SourceError
+from pipeline.core.settings import load_config
+from pipeline.data.source import assign_days, canonical_label, coerce_types, read_source_text, resolve_schema
 
 
 def _dataset(tmp_path, csv_text: str, **dataset_overrides):
@@ -57,7 +58,7 @@ def test_text_in_numeric_column_names_column_and_rows(tmp_path):
 
 
 def test_missing_configured_column_is_refused_at_load(tmp_path):
-    from pipeline.config import ConfigError
+    from pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"dataset.features.numeric names \['amount'\]"):
         _dataset(tmp_path, "id,colour,y\n1,red,0\n", features={"categorical": ["colour"], "numeric": ["amount"]})
@@ -88,8 +89,8 @@ def test_day_assignment_is_stable_and_covers_every_row(tmp_path):
 
 
 def test_event_time_column_decides_the_day(tmp_path):
-    from pipeline.ingest import ingest_day
-    from pipeline.storage import open_storage
+    from pipeline.core.storage import open_storage
+    from pipeline.data.ingest import ingest_day
 
     csv = "id,ts,x,y\n1,2025-01-01T23:59:00Z,1.0,0\n2,2025-01-02T00:00:01Z,2.0,1\n3,2025-01-02 10:00:00,3.0,0\n"
     ds = _dataset(tmp_path, csv, event_time_column="ts", features={})
@@ -114,7 +115,7 @@ def test_unreadable_event_time_is_named(tmp_path):
 def test_a_label_problem_is_not_swallowed_by_daily_ingest(tmp_path):
     """Days without source rows mean 'no labels arrive'; a missing target value is an error."""
     from pipeline import steps
-    from pipeline.ingest import IngestError
+    from pipeline.core.errors import IngestError
 
     rows = "".join(f"{i},{'red' if i % 2 else 'blue'},{'' if i == 4 else i % 2}\n" for i in range(40))
     _dataset(tmp_path, "id,colour,y\n" + rows)
@@ -122,7 +123,7 @@ def test_a_label_problem_is_not_swallowed_by_daily_ingest(tmp_path):
     first = steps.ingest("2025-01-01", params)  # labels of 2024-12-31: no rows that day
     assert first["labels"] is None and first["rows"] > 0
     config = load_config(params)
-    from pipeline.source import assign_days
+    from pipeline.data.source import assign_days
 
     day_of_4 = assign_days(config.dataset, read_source_text(config.dataset))[4]
     with pytest.raises(IngestError, match="no value in target column 'y'"):
@@ -133,7 +134,7 @@ def test_arrow_number_parsing_equals_pandas_on_every_spelling():
     """to_float (Arrow's cast first) gives pd.to_numeric's values on plain numbers and on
     everything Arrow refuses (which pandas then parses)."""
 
-    from pipeline.source import to_float
+    from pipeline.data.source import to_float
 
     spellings = ["1", "2.5", "-3e2", "+5", ".5", "5.", "1E5", "-0", "0.0", "1e-400", "1e400", "inf", "-Infinity"]
     spellings += ["nan", "NaN", "", "  ", " 2", "0x10", "1_000", "１２", "1d5", "1,5", "abc", None]

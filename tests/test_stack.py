@@ -235,8 +235,8 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         # Every artefact is in the bucket; nothing went to the local storage root.
         from helpers import read_parquet_objects
 
-        from pipeline import registry
-        from pipeline.storage import open_storage
+        from pipeline.core.storage import open_storage
+        from pipeline.model import registry
 
         storage = open_storage(
             f"s3://{bucket}/{prefix}",

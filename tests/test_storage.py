@@ -6,7 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.storage import PartitionNotFound, StorageError, open_storage
+from pipeline.core.errors import PartitionNotFound, StorageError
+from pipeline.core.storage import open_storage
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -99,8 +100,8 @@ def test_s3_source_is_read_with_the_storage_credentials(s3_server, tmp_path, mon
     import boto3
     from conftest import write_params
 
-    from pipeline.config import load_config
-    from pipeline.ingest import ingest_day
+    from pipeline.core.settings import load_config
+    from pipeline.data.ingest import ingest_day
 
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
@@ -141,7 +142,7 @@ def test_hung_s3_endpoint_fails_within_the_configured_budget(tmp_path, monkeypat
 
     from conftest import ROOT, write_params
 
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
     from pipeline.steps import storage_for
 
     server = socket.socket()
@@ -187,7 +188,7 @@ def test_hung_s3_endpoint_fails_within_the_configured_budget(tmp_path, monkeypat
 
 
 def test_corrupt_json_artefact_names_the_file(tmp_path):
-    from pipeline.errors import ArtefactError, ArtefactMissing, PipelineError
+    from pipeline.core.errors import ArtefactError, ArtefactMissing, PipelineError
 
     storage = open_storage(str(tmp_path))
     storage.write_bytes("validation/x/dt=2025-01-01.json", b"{not json")
@@ -204,7 +205,8 @@ def test_s3_publish_waits_for_a_live_lease_and_takes_over_an_expired_one(s3_env)
 
     import pyarrow as pa
 
-    from pipeline.storage import PublishConflict, open_storage
+    from pipeline.core.errors import PublishConflict
+    from pipeline.core.storage import open_storage
 
     storage = open_storage(f"s3://{s3_env['bucket']}/root", wait_seconds=1.0, lease_seconds=60)
     key = "predictions/m/dt=2025-01-01"

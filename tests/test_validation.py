@@ -7,11 +7,12 @@ import pyarrow as pa
 import pytest
 from conftest import ROOT, write_params
 
-from pipeline import layout, steps
-from pipeline.config import load_config
-from pipeline.data.contract import ContractError
-from pipeline.storage import open_storage
-from pipeline.validation import ValidationFailed, suite_name
+from pipeline import steps
+from pipeline.core import layout
+from pipeline.core.errors import ContractError, ValidationFailed
+from pipeline.core.settings import load_config
+from pipeline.core.storage import open_storage
+from pipeline.data.validation import suite_name
 
 DAY = dt.date(2025, 2, 10)
 

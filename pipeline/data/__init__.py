@@ -1,1 +1,2 @@
-"""Data intake: the frozen data contract, reading a day's delivery, and quarantine."""
+"""Data intake: reading a day's delivery from its source, the frozen data contract, typing and
+ingesting it, the privacy gate, Great Expectations validation, quarantine, and training snapshots."""

@@ -23,16 +23,13 @@ import json
 import logging
 from typing import Any
 
-from .. import layout
-from ..config import ConfigError, PipelineConfig, _jsonable, check_columns_exist
-from ..source import Schema, canonical_label, resolve_schema
-from ..storage import PreconditionFailed, Storage
+from pipeline.core import layout
+from pipeline.core.errors import ContractError, PreconditionFailed
+from pipeline.core.settings import PipelineConfig, _jsonable, check_columns_exist
+from pipeline.core.storage import Storage
+from pipeline.data.source import Schema, canonical_label, resolve_schema
 
 log = logging.getLogger(__name__)
-
-
-class ContractError(ConfigError):
-    """The params and the stored contract disagree, or the contract cannot be resolved."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,9 +198,6 @@ def _store(config: PipelineConfig, storage: Storage, contract: Contract) -> Cont
         raise ContractError(
             f"another process changed the contract of {config.dataset.name} at the same time; retry"
         ) from exc
-    from .. import validation
-
-    validation.write_suite(config, contract)
     log.info(
         "contract v%d of %s stored at %s (%s)", contract.version, config.dataset.name, storage.uri(key), contract.reason
     )

@@ -31,19 +31,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import layout
-from ..config import PipelineConfig
-from ..source import SourceError, to_float
-from ..storage import PartitionNotFound, Storage
-from .privacy import pseudonymise
+from pipeline.core import layout
+from pipeline.core.errors import DeliveryTooLarge, NoDelivery, OutsideLandingArea, PartitionNotFound, SourceError
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data.privacy import pseudonymise
+from pipeline.data.source import to_float
 
 log = logging.getLogger(__name__)
 
 LINE_COLUMN = "_line"
-
-
-class NoDelivery(SourceError):
-    """Nothing was delivered for that day."""
 
 
 @dataclasses.dataclass
@@ -65,14 +62,6 @@ class Delivery:
 
 
 # --------------------------------------------------------------------------- bytes -> text
-
-
-class DeliveryTooLarge(SourceError):
-    """A delivery over dataset.source.max_bytes or max_rows (found while streaming it)."""
-
-
-class OutsideLandingArea(SourceError):
-    """A delivered file resolves (through '..' or a symlink) outside the landing area."""
 
 
 _CHUNK = 1 << 20
@@ -353,7 +342,7 @@ def source_fingerprint(config: PipelineConfig, storage: Storage) -> str:
 
 
 def _days_of(config: PipelineConfig, text: pd.DataFrame) -> np.ndarray:
-    from ..source import assign_days
+    from pipeline.data.source import assign_days
 
     days = assign_days(config.dataset, text, strict=False).to_numpy(dtype=object)
     return np.array([d.isoformat() if isinstance(d, dt.date) else "unassigned" for d in days], dtype=object)
@@ -410,7 +399,7 @@ def _stream_blocks(config: PipelineConfig, storage: Storage):
 
 
 def _all_text(uri: str, src) -> dict:
-    from ..config import read_local_header
+    from pipeline.core.settings import read_local_header
 
     header = read_local_header(uri, "csv", src.csv_delimiter) if not uri.startswith("s3://") else None
     return {c: pa.string() for c in header} if header else {}

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ..keys import signing_key
+from pipeline.core.keys import signing_key
 
 KEY_ENV = "PIPELINE_PII_KEY"
 HASH_PREFIX = "pii:"

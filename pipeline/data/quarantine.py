@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from .. import layout
-from ..storage import PartitionNotFound, Storage
+from pipeline.core import layout
+from pipeline.core.errors import PartitionNotFound
+from pipeline.core.storage import Storage
 
 
 def _json(value: Any) -> bytes:
@@ -26,7 +27,7 @@ def _json(value: Any) -> bytes:
 
 
 def _audit(storage: Storage, key: str, verdict: dict) -> None:
-    from ..ops import audit
+    from pipeline.ops import audit
 
     audit.record(
         storage,

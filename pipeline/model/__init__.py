@@ -1,2 +1,2 @@
-"""What decides whether a model may serve: the cost of its errors, fairness across groups of
-the sensitive attributes, and the comparison with the current champion."""
+"""Models: features, training, evaluation metrics and their HTML report, the promotion gate (cost,
+fairness, the comparison with the champion), the signed registry, and batch scoring."""

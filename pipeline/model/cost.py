@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import CostConfig
+from pipeline.core.settings import CostConfig
 
 
 def cost_per_1000(y: np.ndarray, score: np.ndarray, threshold: float, cost: CostConfig) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import FairnessConfig
+from pipeline.core.settings import FairnessConfig
 
 
 def group_labels(values: pd.Series, edges: tuple[float, ...] | None) -> pd.Series:

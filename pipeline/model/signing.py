@@ -30,8 +30,8 @@ import json
 import logging
 from typing import Any
 
-from ..errors import SignatureError
-from ..keys import accepted_keys, key_id, signing_key
+from pipeline.core.errors import SignatureError
+from pipeline.core.keys import accepted_keys, key_id, signing_key
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..config import CATEGORICAL_STATISTICS, NUMERIC_STATISTICS, MonitoringConfig
-from .profile import SCORE_COLUMN, numeric_values
-from .stats import (
+from pipeline.core.settings import CATEGORICAL_STATISTICS, NUMERIC_STATISTICS, MonitoringConfig
+from pipeline.monitoring.profile import SCORE_COLUMN, numeric_values
+from pipeline.monitoring.stats import (
     benjamini_hochberg,
     calibrated_pvalue,
     categorical_drift,

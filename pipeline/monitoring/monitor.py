@@ -24,14 +24,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import layout, registry
-from ..config import PipelineConfig
-from ..errors import MonitoringError
-from ..features import target_vector
-from ..ops import progress
-from ..storage import Storage
-from . import drift, performance, policy, quality, report
-from . import profile as profile_mod
+from pipeline.core import layout
+from pipeline.core.errors import MonitoringError
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.model import registry
+from pipeline.model.features import target_vector
+from pipeline.monitoring import drift, performance, policy, quality, report
+from pipeline.monitoring import profile as profile_mod
+from pipeline.ops import progress
 
 log = logging.getLogger(__name__)
 
@@ -352,13 +353,13 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     )
     storage.write_bytes(report_key, html.encode())
     storage.write_json(decision_key, record)  # last: the run is complete
-    from ..ops import metrics
+    from pipeline.ops import metrics
 
     metrics.gauge("drift_flagged_features", len(record["drifted_features"]), model=model)
     metrics.gauge("quality_breaks", len(record["quality_breaks"]), model=model)
     metrics.incr("retraining_triggers", int(bool(record["retrain"])), model=model)
     if record["retrain"]:
-        from ..ops import audit
+        from pipeline.ops import audit
 
         audit.record(
             storage,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..config import RetrainPolicyConfig
+from pipeline.core.settings import RetrainPolicyConfig
 
 
 def _flag_key(flagging: str) -> str:

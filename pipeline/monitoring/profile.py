@@ -16,6 +16,7 @@ exactly scipy's on the training data); otherwise a seeded uniform sample of that
 from __future__ import annotations
 
 import io
+import json
 import logging
 
 import numpy as np
@@ -23,8 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import PipelineConfig
-from .stats import psi_edges, value_counts
+from pipeline.core.settings import PipelineConfig
+from pipeline.monitoring.stats import psi_edges, value_counts
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,22 @@ def reference_columns(
             "counts": dict(sorted(counts.items())),
         }
     return columns, sample_cols, sample_vals
+
+
+def reference_for(*args, **kwargs) -> dict:
+    """The reference a training run stores with its version (see build_profile's arguments): the
+    files, the manifest's entry naming them, and the permutation importance."""
+    profile, sample = build_profile(*args, **kwargs)
+    return {
+        "files": {PROFILE: json.dumps(profile, indent=1).encode(), SAMPLE: sample},
+        "manifest": {
+            "profile": PROFILE,
+            "sample": SAMPLE,
+            "exact": profile["exact"],
+            "important_features": profile["important_features"],
+        },
+        "importance": profile["importance"],
+    }
 
 
 def build_profile(

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..config import QualityLimits
-from .profile import category_values, numeric_values
+from pipeline.core.settings import QualityLimits
+from pipeline.monitoring.profile import category_values, numeric_values
 
 
 def quality_rows(

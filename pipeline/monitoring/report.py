@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .profile import SCORE_COLUMN, category_values, numeric_values
+from pipeline.monitoring.profile import SCORE_COLUMN, category_values, numeric_values
 
 
 def _png(fig) -> str:

@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import layout, registry
-from ..config import PipelineConfig
-from ..errors import SimulationError
-from ..features import feature_frame, target_vector
-from ..ingest import publish_batch, publish_labels
-from ..source import Schema, coerce_types, read_source_text
-from ..storage import Storage
+from pipeline.core import layout
+from pipeline.core.errors import SimulationError
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data.ingest import publish_batch, publish_labels
+from pipeline.data.source import Schema, coerce_types, read_source_text
+from pipeline.model import registry
+from pipeline.model.features import feature_frame, target_vector
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,10 @@ def simulate_deliveries(
 ) -> dict:
     if scenario not in SCENARIOS:
         raise SimulationError(f"unknown scenario {scenario!r}; known: {list(SCENARIOS)}")
-    from ..data import contract as contracts
-    from ..data.delivery import NoDelivery, read_delivery
-    from ..source import type_rows
+    from pipeline.core.errors import NoDelivery
+    from pipeline.data import contract as contracts
+    from pipeline.data.delivery import read_delivery
+    from pipeline.data.source import type_rows
 
     ds = config.dataset
     schema = contracts.require(config, storage).schema
@@ -192,9 +194,9 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     each would have retrained."""
     import dataclasses
 
-    from . import drift, performance, policy, quality
-    from .monitor import cached_noise_floors, load_reference
-    from .profile import calibrate
+    from pipeline.monitoring import drift, performance, policy, quality
+    from pipeline.monitoring.monitor import cached_noise_floors, load_reference
+    from pipeline.monitoring.profile import calibrate
 
     ds = config.dataset
     m = config.monitoring
@@ -203,7 +205,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     prof, sample = load_reference(storage, config.model_name, version)
     schema = Schema.from_dict(manifest["schema"])
     text = read_source_text(ds, storage)
-    from ..source import assign_days
+    from pipeline.data.source import assign_days
 
     window = manifest["data"]["window"]
     days = assign_days(ds, text)

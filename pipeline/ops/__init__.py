@@ -1,1 +1,2 @@
-"""Operations: the audit trail and on-call alerts (what a person is told, and what is kept)."""
+"""Operations: the audit trail, on-call alerts, run metrics, storage maintenance, progress and thread
+budgets (what a person is told, what is kept, and what a task may use)."""

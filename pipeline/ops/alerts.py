@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from ..storage import Storage
+from pipeline.core.storage import Storage
 
 BAD_DATA = (
     "ValidationFailed",

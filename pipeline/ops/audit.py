@@ -18,7 +18,7 @@ import os
 import uuid
 from typing import Any
 
-from ..storage import Storage
+from pipeline.core.storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import PipelineConfig
-from ..storage import LEASE, MANIFEST, STAGING_DIR, Storage, lease_is_free
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import LEASE, MANIFEST, STAGING_DIR, Storage, lease_is_free
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def collect_garbage(
         ", ".join(f"{k} {v['count']}" for k, v in summary.items() if v["count"]) or "nothing",
     )
     if removed and not dry_run:
-        from . import audit, metrics
+        from pipeline.ops import audit, metrics
 
         metrics.incr("gc_objects_removed", removed)
         audit.record(

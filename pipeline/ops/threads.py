@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from ..config import PipelineConfig
+from pipeline.core.settings import PipelineConfig
 
 log = logging.getLogger(__name__)
 

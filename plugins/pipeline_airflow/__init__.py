@@ -59,7 +59,7 @@ def s3_options() -> dict | None:
     is a StorageCredentialsMissing error naming it (retried like other storage errors), never a
     silent fall-back to whatever AWS_* variables or instance role the worker happens to have.
     boto3's own chain applies only when params say `storage.aws_conn_id: null`."""
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
 
     config = load_config()
     remote = config.dvc.remote_url or ""
@@ -71,7 +71,7 @@ def s3_options() -> dict | None:
         return None
     from airflow.sdk import BaseHook
 
-    from pipeline.storage import StorageCredentialsMissing
+    from pipeline.core.errors import StorageCredentialsMissing
 
     where = config.storage.root if config.storage.root.startswith("s3://") else remote
     try:
@@ -96,14 +96,14 @@ def s3_options() -> dict | None:
 def signing_key_from_connection() -> None:
     """The model signing key from the Airflow connection `registry.signing_conn_id` (its password),
     when it exists and no key is set in the environment (pipeline/model/signing.py)."""
-    from pipeline.keys import KEY_ENV
+    from pipeline.core.keys import KEY_ENV
 
     if os.environ.get(KEY_ENV):
         return
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
 
     try:
         conn = BaseHook.get_connection(load_config().registry.signing_conn_id)
@@ -154,7 +154,7 @@ def fail_fast_on_bad_data() -> Iterator[None]:
     pipeline's message. Storage and other transient errors keep their retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipeline.errors import PipelineError
+    from pipeline.core.errors import NoRowsForDay, PipelineError
     from pipeline.ops import metrics
 
     metrics.install(_AirflowStats())
@@ -163,7 +163,7 @@ def fail_fast_on_bad_data() -> Iterator[None]:
         signing_key_from_connection()
         yield
     except PipelineError as exc:
-        if type(exc).__name__ == "NoRowsForDay":
+        if isinstance(exc, NoRowsForDay):
             # Nothing delivered (yet) for this day, e.g. the first scheduled run after unpausing:
             # the run is skipped, not failed; lateness is the deadline check's job.
             skip(f"nothing to do: {exc}")
@@ -181,7 +181,7 @@ def fail_fast_on_bad_data() -> Iterator[None]:
 def approval_required() -> bool:
     """`gate.require_approval` from params: the training DAG's shape depends on it (read at parse
     time; the config loader imports only yaml)."""
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
 
     return load_config().gate.require_approval
 
@@ -191,7 +191,7 @@ def champion_asset():
     carrying the version and its metrics, visible on the Assets page and the training DAG's runs."""
     from airflow.sdk import Asset
 
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
 
     return Asset(name=f"{load_config().model_name}_champion")
 

@@ -300,7 +300,7 @@ def scoring_deadline():
     from airflow.sdk.definitions.callback import AsyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
 
     hours = load_config().alerts.scoring_deadline_hours
     if hours is None:

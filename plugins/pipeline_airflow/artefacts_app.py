@@ -65,7 +65,7 @@ app = FastAPI(
 
 
 def _config():
-    from pipeline.config import load_config
+    from pipeline.core.settings import load_config
 
     return load_config()
 

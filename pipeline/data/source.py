@@ -21,16 +21,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .config import DatasetConfig
-from .errors import PipelineError
+from pipeline.core.errors import (
+    SourceError,
+)
+from pipeline.core.settings import DatasetConfig
 
 # Fixed key: day assignment must never change between runs or machines.
 _HASH_KEY = "pipeline-days-v1"[:16]
 _INTEGRAL_FORM = re.compile(r"^[+-]?(\d+\.\d*|\d*\.\d+|\d+)([eE][+-]?\d+)?$")
-
-
-class SourceError(PipelineError, ValueError):
-    """The source cannot be read or a value does not fit its column."""
 
 
 NOT_FINITE = "not a finite number (inf, or beyond float64's range)"
@@ -107,7 +105,7 @@ class Schema:
 def _read_uri_bytes(uri: str, storage=None) -> bytes:
     try:
         if uri.startswith("s3://"):
-            from .storage import open_storage
+            from pipeline.core.storage import open_storage
 
             # The storage's S3 endpoint and credentials also reach an s3:// source.
             reader = storage if storage is not None else open_storage(f"s3://{uri[5:].split('/')[0]}")

@@ -27,12 +27,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import layout, registry
-from .config import PipelineConfig
-from .features import feature_frame
-from .source import Schema
-from .storage import Storage
-from .validation import require_validated
+from pipeline.core import layout
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data.source import Schema
+from pipeline.data.validation import require_validated
+from pipeline.model import registry
+from pipeline.model.features import feature_frame
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _score_with(storage: Storage, model_name: str, version: str, frame: pd.DataF
 def _ranges(storage: Storage, raw_key: str, raw_manifest: dict, rows_per_task: int) -> list[dict]:
     """Row-group ranges of the day's Parquet files, each about `rows_per_task` rows (whole row
     groups; a range never spans two files)."""
-    from .storage import check_row_count, partition_file_checked
+    from pipeline.core.storage import check_row_count, partition_file_checked
 
     ranges: list[dict] = []
     for name in raw_manifest["files"]:
@@ -196,7 +197,7 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
     table = prediction_table(ids, id_column, final_score, final_pred, versions, scored_at, decided_by)
     storage.stage_part(layout.predictions_partition(model_name, day), plan["token"], _part_name(rng["part"]), table)
     elapsed = time.perf_counter() - started
-    from .ops import metrics
+    from pipeline.ops import metrics
 
     metrics.gauge("scoring_rows_per_second", len(frame) / max(elapsed, 1e-6), model=model_name)
     return {
@@ -212,7 +213,7 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
 
 def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts: list[dict]) -> dict:
     """Publish the staged parts as the day's prediction partition (and the shadow partition)."""
-    from .errors import ArtefactError
+    from pipeline.core.errors import ArtefactError
 
     day = dt.date.fromisoformat(plan["day"])
     model_name, version, challenger = plan["model"], plan["model_version"], plan["challenger_version"]
@@ -262,7 +263,7 @@ def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts:
         names,
         manifest={**common, "model_version": version, "input_rows": rows, "threshold": threshold, **extra},
     )
-    from .ops import metrics
+    from pipeline.ops import metrics
 
     metrics.incr("rows_scored", rows, model=model_name)
     log.info(

@@ -32,10 +32,13 @@ from typing import Any
 
 import joblib
 
-from . import layout
-from .errors import PipelineError
-from .model import signing
-from .storage import PreconditionFailed, Storage
+from pipeline.core import layout
+from pipeline.core.errors import (
+    PreconditionFailed,
+    RegistryError,
+)
+from pipeline.core.storage import Storage
+from pipeline.model import signing
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,6 @@ GATE = "gate.json"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ALIASES = (CHAMPION, CHALLENGER)
-
-
-class RegistryError(PipelineError, RuntimeError):
-    """A registry operation was refused; the message says why."""
 
 
 def _now() -> str:
@@ -178,7 +177,7 @@ def record_event(storage: Storage, model: str, event: dict) -> dict:
     now = dt.datetime.now(dt.UTC)
     record = {"model": model, "at": now.isoformat(timespec="microseconds"), **event}
     storage.write_json(f"{layout.model_history(model)}/{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json", record)
-    from .ops import audit
+    from pipeline.ops import audit
 
     action = event.get("action", "")
     kind = "promotion" if action == "promote" else "rollback" if action == "rollback" else "registry"

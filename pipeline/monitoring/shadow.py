@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import layout
-from ..config import PipelineConfig
-from ..features import target_vector
-from ..monitoring.performance import realized_metrics
-from ..storage import Storage
+from pipeline.core import layout
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.model.features import target_vector
+from pipeline.monitoring.performance import realized_metrics
 
 
 def compare_shadow(config: PipelineConfig, storage: Storage, since: dt.date | None = None) -> dict:

@@ -1,7 +1,7 @@
 """Ingestion, the *write* of write-audit-publish: a day's delivery is read, checked against
 the data contract, typed row by row and staged under ``staging/<dataset>/dt=…/<delivery>/``.
 
-Nothing committed changes here: the audit (:mod:`pipeline.validation`) publishes the staged
+Nothing committed changes here: the audit (:mod:`pipeline.data.validation`) publishes the staged
 delivery as ``raw/<dataset>/dt=…/`` or quarantines it. A delivery that cannot be read, lacks
 contract columns or has rows that do not fit (text in a number column, missing or
 conflicting ids) is quarantined with its verdict under ``quarantine/<dataset>/dt=…/<delivery>/``;
@@ -19,28 +19,16 @@ import logging
 
 import pyarrow as pa
 
-from . import layout
-from .config import PipelineConfig
-from .data import contract as contracts
-from .data import privacy, quarantine
-from .data.delivery import NoDelivery, read_delivery, resolution_sample
-from .errors import PipelineError
-from .source import SourceError, type_rows
-from .storage import Storage
+from pipeline.core import layout
+from pipeline.core.errors import IngestError, LabelsNotAvailable, LabelsRejected, NoDelivery, NoRowsForDay, SourceError
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data import contract as contracts
+from pipeline.data import privacy, quarantine
+from pipeline.data.delivery import read_delivery, resolution_sample
+from pipeline.data.source import type_rows
 
 log = logging.getLogger(__name__)
-
-
-class IngestError(PipelineError, ValueError):
-    """The day's delivery could not be ingested; the message names the problem."""
-
-
-class LabelsNotAvailable(IngestError):
-    """Labels for that day are not due yet."""
-
-
-class NoRowsForDay(IngestError):
-    """The source has no rows for that day."""
 
 
 def _table(frame) -> pa.Table:
@@ -62,7 +50,7 @@ def _read(config: PipelineConfig, storage: Storage, day: dt.date):
             # Keep what arrived, even unreadable, as evidence.
             import hashlib
 
-            from .data.delivery import evidence
+            from pipeline.data.delivery import evidence
 
             # Keep what arrived, within the landing area and the size limit (the rest is named only).
             files, not_kept = evidence(config, storage, day)
@@ -138,7 +126,7 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     def reject(stage: str, reasons: list[str], rows=None, **extra) -> IngestError:
         where = quarantine.keep_delivery(storage, delivery, name, stage, reasons, rows=rows, **extra)
         mark_rejected(config, storage, day, delivery.delivery_id, where, reasons)
-        from .ops import metrics
+        from pipeline.ops import metrics
 
         metrics.incr("deliveries_quarantined", 1, dataset=name, stage=stage)
         metrics.incr("rows_quarantined", len(delivery.text), dataset=name)
@@ -223,7 +211,7 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
         },
     )
     log.info("%s: staged %d of %d delivered rows (delivery %s)", day, len(features), delivered, delivery.delivery_id)
-    from .ops import metrics
+    from pipeline.ops import metrics
 
     metrics.incr("rows_ingested", len(features), dataset=name)
     metrics.incr("rows_quarantined", len(rows.bad), dataset=name)
@@ -275,10 +263,6 @@ def publish_batch(
 
 class LabelsWaitForBatch(LabelsNotAvailable):
     """The labels' day has no delivered batch yet: labels are published only with the rows they label."""
-
-
-class LabelsRejected(IngestError):
-    """A day's labels broke the label contract; they were quarantined, the committed labels stay."""
 
 
 def publish_labels(
@@ -383,7 +367,7 @@ def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of:
         )
     if problems:
         where = quarantine.keep_delivery(storage, delivery, ds.name, "labels", problems)
-        from .ops import metrics
+        from pipeline.ops import metrics
 
         metrics.incr("deliveries_quarantined", 1, dataset=ds.name, stage="labels")
         raise LabelsRejected(

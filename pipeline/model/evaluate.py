@@ -11,15 +11,16 @@ import logging
 import numpy as np
 from sklearn import metrics as skm
 
-from . import layout, registry
-from .config import PipelineConfig
-from .features import feature_frame, target_vector
-from .model.comparison import paired_bootstrap
-from .model.cost import cost_per_1000
-from .model.fairness import fairness_breaches, fairness_report
-from .snapshot import DAY_COLUMN, SPLIT_COLUMN, read_snapshot
-from .source import Schema
-from .storage import Storage
+from pipeline.core import layout
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data.snapshot import DAY_COLUMN, SPLIT_COLUMN, read_snapshot
+from pipeline.data.source import Schema
+from pipeline.model import registry
+from pipeline.model.comparison import paired_bootstrap
+from pipeline.model.cost import cost_per_1000
+from pipeline.model.fairness import fairness_breaches, fairness_report
+from pipeline.model.features import feature_frame, target_vector
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +449,7 @@ def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict
         }
     )
     storage.write_json(f"{key}/{registry.GATE}", decision)
-    from .ops import audit
+    from pipeline.ops import audit
 
     audit.record(
         storage,

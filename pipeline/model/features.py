@@ -11,8 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .config import TrainingConfig
-from .source import Schema
+from pipeline.core.settings import TrainingConfig
+from pipeline.data.source import Schema
 
 
 def _estimator(training: TrainingConfig):

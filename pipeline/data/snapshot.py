@@ -24,21 +24,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from . import layout
-from .config import PipelineConfig
-from .errors import PipelineError
-from .source import Schema
-from .storage import PartitionNotFound, Storage
-from .validation import ValidationFailed, require_validated
+from pipeline.core import layout
+from pipeline.core.errors import (
+    PartitionNotFound,
+    SnapshotError,
+    ValidationFailed,
+)
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data.source import Schema
+from pipeline.data.validation import require_validated
 
 log = logging.getLogger(__name__)
 
 SPLIT_COLUMN = "_split"
 DAY_COLUMN = "_day"
-
-
-class SnapshotError(PipelineError, ValueError):
-    """The training window cannot be assembled; the message says which days and why."""
 
 
 def labelled_window(config: PipelineConfig, as_of: dt.date) -> list[dt.date]:
@@ -79,7 +79,7 @@ def _window_frames(config: PipelineConfig, storage: Storage, days: list[dt.date]
 
 
 def _contract_summary(config: PipelineConfig, storage: Storage) -> dict | None:
-    from .data import contract as contracts
+    from pipeline.data import contract as contracts
 
     current = contracts.current(config, storage)
     return current.summary() if current else None

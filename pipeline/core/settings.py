@@ -26,16 +26,14 @@ from typing import Any
 
 import yaml
 
-from .errors import PipelineError
+from pipeline.core.errors import (
+    ConfigError,
+)
 
 PARAMS_ENV = "PIPELINE_PARAMS"
 STORAGE_ENV = "PIPELINE_STORAGE_URI"
 DVC_REMOTE_ENV = "PIPELINE_DVC_REMOTE_URL"
 DEFAULT_PARAMS = "params.yaml"
-
-
-class ConfigError(PipelineError, ValueError):
-    """The params file is missing, malformed or inconsistent."""
 
 
 DEFAULT_NA_VALUES = ("", "nan", "NaN", "NA", "N/A", "null", "NULL", "None")
@@ -568,7 +566,7 @@ def default_params_path() -> Path:
     return (
         Path.cwd() / DEFAULT_PARAMS
         if (Path.cwd() / DEFAULT_PARAMS).exists()
-        else (Path(__file__).resolve().parent.parent / DEFAULT_PARAMS)
+        else (Path(__file__).resolve().parents[2] / DEFAULT_PARAMS)
     )
 
 

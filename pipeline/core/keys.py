@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .errors import SignatureError
+from pipeline.core.errors import SignatureError
 
 log = logging.getLogger(__name__)
 

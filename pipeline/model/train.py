@@ -7,21 +7,21 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from sklearn import metrics as skm
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-from . import registry
-from .config import PipelineConfig
-from .features import build_model, feature_frame, target_vector
-from .lineage import code_revision, library_versions
-from .model.cost import choose_threshold
-from .monitoring import profile as reference
-from .snapshot import DAY_COLUMN, SPLIT_COLUMN, read_snapshot
-from .source import Schema
-from .storage import Storage
+from pipeline.core.lineage import code_revision, library_versions
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data.snapshot import DAY_COLUMN, SPLIT_COLUMN, read_snapshot
+from pipeline.data.source import Schema
+from pipeline.model import registry
+from pipeline.model.cost import choose_threshold
+from pipeline.model.features import build_model, feature_frame, target_vector
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,18 @@ def version_id(as_of: dt.date, snapshot_sha256: str, config: PipelineConfig, cod
     return f"{as_of:%Y%m%d}-{digest[:10]}"
 
 
+# Builds the drift monitor's reference from the fitted model (monitoring.profile.reference_for): the
+# monitoring stage owns what a reference holds; training only stores it with the version.
+ReferenceBuilder = Callable[..., dict]
+
+
 def train_candidate(
-    config: PipelineConfig, storage: Storage, snapshot: dict, as_of: dt.date, reason: str = "scheduled"
+    config: PipelineConfig,
+    storage: Storage,
+    snapshot: dict,
+    as_of: dt.date,
+    build_reference: ReferenceBuilder,
+    reason: str = "scheduled",
 ) -> dict:
     ds = config.dataset
     frame, snap_meta = read_snapshot(storage, ds.name, snapshot["snapshot_id"])
@@ -85,7 +95,7 @@ def train_candidate(
     holdout_X = feature_frame(holdout, schema)
     holdout_y = target_vector(holdout[ds.target.column], ds.target.positive_class)
     rows_per_day = float(train.groupby(DAY_COLUMN).size().median()) if DAY_COLUMN in train else float(len(train))
-    profile, sample = reference.build_profile(
+    reference = build_reference(
         config,
         schema,
         train,
@@ -127,16 +137,11 @@ def train_candidate(
             "cross_validation": cv,
             "importance": {
                 "method": "permutation (holdout ROC AUC drop, 5 repeats)",
-                "features": profile["importance"],
+                "features": reference["importance"],
             },
-            "reference_profile": {
-                "profile": reference.PROFILE,
-                "sample": reference.SAMPLE,
-                "exact": profile["exact"],
-                "important_features": profile["important_features"],
-            },
+            "reference_profile": reference["manifest"],
         },
-        extra_files={reference.PROFILE: json.dumps(profile, indent=1).encode(), reference.SAMPLE: sample},
+        extra_files=reference["files"],
     )
     log.info("stored candidate %s (cv roc_auc %.3f)", version, cv["roc_auc_mean"])
     return {"version": version, "cv": cv, "reused": False, "artifact_sha256": manifest["artifact_sha256"]}

@@ -16,7 +16,7 @@ def code_revision() -> str:
     that images set at build time when they carry no .git."""
     if os.environ.get(CODE_REVISION_ENV):
         return os.environ[CODE_REVISION_ENV]
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the whole pipeline package
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True

@@ -61,7 +61,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import ArtefactError, ArtefactMissing, PipelineError, StorageFull
+from pipeline.core.errors import (
+    ArtefactError,
+    ArtefactMissing,
+    PartitionNotFound,
+    PreconditionFailed,
+    PublishConflict,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +79,6 @@ LEASE = "_publishing.json"
 STAGING_DIR = "_staging"
 # Mapped writers' parts: <root>/_staging/parts/<partition key>/<token>/<name>
 PARTS_DIR = f"{STAGING_DIR}/parts"
-
-
-class StorageError(RuntimeError):
-    """A storage operation failed or found something it cannot accept."""
-
-
-class StorageUnavailable(StorageError):
-    """The storage did not answer as it should (endpoint down, timeout, throttling, denied): one line
-    naming the object and the cause. Transient as far as the pipeline knows: tasks retry it."""
 
 
 def _s3_failure(op: str, uri: str, exc: Exception) -> StorageUnavailable:
@@ -101,23 +101,6 @@ def _wrap_s3(method):
             raise _s3_failure(method.__name__.strip("_"), self.uri(target), exc) from exc
 
     return wrapper
-
-
-class StorageCredentialsMissing(StorageError):
-    """The configured credentials (an Airflow connection) could not be resolved; nothing falls back
-    to ambient credentials. Retried like other storage errors (a secrets backend may be down)."""
-
-
-class PreconditionFailed(StorageError):
-    """A conditional write lost: the object changed since it was read (another writer won)."""
-
-
-class PublishConflict(StorageError):
-    """Another writer holds the partition's publish lease (or took it over): transient, retry."""
-
-
-class PartitionNotFound(StorageError, PipelineError):
-    """No committed partition (no manifest) at that key."""
 
 
 @dataclass(frozen=True)

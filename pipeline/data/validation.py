@@ -29,11 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import layout
-from .config import PipelineConfig
-from .errors import PipelineError
-from .source import Schema
-from .storage import PartitionNotFound, Storage
+from pipeline.core import layout
+from pipeline.core.errors import (
+    PartitionNotFound,
+    ValidationFailed,
+)
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data.source import Schema
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,6 @@ TEXT_TYPES = ["str"]
 ID_TYPES = ["int", "int64", "str"]
 # The finite range of float64: a number column's values lie within it (no ±inf, by contract).
 FLOAT_MAX = float(np.finfo(np.float64).max)
-
-
-class ValidationFailed(PipelineError, ValueError):
-    """A batch broke its expectation suite; the message names the failed expectations."""
 
 
 @dataclass
@@ -416,7 +415,7 @@ _FAILED_ONLY = (
     "<script>document.addEventListener('DOMContentLoaded',function(){"
     "var b=document.getElementById('option2');if(b){b.closest('label').click();}});</script>"
 )
-_PROJECT_VENDOR = Path(__file__).resolve().parents[1] / "great_expectations" / "plugins" / "custom_data_docs" / "vendor"
+_PROJECT_VENDOR = Path(__file__).resolve().parents[2] / "great_expectations" / "plugins" / "custom_data_docs" / "vendor"
 
 
 def _offline(text: str, relative_site: str, asset: str | None) -> str:
@@ -535,7 +534,7 @@ def _judge(
         record["raw_publish_id"] = published["publish_id"]
         storage.write_json(layout.validation_record(ds.name, day), record)
         storage.delete(staged)
-        from .ops import metrics
+        from pipeline.ops import metrics
 
         metrics.incr("validations_passed", 1, dataset=ds.name)
         log.info(
@@ -551,7 +550,7 @@ def _judge(
         return {
             k: record[k] for k in ("day", "delivery_id", "success", "rows", "expectations_evaluated", "tolerated")
         } | {"partition": storage.uri(raw_key), "data_docs": docs}, None
-    from .data import quarantine
+    from pipeline.data import quarantine
 
     q_uri = quarantine.from_staging(
         storage,
@@ -565,7 +564,7 @@ def _judge(
     )
     storage.delete(staged)
     record["quarantine"] = q_uri
-    from .ops import metrics
+    from pipeline.ops import metrics
 
     metrics.incr("validation_failures", 1, dataset=ds.name)
     metrics.incr("deliveries_quarantined", 1, dataset=ds.name, stage="validate")
@@ -588,7 +587,7 @@ def validate_days(
 ) -> tuple[list[dict], list[dict]]:
     """Audit the staged delivery of each day (the given one, or the latest) and publish it or
     quarantine it. Returns (records of published days, messages of failed days)."""
-    from .data import contract as contracts
+    from pipeline.data import contract as contracts
 
     ds = config.dataset
     contract = contracts.require(config, storage)
