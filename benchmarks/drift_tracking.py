@@ -62,12 +62,12 @@ def main() -> int:
         steps.score(day, str(path))
         ingest_labels(config, storage, day, as_of=labels_as_of)
         print(f"  [{i}/{len(days)}] scored {day}", flush=True)
-    import dataclasses
-
     as_of = labels_as_of
     # A performance window reaching back to the first scored day.
-    wide = dataclasses.replace(
-        config, monitoring=dataclasses.replace(config.monitoring, performance_window_days=(as_of - first).days + 1)
+    wide = config.model_copy(
+        update={
+            "monitoring": config.monitoring.model_copy(update={"performance_window_days": (as_of - first).days + 1})
+        }
     )
     run_monitoring(wide, storage, as_of)
     record = storage.read_json(f"monitoring/{config.model_name}/decisions/dt={as_of.isoformat()}.json")

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from pipeline.core import layout
-from pipeline.core.errors import PartitionNotFound
+from pipeline.core.errors import ConfigError, PartitionNotFound
 from pipeline.core.settings import PipelineConfig, load_config
 from pipeline.core.storage import Storage, open_storage
 from pipeline.ops import progress
@@ -23,8 +23,22 @@ log = logging.getLogger(__name__)
 
 
 def open_pipeline(params: str | None = None, s3_options: dict | None = None) -> tuple[PipelineConfig, Storage]:
-    config = load_config(params)
+    config = settings(params)
     return config, storage_for(config, s3_options)
+
+
+def settings(params: str | None = None) -> PipelineConfig:
+    """The params, parsed, then checked by the stages that own them (column roles, metric and statistic
+    names, windows): a mistake fails the step before it reads or writes anything."""
+    from pipeline.data import contract
+    from pipeline.model import checks
+    from pipeline.monitoring import policy, stats
+
+    config = load_config(params)
+    problems = contract.check_settings(config) + checks.check_settings(config) + stats.check_settings(config.monitoring)
+    if problems := problems + policy.check_settings(config.monitoring.policy):
+        raise ConfigError("; ".join(problems))
+    return config
 
 
 def storage_for(config: PipelineConfig, s3_options: dict | None = None) -> Storage:
@@ -205,7 +219,7 @@ def evaluate(version: str, params: str | None = None, s3_options: dict | None = 
 
 
 def gate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
-    from pipeline.model.evaluate import gate_version
+    from pipeline.model.gate import gate_version
 
     config, storage = open_pipeline(params, s3_options)
     return gate_version(config, storage, version)

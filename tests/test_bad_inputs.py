@@ -329,14 +329,6 @@ PARAMS_CASES = {
         lambda p: p["validation"]["ranges"].update(AGE=[100, 18]),
         r"validation.ranges.AGE: \[100, 18\] is not ordered",
     ),
-    "unknown_column": (
-        lambda p: p["validation"]["ranges"].update(AGEE=[18, 100]),
-        r"validation.ranges names \['AGEE'\].*'AGEE' -> 'AGE'\?",
-    ),
-    "sensitive_names_no_column": (
-        lambda p: p["dataset"].update(sensitive_attributes=["GENDER"]),
-        r"dataset.sensitive_attributes names \['GENDER'\]",
-    ),
     "unquoted_yes": (
         lambda p: p["dataset"]["target"].update(positive_class=True),
         r"positive_class: got the boolean True.*quote",
@@ -375,7 +367,7 @@ PARAMS_CASES = {
     ),
     "zero_row_limit": (
         lambda p: p["dataset"]["source"].update(max_rows=0),
-        r"dataset.source.max_bytes and dataset.source.max_rows must be at least 1",
+        r"dataset.source.max_rows must be at least 1",
     ),
 }
 
@@ -414,9 +406,37 @@ def test_malformed_params_are_refused_at_load(tmp_path, case):
     change(params)
     path = write_params(tmp_path, params)
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        steps.settings(str(path))  # load_config, then the stages' checks of what they own
     assert re.search(expected, str(info.value)), str(info.value)
     _record({"case": f"params_{case}", "kind": "params", "stage": "load", "message": str(info.value)[:300]})
+
+
+# Columns the params name are checked against the data when it is first read (loading params reads
+# no data file): the day is refused before anything is stored.
+HEADER_CASES = {
+    "unknown_column": (
+        lambda p: p["validation"]["ranges"].update(AGEE=[18, 100]),
+        r"validation.ranges names \['AGEE'\].*'AGEE' -> 'AGE'\?",
+    ),
+    "sensitive_names_no_column": (
+        lambda p: p["dataset"].update(sensitive_attributes=["GENDER", "AGE"]),
+        r"dataset.sensitive_attributes names \['GENDER'\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADER_CASES))
+def test_params_naming_absent_columns_are_refused_at_first_read(tmp_path, case):
+    change, expected = HEADER_CASES[case]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    change(params)
+    path = write_params(tmp_path, params)
+    with pytest.raises(ConfigError) as info:
+        steps.ingest("2025-02-10", str(path))
+    assert re.search(expected, str(info.value)), str(info.value)
+    storage = open_storage(load_config(path).storage.root)
+    assert not storage.list_keys("raw") and not storage.list_keys("staging")
+    _record({"case": f"params_{case}", "kind": "params", "stage": "first read", "message": str(info.value)[:300]})
 
 
 def test_absent_positive_class_is_refused_with_the_values_found(tmp_path):

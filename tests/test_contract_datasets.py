@@ -12,6 +12,7 @@ from pipeline import steps
 from pipeline.core import layout
 from pipeline.core.settings import load_config
 from pipeline.core.storage import open_storage
+from pipeline.data.source import missing_tokens
 
 
 def test_dataset_without_id_column_runs_end_to_end_with_stable_row_keys(tmp_path):
@@ -112,9 +113,9 @@ def test_na_values_extend_the_defaults_unless_told_to_replace_them(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["dataset"]["source"] = {"uri": uri, "format": "csv", "na_values": ["?"]}
     config = load_config(write_params(tmp_path, params))
-    assert "?" in config.dataset.source.missing_tokens and "NA" in config.dataset.source.missing_tokens
+    assert "?" in missing_tokens(config.dataset.source) and "NA" in missing_tokens(config.dataset.source)
     staged = steps.ingest("2025-02-10", config.params_path)
     assert staged["rows_quarantined"] == 0  # '?' is missing, not text in a number column
     params["dataset"]["source"]["replace_default_na_values"] = True
     replaced = load_config(write_params(tmp_path / "r", params))
-    assert replaced.dataset.source.missing_tokens == ("?",)
+    assert missing_tokens(replaced.dataset.source) == ("?",)

@@ -7,7 +7,8 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.core.storage import open_storage
 from pipeline.model import registry
-from pipeline.model.evaluate import classification_metrics, gate_decision
+from pipeline.model.gate import gate_decision
+from pipeline.model.metrics import classification_metrics
 
 
 def test_metrics_match_sklearn_and_threshold():

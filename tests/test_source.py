@@ -57,11 +57,14 @@ def test_text_in_numeric_column_names_column_and_rows(tmp_path):
         coerce_types(text, schema)
 
 
-def test_missing_configured_column_is_refused_at_load(tmp_path):
+def test_missing_configured_column_is_refused_at_first_read(tmp_path):
+    from pipeline import steps
     from pipeline.core.errors import ConfigError
 
+    dataset = _dataset(tmp_path, "id,colour,y\n1,red,0\n", features={"categorical": ["colour"], "numeric": ["amount"]})
     with pytest.raises(ConfigError, match=r"dataset.features.numeric names \['amount'\]"):
-        _dataset(tmp_path, "id,colour,y\n1,red,0\n", features={"categorical": ["colour"], "numeric": ["amount"]})
+        steps.ingest("2025-01-01", str(tmp_path / "params.yaml"))
+    assert dataset.features.numeric == ("amount",)  # loading the params read no data
 
 
 def test_inference_and_na_spellings(tmp_path):

@@ -36,7 +36,7 @@ from pipeline.core.errors import DeliveryTooLarge, NoDelivery, OutsideLandingAre
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.privacy import pseudonymise
-from pipeline.data.source import to_float
+from pipeline.data.source import is_per_day, landing_root, missing_tokens, to_float
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> list[st
     """The day's delivered files, each checked to lie inside the landing area."""
     files = _list_files(day_pattern(config, day), storage)
     for uri in files:
-        confined(uri, config.dataset.source.landing_root)
+        confined(uri, landing_root(config.dataset.source))
     return files
 
 
@@ -251,7 +251,7 @@ def evidence(config: PipelineConfig, storage: Storage, day: dt.date) -> tuple[di
     kept, named = {}, []
     for uri in _list_files(day_pattern(config, day), storage):
         try:
-            confined(uri, config.dataset.source.landing_root)
+            confined(uri, landing_root(config.dataset.source))
         except OutsideLandingArea:
             named.append(f"{uri}: outside the landing area, not kept")
             continue
@@ -289,9 +289,9 @@ def read_day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> De
         raw[uri] = data
         digest.update(data)
         frame = (
-            parse_csv(data, uri, src.csv_delimiter, src.missing_tokens, max_bytes=budget, max_rows=rows)
+            parse_csv(data, uri, src.csv_delimiter, missing_tokens(src), max_bytes=budget, max_rows=rows)
             if src.format == "csv"
-            else parse_parquet(data, uri, src.missing_tokens, budget, rows)
+            else parse_parquet(data, uri, missing_tokens(src), budget, rows)
         )
         budget -= frame.attrs.pop("delivered_bytes", len(data))
         rows -= len(frame)
@@ -329,7 +329,7 @@ def source_fingerprint(config: PipelineConfig, storage: Storage) -> str:
             version,
             src.format,
             src.csv_delimiter,
-            *src.missing_tokens,
+            *missing_tokens(src),
             str(config.dataset.id_column),
             str(config.dataset.event_time_column),
             config.dataset.target.column,
@@ -365,7 +365,7 @@ def _stream_blocks(config: PipelineConfig, storage: Storage):
                 )
                 frame.index = pd.RangeIndex(start, start + len(frame))
                 start += len(frame)
-                yield normalise(frame.where(frame.notna(), None), src.missing_tokens)
+                yield normalise(frame.where(frame.notna(), None), missing_tokens(src))
         except SourceError:
             raise
         except Exception as exc:
@@ -393,14 +393,31 @@ def _stream_blocks(config: PipelineConfig, storage: Storage):
             frame = batch.to_pandas(types_mapper=lambda t: None).astype(object)
             frame.index = pd.RangeIndex(line, line + len(frame))
             line += len(frame)
-            yield normalise(frame, src.missing_tokens)
+            yield normalise(frame, missing_tokens(src))
     except (pa.ArrowInvalid, OSError, EOFError) as exc:
         raise _explain_stream_error(uri, src, storage, exc) from exc
 
 
-def _all_text(uri: str, src) -> dict:
-    from pipeline.core.settings import read_local_header
+def read_local_header(uri: str, fmt: str, delimiter: str) -> list[str] | None:
+    """The column names of a local single-file source, or None if it cannot be read cheaply."""
+    if "://" in uri or "{date" in uri or any(ch in uri for ch in "*?[") or not os.path.isfile(uri):
+        return None
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
 
+            return list(pq.read_schema(uri).names)
+        import csv
+        import gzip
+
+        opener = gzip.open if uri.endswith(".gz") else open
+        with opener(uri, "rt", encoding="utf-8", newline="") as fh:
+            return [c.strip() for c in next(csv.reader(fh, delimiter=delimiter))]
+    except Exception:  # an unreadable source is reported, with its row, when a day is read
+        return None
+
+
+def _all_text(uri: str, src) -> dict:
     header = read_local_header(uri, "csv", src.csv_delimiter) if not uri.startswith("s3://") else None
     return {c: pa.string() for c in header} if header else {}
 
@@ -525,14 +542,14 @@ def read_day_from_index(config: PipelineConfig, storage: Storage, day: dt.date) 
 
 def read_delivery(config: PipelineConfig, storage: Storage, day: dt.date) -> Delivery:
     """The day's delivery as text."""
-    if config.dataset.source.is_per_day:
+    if is_per_day(config.dataset.source):
         return read_day_files(config, storage, day)
     return read_day_from_index(config, storage, day)
 
 
 def resolution_sample(config: PipelineConfig, storage: Storage, delivery: Delivery) -> dict:
     """What the contract is resolved from: header, columns that parse as numbers, target values."""
-    if config.dataset.source.is_per_day:
+    if is_per_day(config.dataset.source):
         text = delivery.text
         numeric = [c for c in text.columns if len(text[c].dropna()) and to_float(text[c].dropna()).notna().all()]
         target = config.dataset.target.column

@@ -26,7 +26,7 @@ from pipeline.core.storage import Storage
 from pipeline.data import contract as contracts
 from pipeline.data import privacy, quarantine
 from pipeline.data.delivery import read_delivery, resolution_sample
-from pipeline.data.source import type_rows
+from pipeline.data.source import is_per_day, type_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _read(config: PipelineConfig, storage: Storage, day: dt.date):
         raise NoRowsForDay(str(exc)) from exc
     except SourceError as exc:
         where = ""
-        if config.dataset.source.is_per_day:
+        if is_per_day(config.dataset.source):
             # Keep what arrived, even unreadable, as evidence.
             import hashlib
 

@@ -24,7 +24,7 @@ import pandas as pd
 from pipeline.core.errors import (
     SourceError,
 )
-from pipeline.core.settings import DatasetConfig
+from pipeline.core.settings import DEFAULT_NA_VALUES, DatasetConfig, SourceConfig
 
 # Fixed key: day assignment must never change between runs or machines.
 _HASH_KEY = "pipeline-days-v1"[:16]
@@ -32,6 +32,26 @@ _INTEGRAL_FORM = re.compile(r"^[+-]?(\d+\.\d*|\d*\.\d+|\d+)([eE][+-]?\d+)?$")
 
 
 NOT_FINITE = "not a finite number (inf, or beyond float64's range)"
+
+
+def missing_tokens(src: SourceConfig) -> tuple[str, ...]:
+    """The spellings of "missing": the defaults plus `na_values`, or `na_values` alone."""
+    if src.replace_default_na_values:
+        return tuple(src.na_values)
+    return tuple(dict.fromkeys(DEFAULT_NA_VALUES + tuple(src.na_values)))
+
+
+def is_per_day(src: SourceConfig) -> bool:
+    return "{date" in src.uri
+
+
+def landing_root(src: SourceConfig) -> str:
+    """Where delivered files must stay: `root`, else the static directory part of `uri`."""
+    if src.root:
+        return src.root.rstrip("/")
+    cuts = [i for i in (src.uri.find(ch) for ch in "{*?[") if i >= 0]
+    static = src.uri[: min(cuts)] if cuts else src.uri
+    return static.rsplit("/", 1)[0] if "/" in static else "."
 
 
 # The derived key of datasets without an id column: blake2b-64 (hex) of the row's values
@@ -128,11 +148,11 @@ def read_source_text(cfg: DatasetConfig, storage=None) -> pd.DataFrame:
     uri = cfg.source.uri
     if uri.startswith("s3://"):
         return _parse_source(
-            _read_uri_bytes(uri, storage), uri, cfg.source.format, cfg.source.csv_delimiter, cfg.source.missing_tokens
+            _read_uri_bytes(uri, storage), uri, cfg.source.format, cfg.source.csv_delimiter, missing_tokens(cfg.source)
         )
     # Local sources are parsed once per process and file version.
     return _read_local_cached(
-        uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter, cfg.source.missing_tokens
+        uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter, missing_tokens(cfg.source)
     ).copy()
 
 

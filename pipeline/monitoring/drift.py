@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.core.settings import CATEGORICAL_STATISTICS, NUMERIC_STATISTICS, MonitoringConfig
+from pipeline.core.settings import MonitoringConfig
 from pipeline.monitoring.profile import SCORE_COLUMN, numeric_values
 from pipeline.monitoring.stats import (
+    STATISTICS,
     benjamini_hochberg,
     calibrated_pvalue,
     categorical_drift,
@@ -68,15 +69,6 @@ def noise_floors(
     return out
 
 
-_FIXED = {  # statistic -> (params field, flagged when value is above (True) or below (False))
-    "psi": ("psi", True),
-    "ks": ("ks_pvalue", False),
-    "wasserstein": ("wasserstein", True),
-    "jensen_shannon": ("jensen_shannon", True),
-    "chi_square": ("chi_square_pvalue", False),
-}
-
-
 def _rows_for(
     column: str,
     kind: str,
@@ -86,13 +78,12 @@ def _rows_for(
     importance_rank: int | None,
 ) -> list[dict]:
     rows = []
-    statistics = NUMERIC_STATISTICS if kind == "numeric" else CATEGORICAL_STATISTICS
-    for stat in statistics:
-        if stat not in values:
+    for stat, statistic in STATISTICS.items():
+        if statistic.kind != kind or stat not in values:
             continue
-        field, above = _FIXED[stat]
-        threshold = getattr(config.fixed_thresholds, field)
-        tested = values[stat] if field == stat else values[f"{stat}_pvalue"]
+        field, above = statistic.fixed_key, not statistic.fixed_on_pvalue
+        threshold = config.fixed_thresholds.get(field, statistic.fixed)
+        tested = values[f"{stat}_pvalue"] if statistic.fixed_on_pvalue else values[stat]
         null = nulls.get(stat)
         rows.append(
             {

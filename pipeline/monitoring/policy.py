@@ -16,6 +16,17 @@ import datetime as dt
 
 from pipeline.core.settings import RetrainPolicyConfig
 
+# Metrics realized and estimated performance both report (pipeline/monitoring/performance.py).
+MONITORED_METRICS = ("roc_auc", "pr_auc", "precision", "recall")
+
+
+def check_settings(policy: RetrainPolicyConfig) -> list[str]:
+    return [
+        f"monitoring.policy: unknown metric {m!r}; known: {sorted(MONITORED_METRICS)}"
+        for m in [*policy.min_realized, *policy.min_estimated]
+        if m not in MONITORED_METRICS
+    ]
+
 
 def _flag_key(flagging: str) -> str:
     return "drifted_features" if flagging == "calibrated" else "drifted_features_fixed"

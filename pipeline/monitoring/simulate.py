@@ -192,7 +192,6 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     them with the champion, and runs drift, quality, performance and the policy under the
     calibrated and the fixed view (each with its own decision history). Returns how often
     each would have retrained."""
-    import dataclasses
 
     from pipeline.monitoring import drift, performance, policy, quality
     from pipeline.monitoring.monitor import cached_noise_floors, load_reference
@@ -229,7 +228,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         estimated = performance.estimated_metrics(calibrate(prof, scores), scores, manifest["threshold"])
         as_of = start + dt.timedelta(weeks=w)
         for view in ("calibrated", "fixed"):
-            view_policy = dataclasses.replace(m.policy, flagging=view)
+            view_policy = m.policy.model_copy(update={"flagging": view})
             decision = policy.decide(
                 view_policy, as_of, prof["important_features"], drifted, breaks, realized, estimated, histories[view]
             )

@@ -1,0 +1,47 @@
+"""Settings of the monitoring stage. Statistic and metric names are checked by the stage
+(pipeline/monitoring/stats.py and performance.py), which owns them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .types import Number, Positive, Probability, Resamples, Section, Text, Whole, frozen, frozen_map
+
+
+class QualityLimits(Section):
+    """Data-quality breaks: any one makes the run alert instead of retraining."""
+
+    max_missing_share_increase: Number = 0.05  # current minus reference, per column
+    max_out_of_range_share: Number = 0.01  # outside validation.ranges
+    max_unseen_category_share: Number = 0.01
+    max_scale_ratio: Number = 10.0  # median |value| vs reference: a unit change
+    min_rows_share: Number = 0.5  # of the reference's median rows per day
+    max_quarantined_days: Whole = 0
+
+
+class RetrainPolicyConfig(Section):
+    flagging: Literal["calibrated", "fixed"] = "calibrated"
+    important_features: Positive = 5  # top features by permutation importance
+    persistence_runs: Positive = 1  # consecutive runs an important feature must drift
+    min_realized: frozen_map(Number) = frozen(roc_auc=0.70)  # type: ignore[valid-type]
+    min_estimated: frozen_map(Number) = frozen(roc_auc=0.70)  # type: ignore[valid-type]
+    min_labelled_rows: Whole = 500
+    cooldown_days: Whole = 14
+    max_retrains: Whole = 2
+    period_days: Whole = 30
+
+
+class MonitoringConfig(Section):
+    window_days: Positive = 7  # scored days compared with the reference
+    performance_window_days: Positive = 28  # scored days whose labels are looked for
+    reference_sample_size: Whole = 50000  # per column; the profile is exact below it
+    psi_bins: Whole = 10
+    bootstrap_resamples: Resamples = 1000
+    fdr: Probability = 0.05  # Benjamini-Hochberg across features
+    primary_statistic: frozen_map(Text) = frozen(numeric="ks", categorical="jensen_shannon")  # type: ignore[valid-type]
+    min_effect: frozen_map(Number) = frozen(ks=0.05, psi=0.05, wasserstein=0.05, jensen_shannon=0.05)  # type: ignore[valid-type]
+    # The fixed view's thresholds by statistic (psi, ks_pvalue, ...); unlisted: the statistic's default.
+    fixed_thresholds: frozen_map(Number) = frozen()  # type: ignore[valid-type]
+    quality: QualityLimits = QualityLimits()
+    policy: RetrainPolicyConfig = RetrainPolicyConfig()
+    random_state: Whole = 7
