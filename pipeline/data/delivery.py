@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import fnmatch
-import glob
 import hashlib
 import io
 import logging
@@ -213,17 +211,6 @@ def day_pattern(config: PipelineConfig, day: dt.date) -> str:
     return config.dataset.source.uri.format(date=day)
 
 
-def _list_files(pattern: str, storage: Storage) -> list[str]:
-    if not any(ch in pattern for ch in "*?["):
-        if pattern.startswith("s3://"):
-            return [pattern] if storage.external_exists(pattern) else []
-        return [pattern] if os.path.isfile(pattern) else []
-    if pattern.startswith("s3://"):
-        prefix = pattern[: min(pattern.find(ch) for ch in "*?[" if ch in pattern)]
-        return sorted(u for u in storage.list_external(prefix) if fnmatch.fnmatchcase(u, pattern))
-    return sorted(glob.glob(pattern))
-
-
 def confined(uri: str, root: str) -> None:
     """Refuse a file that resolves outside the landing area (a '..' in a key, a symlink out)."""
     if uri.startswith("s3://"):
@@ -239,7 +226,7 @@ def confined(uri: str, root: str) -> None:
 
 def day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> list[str]:
     """The day's delivered files, each checked to lie inside the landing area."""
-    files = _list_files(day_pattern(config, day), storage)
+    files = storage.list_external(day_pattern(config, day))
     for uri in files:
         confined(uri, landing_root(config.dataset.source))
     return files
@@ -249,7 +236,7 @@ def evidence(config: PipelineConfig, storage: Storage, day: dt.date) -> tuple[di
     """What of an unreadable delivery can be kept in quarantine: the files inside the landing area
     and within the size limit; the others are only named (with why) in the second list."""
     kept, named = {}, []
-    for uri in _list_files(day_pattern(config, day), storage):
+    for uri in storage.list_external(day_pattern(config, day)):
         try:
             confined(uri, landing_root(config.dataset.source))
         except OutsideLandingArea:
@@ -373,12 +360,10 @@ def _stream_blocks(config: PipelineConfig, storage: Storage):
         return
     import pyarrow.csv as pcsv
 
-    if uri.startswith("s3://"):
-        stream = pa.BufferReader(_read_file(uri, storage))
-        if uri.endswith(".gz"):
-            stream = pa.CompressedInputStream(stream, "gzip")
-    else:
-        stream = pa.input_stream(uri, compression="gzip" if uri.endswith(".gz") else None)
+    try:
+        stream = storage.open_external(uri)
+    except FileNotFoundError as exc:
+        raise NoDelivery(f"source file not found: {uri}") from exc
     try:
         reader = pcsv.open_csv(
             stream,

@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import functools
 import io
-import os
 import re
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -122,45 +121,36 @@ class Schema:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_uri_bytes(uri: str, storage=None) -> bytes:
-    try:
-        if uri.startswith("s3://"):
-            from pipeline.core.storage import open_storage
+def _version(uri: str, s3_options) -> str:
+    from pipeline.core.storage import external
 
-            # The storage's S3 endpoint and credentials also reach an s3:// source.
-            reader = storage if storage is not None else open_storage(f"s3://{uri[5:].split('/')[0]}")
-            return reader.read_external(uri)
-        with open(uri, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError as exc:
-        raise SourceError(f"source file not found: {uri}") from exc
-
-
-def _mtime(uri: str) -> float:
-    try:
-        return os.path.getmtime(uri)
-    except FileNotFoundError as exc:
-        raise SourceError(f"source file not found: {uri}") from exc
+    version = external.version(uri, s3_options)
+    if version is None:
+        raise SourceError(f"source file not found: {uri}")
+    return version
 
 
 def read_source_text(cfg: DatasetConfig, storage=None) -> pd.DataFrame:
-    """The source with every cell as text (None where missing)."""
-    uri = cfg.source.uri
-    if uri.startswith("s3://"):
-        return _parse_source(
-            _read_uri_bytes(uri, storage), uri, cfg.source.format, cfg.source.csv_delimiter, missing_tokens(cfg.source)
-        )
-    # Local sources are parsed once per process and file version.
-    return _read_local_cached(
-        uri, _mtime(uri), cfg.source.format, cfg.source.csv_delimiter, missing_tokens(cfg.source)
-    ).copy()
+    """The source with every cell as text (None where missing); an s3:// source is reached with the
+    storage's S3 endpoint and credentials."""
+    s3_options = storage.s3_options if storage is not None else None
+    src = cfg.source
+    # Parsed once per process and file version (size and mtime, or ETag).
+    version = _version(src.uri, s3_options)
+    return _read_cached(src.uri, version, s3_options, src.format, src.csv_delimiter, missing_tokens(src)).copy()
 
 
 @functools.lru_cache(maxsize=4)
-def _read_local_cached(
-    uri: str, _mtime_key: float, fmt: str, delimiter: str, na_values: tuple[str, ...]
+def _read_cached(
+    uri: str, _version_key: str, s3_options, fmt: str, delimiter: str, na_values: tuple[str, ...]
 ) -> pd.DataFrame:
-    return _parse_source(_read_uri_bytes(uri), uri, fmt, delimiter, na_values)
+    from pipeline.core.storage import external
+
+    try:
+        data = external.read(uri, s3_options)
+    except FileNotFoundError as exc:
+        raise SourceError(f"source file not found: {uri}") from exc
+    return _parse_source(data, uri, fmt, delimiter, na_values)
 
 
 def _parse_source(data: bytes, uri: str, fmt: str, delimiter: str, na_values: tuple[str, ...]) -> pd.DataFrame:

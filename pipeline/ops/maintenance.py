@@ -81,7 +81,7 @@ def collect_garbage(
     def lease_free(part: str) -> bool:
         if part not in leases:
             return True
-        data, _ = storage.backend.read_versioned(leases[part])
+        data, _ = storage.read_versioned(leases[part])
         return lease_is_free(data)
 
     for key, mtime, size in objects:
@@ -172,9 +172,9 @@ def collect_garbage(
 
 def _old_local_staging_dirs(storage: Storage, cutoff: float) -> list[Path]:
     """Directories under a local root's _staging/ with nothing newer than the cutoff in them."""
-    if storage.is_s3:
+    if storage.local_root is None:
         return []
-    base = Path(storage.uri(STAGING_DIR))
+    base = storage.local_root / STAGING_DIR
     out: list[Path] = []
     pending = [p for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
     while pending:
