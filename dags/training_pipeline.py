@@ -121,9 +121,14 @@ def training_pipeline():
         from pipeline import steps
 
         approval = context["ti"].xcom_pull(task_ids="approve", key="response") if needs_approval else None
-        who = ((approval or {}).get("responded_by_user") or {}).get("name") or actor(context)
         with fail_fast_on_bad_data():
-            result = steps.register(decision["version"], s3_options=s3_options(), actor=who, run_id=context["run_id"])
+            result = steps.register(
+                decision["version"],
+                s3_options=s3_options(),
+                actor=actor(context),
+                run_id=context["run_id"],
+                approval=approval,
+            )
         if not result["promoted"]:
             skip(
                 f"gate rejected {decision['version']}, not promoted: {'; '.join(result['reasons'])}. "

@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("version", nargs="?", help="model version (default: the champion)")
     s.add_argument("--no-pull", action="store_true", help="only write the .dvc file")
     s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from the data contract")
+    s = sub.add_parser("params-schema", help="the JSON schema of params.yaml (for editors; params.schema.json)")
     s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
     s.add_argument(
         "action",
@@ -158,6 +159,8 @@ def run(args: argparse.Namespace) -> dict | list:
 
     params = args.params
     cmd = args.command
+    if cmd == "params-schema":
+        return steps.params_schema()
     if cmd == "ingest":
         if args.date:
             return [steps.ingest(d, params) for d in args.date]

@@ -12,8 +12,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from pipeline.core import layout
-from pipeline.core.errors import ConfigError, PartitionNotFound
+from pipeline.core.errors import ConfigError
 from pipeline.core.settings import PipelineConfig, load_config
 from pipeline.core.storage import Storage, open_storage
 from pipeline.ops import progress
@@ -30,15 +29,22 @@ def open_pipeline(params: str | None = None, s3_options: dict | None = None) -> 
 def settings(params: str | None = None) -> PipelineConfig:
     """The params, parsed, then checked by the stages that own them (column roles, metric and statistic
     names, windows): a mistake fails the step before it reads or writes anything."""
-    from pipeline.data import contract
+    from pipeline.data import columns
     from pipeline.model import checks
     from pipeline.monitoring import policy, stats
 
     config = load_config(params)
-    problems = contract.check_settings(config) + checks.check_settings(config) + stats.check_settings(config.monitoring)
+    problems = columns.check_settings(config) + checks.check_settings(config) + stats.check_settings(config.monitoring)
     if problems := problems + policy.check_settings(config.monitoring.policy):
         raise ConfigError("; ".join(problems))
     return config
+
+
+def params_schema() -> dict:
+    """The JSON schema of params.yaml (editors validate against params.schema.json)."""
+    from pipeline.core.settings import schema
+
+    return schema()
 
 
 def storage_for(config: PipelineConfig, s3_options: dict | None = None) -> Storage:
@@ -74,112 +80,34 @@ def as_date(value: str | dt.date) -> dt.date:
 
 def ingest(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
     """The day's batch, plus the labels that arrive that day (of day - label delay)."""
-    from pipeline.core.errors import LabelsNotAvailable, NoRowsForDay
-    from pipeline.data.ingest import ingest_day, ingest_labels
+    from pipeline.data.intake import ingest_with_labels
 
-    config, storage = open_pipeline(params, s3_options)
-    day = as_date(day)
-    result = ingest_day(config, storage, day)
-    labelled = day - dt.timedelta(days=config.dataset.batching.label_delay_days)
-    try:
-        result["labels"] = ingest_labels(config, storage, labelled, as_of=day)
-    except (LabelsNotAvailable, NoRowsForDay) as exc:  # nothing arrives today; other errors do fail
-        log.info("no labels arrive on %s: %s", day, exc)
-        result["labels"] = None
-    return result
+    return ingest_with_labels(*open_pipeline(params, s3_options), as_date(day))
 
 
 def ingest_window(
     as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None, force: bool = False
 ) -> dict:
-    """Stage the deliveries and publish the labels of every day in the training window; days
-    already published and validated are kept unless `force`."""
-    from pipeline.core.errors import IngestError, NoRowsForDay, ValidationFailed
-    from pipeline.data.ingest import ingest_day, ingest_labels
-    from pipeline.data.snapshot import labelled_window
-    from pipeline.data.validation import require_validated
+    """Stage the deliveries and publish the labels of every day in the training window."""
+    from pipeline.data.intake import ingest_window as run
 
-    config, storage = open_pipeline(params, s3_options)
-    as_of = as_date(as_of)
-    days = labelled_window(config, as_of)
-    staged, kept, rejected, rows = [], [], [], 0
-    progress.start("ingest window", len(days))
-    for i, day in enumerate(days, 1):
-        progress.advance("ingest window", day.isoformat())
-        labels = layout.labels_partition(config.dataset.name, day)
-        if not force and storage.partition_exists(labels):
-            try:
-                require_validated(config, storage, day)
-                kept.append(day.isoformat())
-                continue
-            except (ValidationFailed, PartitionNotFound):
-                pass
-        try:
-            r = ingest_day(config, storage, day)
-        except NoRowsForDay:
-            raise
-        except IngestError as exc:  # quarantined; the snapshot leaves the day out and says so
-            log.error("ingest window: day %d/%d (%s) rejected: %s", i, len(days), day, exc)
-            rejected.append({"day": day.isoformat(), "error": str(exc)})
-            continue
-        ingest_labels(config, storage, day, as_of=as_of)
-        rows += r["rows"]
-        staged.append(day.isoformat())
-        log.info("ingest window: day %d/%d (%s) %d rows staged", i, len(days), day, r["rows"])
-    progress.finish("ingest window")
-    return {
-        "as_of": as_of.isoformat(),
-        "window": [days[0].isoformat(), days[-1].isoformat()],
-        "staged_days": len(staged),
-        "kept_days": len(kept),
-        "rejected_days": rejected,
-        "rows_staged": rows,
-    }
+    return run(*open_pipeline(params, s3_options), as_date(as_of), force)
 
 
 def validate(
     day: str | dt.date, params: str | None = None, s3_options: dict | None = None, delivery_id: str | None = None
 ) -> dict:
-    """Audit the day's staged delivery (the given one, or the latest) and publish or quarantine it.
+    """Audit the day's staged delivery (the given one, or the latest) and publish or quarantine it."""
+    from pipeline.data.intake import validate_delivery
 
-    A task cleared after a fix still carries the delivery id its first run staged, which was judged
-    since (quarantined or published): then the day's delivery is read again and that is audited."""
-    from pipeline.data.ingest import ingest_day
-    from pipeline.data.validation import validate_day
-
-    config, storage = open_pipeline(params, s3_options)
-    day = as_date(day)
-    if delivery_id and not storage.partition_exists(layout.staging_delivery(config.dataset.name, day, delivery_id)):
-        log.warning("%s: delivery %s was judged already; reading the day's delivery again", day, delivery_id)
-        delivery_id = ingest_day(config, storage, day)["delivery_id"]
-    return validate_day(config, storage, day, delivery_id)
+    return validate_delivery(*open_pipeline(params, s3_options), as_date(day), delivery_id)
 
 
 def validate_window(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
     """Audit every staged delivery of the window; quarantine failures, then raise naming all of them."""
-    from pipeline.core.errors import ValidationFailed
-    from pipeline.data.snapshot import labelled_window
-    from pipeline.data.validation import data_docs_index, staged_deliveries, validate_days
+    from pipeline.data.intake import validate_window as run
 
-    config, storage = open_pipeline(params, s3_options)
-    as_of = as_date(as_of)
-    window = labelled_window(config, as_of)
-    todo = [d for d in window if staged_deliveries(storage, config.dataset.name, d)]
-    log.info("validating %d staged day(s) of the window (%d kept)", len(todo), len(window) - len(todo))
-    passed, failures = validate_days(config, storage, todo)
-    if failures and not passed and len(failures) == len(window):
-        raise ValidationFailed(
-            "every day of the window failed validation:\n" + "\n".join(f["message"] for f in failures)
-        )
-    for failure in failures:  # quarantined: the snapshot leaves these days out and records why
-        log.error("window day quarantined: %s", failure["message"])
-    return {
-        "as_of": as_of.isoformat(),
-        "validated_days": len(passed),
-        "already_valid_days": len(window) - len(todo),
-        "quarantined_days": len(failures),
-        "data_docs": data_docs_index(config),
-    }
+    return run(*open_pipeline(params, s3_options), as_date(as_of))
 
 
 # --------------------------------------------------------------------------- training
@@ -232,30 +160,12 @@ def register(
     s3_options: dict | None = None,
     actor: str | None = None,
     run_id: str | None = None,
+    approval: dict | None = None,
 ) -> dict:
-    """Move `registry.promote_to` (champion, or challenger for shadow/canary first) to the
-    version if its gate passed; otherwise say why not (and do nothing)."""
-    from pipeline.model import registry
+    """Move `registry.promote_to` (champion, or challenger) to the version if its gate passed."""
+    from pipeline.model import promotion
 
-    config, storage = open_pipeline(params, s3_options)
-    decision = storage.read_json(f"{layout.model_version(config.model_name, version)}/{registry.GATE}")
-    current = registry.get_alias(storage, config.model_name)
-    if not decision["passed"]:
-        return {
-            "version": version,
-            "promoted": False,
-            "reasons": decision["reasons"],
-            "champion": current["version"] if current else None,
-        }
-    alias = config.registry.promote_to
-    record = registry.promote(storage, config.model_name, version, reason, alias=alias, actor=actor, run_id=run_id)
-    return {
-        "version": version,
-        "promoted": True,
-        "alias": alias,
-        "champion": registry.champion_version(storage, config.model_name),
-        "previous": record["previous_version"],
-    }
+    return promotion.register(*open_pipeline(params, s3_options), version, reason, actor, run_id, approval)
 
 
 def registry_action(
@@ -268,56 +178,10 @@ def registry_action(
     actor: str | None = None,
     run_id: str | None = None,
 ) -> dict:
-    """promote | rollback | set_challenger | clear_challenger | history | list, as the CLI and
-    the model_registry DAG offer them. Every move needs a reason and is recorded."""
-    from pipeline.model import registry
+    """promote | rollback | set_challenger | clear_challenger | history | list | resign."""
+    from pipeline.model import promotion
 
-    config, storage = open_pipeline(params, s3_options)
-    model = config.model_name
-    if action in ("promote", "rollback", "set_challenger", "clear_challenger") and not reason.strip():
-        raise registry.RegistryError(f"{action} needs a reason (it is recorded in the history)")
-    if action == "promote":
-        if not version:
-            raise registry.RegistryError("promote needs a version")
-        record = registry.promote(storage, model, version, reason, actor=actor, run_id=run_id, force=force)
-    elif action == "rollback":
-        record = registry.rollback(storage, model, reason, to=version, actor=actor, run_id=run_id)
-    elif action == "set_challenger":
-        if not version:
-            raise registry.RegistryError("set_challenger needs a version")
-        record = registry.promote(
-            storage, model, version, reason, alias=registry.CHALLENGER, actor=actor, run_id=run_id, force=force
-        )
-    elif action == "clear_challenger":
-        record = registry.move_alias(storage, model, registry.CHALLENGER, None, reason, "clear", actor, run_id)
-    elif action == "history":
-        return {"model": model, "history": registry.history(storage, model)}
-    elif action == "resign":  # key rotation (pipeline/model/signing.py)
-        return {"model": model, "versions": registry.resign(storage, model)}
-    elif action == "list":
-        return {
-            "model": model,
-            "champion": registry.get_alias(storage, model),
-            "challenger": registry.get_alias(storage, model, registry.CHALLENGER),
-            "versions": [
-                {k: m.get(k) for k in ("version", "status", "created_at", "trained_as_of", "reason")}
-                | {
-                    "roc_auc": (m.get("metrics") or {}).get("roc_auc"),
-                    "gate_passed": (m.get("gate") or {}).get("passed"),
-                }
-                for m in registry.list_versions(storage, model)
-            ],
-        }
-    else:
-        raise registry.RegistryError(f"unknown registry action {action!r}")
-    return {
-        "action": action,
-        "alias": record.get("alias"),
-        "version": record.get("version"),
-        "previous_version": record.get("previous_version"),
-        "reason": reason,
-        "champion": (registry.get_alias(storage, model) or {}).get("version"),
-    }
+    return promotion.act(*open_pipeline(params, s3_options), action, version, reason, force, actor, run_id)
 
 
 def record_approval(
@@ -328,22 +192,9 @@ def record_approval(
     run_id: str | None = None,
 ) -> dict:
     """Record a human approval or rejection of a candidate (from the HITL task) in the history."""
-    from pipeline.model import registry
+    from pipeline.model import promotion
 
-    config, storage = open_pipeline(params, s3_options)
-    approval = approval or {}
-    chosen = (approval.get("chosen_options") or [None])[0]
-    by = approval.get("responded_by_user") or approval.get("responded_by") or {}
-    event = {
-        "action": "approval",
-        "version": version,
-        "outcome": "approved" if chosen == "Approve" else "rejected",
-        "actor": by.get("name") if isinstance(by, dict) else str(by),
-        "reason": (approval.get("params_input") or {}).get("reason") or "",
-        "run_id": run_id,
-    }
-    registry.record_event(storage, config.model_name, event)
-    return event
+    return promotion.record_approval(*open_pipeline(params, s3_options), version, approval, run_id)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -371,15 +222,9 @@ def plan_scoring(
 
 def scoring_jobs(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> list[dict]:
     """The plan as one job per range, for an orchestrator to map over."""
-    plan = plan_scoring(day, params, s3_options)
-    return [
-        {
-            "plan": plan,
-            "range": rng,
-            "label": f"part {rng['part']}: {rng['file']} row groups {rng['row_groups'][0]}-{rng['row_groups'][1] - 1}",
-        }
-        for rng in plan["ranges"]
-    ]
+    from pipeline.model.score import jobs
+
+    return jobs(plan_scoring(day, params, s3_options))
 
 
 def score_range(plan: dict, rng: dict, params: str | None = None, s3_options: dict | None = None) -> dict:
@@ -399,32 +244,50 @@ def publish_scoring(plan: dict, parts: list[dict], params: str | None = None, s3
 
 def run_scoring(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict[str, Any]:
     """The batch_scoring DAG without an orchestrator: ingest -> validate -> score."""
-    staged = ingest(day, params, s3_options)
-    validated = validate(day, params, s3_options, delivery_id=staged["delivery_id"])
-    return {"ingest": staged, "validate": validated, "score": score(day, params, s3_options)}
+    from pipeline.data.intake import ingest_with_labels, validate_delivery
+    from pipeline.model.score import score_day
+
+    config, storage = open_pipeline(params, s3_options)
+    day = as_date(day)
+    staged = ingest_with_labels(config, storage, day)
+    validated = validate_delivery(config, storage, day, staged["delivery_id"])
+    with thread_limit(config):
+        return {"ingest": staged, "validate": validated, "score": score_day(config, storage, day)}
 
 
 def run_training(
     as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None, reason: str = "manual"
 ) -> dict[str, Any]:
-    """The training pipeline without an orchestrator (CLI and DVC)."""
+    """The training pipeline without an orchestrator (CLI and DVC), on one settings and storage."""
+    from pipeline.data import intake
+    from pipeline.data.snapshot import build_snapshot
+    from pipeline.model import promotion
+    from pipeline.model.evaluate import evaluate_version
+    from pipeline.model.gate import gate_version
+    from pipeline.model.train import train_candidate
+    from pipeline.monitoring.profile import reference_for
+
+    config, storage = open_pipeline(params, s3_options)
+    as_of = as_date(as_of)
     stage = "training pipeline"
     progress.start(stage, 7)
     progress.advance(stage, "ingest window")
-    out: dict[str, Any] = {"ingest": ingest_window(as_of, params, s3_options)}
+    out: dict[str, Any] = {"ingest": intake.ingest_window(config, storage, as_of)}
     progress.advance(stage, "validate window")
-    out["validate"] = validate_window(as_of, params, s3_options)
+    out["validate"] = intake.validate_window(config, storage, as_of)
     progress.advance(stage, "snapshot")
-    out["snapshot"] = snapshot(as_of, params, s3_options)
+    out["snapshot"] = build_snapshot(config, storage, as_of, s3_options)
     progress.advance(stage, "train (cross-validation, fit)")
-    out["train"] = train(as_of, out["snapshot"], reason, params, s3_options)
-    version = out["train"]["version"]
-    progress.advance(stage, f"evaluate {version}")
-    out["evaluate"] = evaluate(version, params, s3_options)
+    with thread_limit(config) as threads:
+        trained = train_candidate(config, storage, out["snapshot"], as_of, reference_for, reason=reason)
+        out["train"] = {**trained, "threads_per_task": threads}
+        version = trained["version"]
+        progress.advance(stage, f"evaluate {version}")
+        out["evaluate"] = evaluate_version(config, storage, version)
     progress.advance(stage, "gate")
-    out["gate"] = gate(version, params, s3_options)
+    out["gate"] = gate_version(config, storage, version)
     progress.advance(stage, "register")
-    out["register"] = register(version, params=params, s3_options=s3_options)
+    out["register"] = promotion.register(config, storage, version, "passed the evaluation gate")
     progress.finish(stage)
     return out
 
@@ -433,26 +296,9 @@ def run_training(
 
 
 def contract_show(params: str | None = None, s3_options: dict | None = None, history: bool = False) -> dict:
-    from pipeline.data import contract as contracts
+    from pipeline.data import contract
 
-    config, storage = open_pipeline(params, s3_options)
-    if history:
-        return {
-            "dataset": config.dataset.name,
-            "versions": [
-                {**c.summary(), "created_at": c.created_at, "reason": c.reason, "actor": c.actor}
-                for c in contracts.history(config, storage)
-            ],
-        }
-    current = contracts.current(config, storage)
-    if current is None:
-        return {
-            "dataset": config.dataset.name,
-            "contract": None,
-            "hint": "no contract yet: the first ingest resolves one from params and the data",
-        }
-    diff = contracts.differences(current.terms, contracts.terms_from_params(config))
-    return {"contract": current.to_dict(), "params_differ": diff}
+    return contract.describe(*open_pipeline(params, s3_options), history)
 
 
 def contract_update(
@@ -463,18 +309,9 @@ def contract_update(
     actor: str | None = None,
 ) -> dict:
     """A new contract version from the params (and, with `from_day`, that day's column types)."""
-    from pipeline.data import contract as contracts
-    from pipeline.data.delivery import read_delivery, resolution_sample
-    from pipeline.data.validation import write_suite
+    from pipeline.data.expectations import update_contract
 
-    config, storage = open_pipeline(params, s3_options)
-    sample = None
-    if from_day:
-        sample = resolution_sample(config, storage, read_delivery(config, storage, as_date(from_day)))
-    result = contracts.update(config, storage, reason, sample, actor)
-    if result["changed"]:  # the committed suite follows the contract at once (validation would re-sync it)
-        write_suite(config, contracts.require(config, storage))
-    return result
+    return update_contract(*open_pipeline(params, s3_options), reason, as_date(from_day) if from_day else None, actor)
 
 
 def quarantine_list(
@@ -524,18 +361,9 @@ def dvc_restore(
 
 def gx_init(params: str | None = None, s3_options: dict | None = None) -> dict:
     """Write the suite and checkpoint of the current data contract into the Data Context."""
-    from pipeline.data import contract as contracts
-    from pipeline.data.validation import checkpoint_name, suite_name, write_suite
+    from pipeline.data.expectations import init_context
 
-    config, storage = open_pipeline(params, s3_options)
-    contract = contracts.require(config, storage)
-    write_suite(config, contract)
-    return {
-        "gx_root": config.validation.gx_root,
-        "suite": suite_name(config),
-        "checkpoint": checkpoint_name(config),
-        "contract": contract.summary(),
-    }
+    return init_context(*open_pipeline(params, s3_options))
 
 
 # --------------------------------------------------------------------------- monitoring

@@ -106,7 +106,7 @@ def main() -> int:
 
     from pipeline.core import layout
     from pipeline.core.storage import open_storage
-    from pipeline.data.validation import data_docs_index
+    from pipeline.data.data_docs import data_docs_index
     from pipeline.model import registry
 
     storage = open_storage(config.storage.root)

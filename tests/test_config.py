@@ -47,3 +47,23 @@ def test_fingerprint_ignores_paths_but_not_training_params(tmp_path):
     b = load_config(write_params(tmp_path / "b"))
     c = load_config(write_params(tmp_path / "c", training={"random_state": 7}))
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_params_schema_is_current_and_validates_params(tmp_path):
+    import json
+
+    import jsonschema
+    import yaml
+
+    from pipeline.cli import main
+
+    assert main(["--out", str(tmp_path / "schema.json"), "params-schema"]) == 0
+    schema = json.loads((tmp_path / "schema.json").read_text())
+    # The committed file editors use is what the settings say (regenerate: python -m pipeline
+    # --out params.schema.json params-schema).
+    assert schema == json.loads((ROOT / "params.schema.json").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    jsonschema.validate(params, schema)
+    params["training"]["window_dayz"] = 3
+    with pytest.raises(jsonschema.ValidationError, match="window_dayz"):
+        jsonschema.validate(params, schema)

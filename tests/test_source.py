@@ -8,7 +8,8 @@ from conftest import ROOT, write_params
 
 from pipeline.core.errors import SourceError
 from pipeline.core.settings import load_config
-from pipeline.data.source import assign_days, canonical_label, coerce_types, read_source_text, resolve_schema
+from pipeline.data.source import assign_days, read_source_text, resolve_schema
+from pipeline.data.typed import canonical_label, coerce_types
 
 
 def _dataset(tmp_path, csv_text: str, **dataset_overrides):

@@ -12,7 +12,7 @@ from pipeline.core import layout
 from pipeline.core.errors import ContractError, ValidationFailed
 from pipeline.core.settings import load_config
 from pipeline.core.storage import open_storage
-from pipeline.data.validation import suite_name
+from pipeline.data.expectations import suite_name
 
 DAY = dt.date(2025, 2, 10)
 

@@ -26,7 +26,8 @@ from pipeline.core.storage import Storage
 from pipeline.data import contract as contracts
 from pipeline.data import privacy, quarantine
 from pipeline.data.delivery import read_delivery, resolution_sample
-from pipeline.data.source import is_per_day, type_rows
+from pipeline.data.source import is_per_day
+from pipeline.data.typed import type_rows
 
 log = logging.getLogger(__name__)
 

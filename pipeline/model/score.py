@@ -120,6 +120,18 @@ def _ranges(storage: Storage, raw_key: str, raw_manifest: dict, rows_per_task: i
     return ranges
 
 
+def jobs(plan: dict) -> list[dict]:
+    """The plan as one job per row-group range, for an orchestrator to map over."""
+    return [
+        {
+            "plan": plan,
+            "range": rng,
+            "label": f"part {rng['part']}: {rng['file']} row groups {rng['row_groups'][0]}-{rng['row_groups'][1] - 1}",
+        }
+        for rng in plan["ranges"]
+    ]
+
+
 def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version: str | None = None) -> dict:
     """What to score and with which models, fixed once so every range task agrees: the champion
     (and challenger) versions, the scoring time, the input version and its row-group ranges."""

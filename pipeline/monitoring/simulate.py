@@ -29,7 +29,8 @@ from pipeline.core.errors import SimulationError
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.ingest import publish_batch, publish_labels
-from pipeline.data.source import Schema, coerce_types, read_source_text
+from pipeline.data.source import Schema, read_source_text
+from pipeline.data.typed import coerce_types
 from pipeline.model import registry
 from pipeline.model.features import feature_frame, target_vector
 
@@ -131,7 +132,7 @@ def simulate_deliveries(
     from pipeline.core.errors import NoDelivery
     from pipeline.data import contract as contracts
     from pipeline.data.delivery import read_delivery
-    from pipeline.data.source import type_rows
+    from pipeline.data.typed import type_rows
 
     ds = config.dataset
     schema = contracts.require(config, storage).schema

@@ -131,4 +131,6 @@ class _Schema(GenerateJsonSchema):
 
 def schema() -> dict:
     """The JSON schema of params.yaml (for editors; `python -m pipeline params-schema`)."""
-    return PipelineConfig.model_json_schema(mode="validation", schema_generator=_Schema)
+    out = PipelineConfig.model_json_schema(mode="validation", schema_generator=_Schema)
+    out["properties"].pop("params_path")  # set by the loader, never written in a params file
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "params.yaml", **out}
