@@ -316,5 +316,3 @@ for _name in (
     "head",
 ):
     setattr(S3Backend, _name, _wrap_s3(getattr(S3Backend, _name)))
-
-
