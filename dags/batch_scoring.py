@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
-from pipeline_airflow import DEFAULT_ARGS, fail_fast_on_bad_data, run_date, s3_options
+from pipeline_airflow import pipeline_dag, run_date, run_step
 from pipeline_airflow.alerting import scoring_deadline
 
 DOC = """
@@ -38,19 +37,14 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
 """
 
 
-@dag(
-    dag_id="batch_scoring",
+@pipeline_dag(
+    "batch_scoring",
     description="Daily: ingest, validate and score the day with the champion (and challenger in shadow/canary)",
     schedule="@daily",
-    # Early, so backfills of historical batches are possible; catchup=False keeps the
-    # scheduler from creating those runs by itself.
-    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
-    catchup=False,
     max_active_runs=4,
-    default_args=DEFAULT_ARGS,
     # Lateness: a scheduled run of day D not done by D + alerts.scoring_deadline_hours alerts on-call.
     deadline=scoring_deadline(),
-    tags=["ml", "scoring"],
+    tags=["scoring"],
     doc_md=DOC,
     params={
         "date": Param(
@@ -64,42 +58,27 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
 def batch_scoring():
     @task
     def ingest(**context) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.ingest(run_date(context), s3_options=s3_options())
+        return run_step("ingest", run_date(context))
 
     @task
     def validate(ingested: dict, **context) -> dict:
-        from pipeline import steps
-
         # Audit exactly the delivery this run staged (write-audit-publish).
-        with fail_fast_on_bad_data():
-            return steps.validate(run_date(context), s3_options=s3_options(), delivery_id=ingested.get("delivery_id"))
+        return run_step("validate", run_date(context), delivery_id=ingested.get("delivery_id"))
 
     @task
     def plan_scoring(_validated: dict, **context) -> list[dict]:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.scoring_jobs(run_date(context), s3_options=s3_options())
+        return run_step("scoring_jobs", run_date(context))
 
     @task(map_index_template="{{ range_label }}")
     def score_range(job: dict) -> dict:
         from airflow.sdk import get_current_context
 
-        from pipeline import steps
-
         get_current_context()["range_label"] = job["label"]
-        with fail_fast_on_bad_data():
-            return steps.score_range(job["plan"], job["range"], s3_options=s3_options())
+        return run_step("score_range", job["plan"], job["range"])
 
     @task
     def score(jobs: list[dict], parts: list[dict]) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.publish_scoring(jobs[0]["plan"], parts, s3_options=s3_options())
+        return run_step("publish_scoring", jobs[0]["plan"], parts)
 
     # One job per row-group range; each carries the plan (a few KB: versions, ranges), never data.
     jobs = plan_scoring(validate(ingest()))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
-from pipeline_airflow import DEFAULT_ARGS, fail_fast_on_bad_data, run_date, s3_options
+from pipeline_airflow import pipeline_dag, run_date, run_step
 
 DOC = """
 ### Drift monitoring
@@ -33,15 +32,11 @@ Once a week, compares the last `monitoring.window_days` scored days with the cha
 """
 
 
-@dag(
-    dag_id="drift_monitoring",
+@pipeline_dag(
+    "drift_monitoring",
     description="Weekly: drift, data quality and performance vs the reference; triggers retraining by policy",
     schedule="@weekly",
-    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["ml", "monitoring"],
+    tags=["monitoring"],
     doc_md=DOC,
     params={
         "as_of": Param(
@@ -55,10 +50,7 @@ Once a week, compares the last `monitoring.window_days` scored days with the cha
 def drift_monitoring():
     @task
     def monitor(**context) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.monitor_drift(run_date(context, "as_of"), run_id=context["run_id"], s3_options=s3_options())
+        return run_step("monitor_drift", run_date(context, "as_of"), run_id=context["run_id"])
 
     @task.short_circuit
     def retraining_needed(decision: dict) -> bool:

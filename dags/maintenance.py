@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
-from pipeline_airflow import DEFAULT_ARGS, fail_fast_on_bad_data, s3_options
+from pipeline_airflow import pipeline_dag, run_step
 
 DOC = """
 ### Maintenance
@@ -27,15 +27,12 @@ Each run that removes something writes an audit record (`kind: maintenance`).
 """
 
 
-@dag(
-    dag_id="maintenance",
+@pipeline_dag(
+    "maintenance",
     description="Daily: remove staging leftovers, temp files and unreferenced objects (never committed data)",
     schedule="@daily",
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["ml", "maintenance"],
+    tags=["maintenance"],
     doc_md=DOC,
     params={
         "older_than_hours": Param(
@@ -50,13 +47,8 @@ Each run that removes something writes an audit record (`kind: maintenance`).
 def maintenance():
     @task
     def collect_garbage(**context) -> dict:
-        from pipeline import steps
-
         params = context["params"]
-        with fail_fast_on_bad_data():
-            return steps.collect_garbage(
-                params.get("older_than_hours"), bool(params.get("dry_run")), s3_options=s3_options()
-            )
+        return run_step("collect_garbage", params.get("older_than_hours"), bool(params.get("dry_run")))
 
     collect_garbage()
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
-from pipeline_airflow import actor, fail_fast_on_bad_data, s3_options
+from pipeline_airflow import actor, pipeline_dag, run_step
 
 DOC = """
 ### Model registry
@@ -26,15 +25,12 @@ Alias moves are compare-and-swap writes: of two concurrent moves one wins, the o
 """
 
 
-@dag(
-    dag_id="model_registry",
+@pipeline_dag(
+    "model_registry",
     description="Manual: promote, roll back, set or clear the challenger; every move recorded with a reason",
     schedule=None,
-    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     default_args={"owner": "ml-platform", "retries": 0},
-    tags=["ml", "registry"],
+    tags=["registry"],
     doc_md=DOC,
     params={
         "action": Param(
@@ -64,19 +60,16 @@ Alias moves are compare-and-swap writes: of two concurrent moves one wins, the o
 def model_registry():
     @task
     def apply(**context) -> dict:
-        from pipeline import steps
-
         p = context["params"]
-        with fail_fast_on_bad_data():
-            return steps.registry_action(
-                p["action"],
-                p.get("version"),
-                p.get("reason") or "",
-                force=bool(p.get("force")),
-                s3_options=s3_options(),
-                actor=actor(context),
-                run_id=context["run_id"],
-            )
+        return run_step(
+            "registry_action",
+            p["action"],
+            p.get("version"),
+            p.get("reason") or "",
+            force=bool(p.get("force")),
+            actor=actor(context),
+            run_id=context["run_id"],
+        )
 
     apply()
 

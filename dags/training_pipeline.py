@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
 from pipeline_airflow import (
-    DEFAULT_ARGS,
     actor,
     announce_champion,
     approval_operator,
     approval_required,
     champion_asset,
-    fail_fast_on_bad_data,
+    pipeline_dag,
     run_date,
-    s3_options,
+    run_step,
     skip,
 )
 from pipeline_airflow.alerting import GateRejectionNotifier
@@ -49,17 +47,11 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
 """
 
 
-@dag(
-    dag_id="training_pipeline",
+@pipeline_dag(
+    "training_pipeline",
     description="Weekly: train a candidate, evaluate it against the champion, gate, (approve,) register",
     schedule="@weekly",
-    # Early, so backfills of historical batches are possible; catchup=False keeps the
-    # scheduler from creating those runs by itself.
-    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["ml", "training"],
+    tags=["training"],
     doc_md=DOC,
     params={
         "as_of": Param(
@@ -74,61 +66,34 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
 def training_pipeline():
     @task
     def ingest(**context) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.ingest_window(run_date(context, "as_of"), s3_options=s3_options())
+        return run_step("ingest_window", run_date(context, "as_of"))
 
     @task
     def validate(_ingested: dict, **context) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.validate_window(run_date(context, "as_of"), s3_options=s3_options())
+        return run_step("validate_window", run_date(context, "as_of"))
 
     @task
     def snapshot(_validated: dict, **context) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.snapshot(run_date(context, "as_of"), s3_options=s3_options())
+        return run_step("snapshot", run_date(context, "as_of"))
 
     @task
     def train(snap: dict, **context) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.train(
-                run_date(context, "as_of"), snap, reason=context["params"]["reason"], s3_options=s3_options()
-            )
+        return run_step("train", run_date(context, "as_of"), snap, reason=context["params"]["reason"])
 
     @task
     def evaluate(trained: dict) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.evaluate(trained["version"], s3_options=s3_options())
+        return run_step("evaluate", trained["version"])
 
     @task
     def gate(evaluated: dict) -> dict:
-        from pipeline import steps
-
-        with fail_fast_on_bad_data():
-            return steps.gate(evaluated["version"], s3_options=s3_options())
+        return run_step("gate", evaluated["version"])
 
     @task(on_skipped_callback=[GateRejectionNotifier()], outlets=[CHAMPION])
     def register(decision: dict, **context) -> dict:
-        from pipeline import steps
-
         approval = context["ti"].xcom_pull(task_ids="approve", key="response") if needs_approval else None
-        with fail_fast_on_bad_data():
-            result = steps.register(
-                decision["version"],
-                s3_options=s3_options(),
-                actor=actor(context),
-                run_id=context["run_id"],
-                approval=approval,
-            )
+        result = run_step(
+            "register", decision["version"], actor=actor(context), run_id=context["run_id"], approval=approval
+        )
         if not result["promoted"]:
             skip(
                 f"gate rejected {decision['version']}, not promoted: {'; '.join(result['reasons'])}. "
@@ -162,15 +127,10 @@ def training_pipeline():
 
     @task(trigger_rule="none_failed")
     def record_approval(decision: dict, **context) -> dict:
-        from pipeline import steps
-
         approval = context["ti"].xcom_pull(task_ids="approve", key="response")
         if not approval:
             skip("no approval was asked (the gate did not pass)")
-        with fail_fast_on_bad_data():
-            return steps.record_approval(
-                decision["version"], approval, s3_options=s3_options(), run_id=context["run_id"]
-            )
+        return run_step("record_approval", decision["version"], approval, run_id=context["run_id"])
 
     promoted = register(decision)
     gate_passed(decision) >> approve >> promoted >> record_approval(decision)

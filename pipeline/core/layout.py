@@ -28,6 +28,32 @@ def _dt(day: dt.date) -> str:
     return f"dt={day.isoformat()}"
 
 
+def day_of(name: str) -> dt.date | None:
+    """The day a `dt=YYYY-MM-DD` directory name stands for (None for any other name)."""
+    if not name.startswith("dt="):
+        return None
+    try:
+        return dt.date.fromisoformat(name[3:])
+    except ValueError:
+        return None
+
+
+def quarantine_root(dataset: str | None = None) -> str:
+    return f"quarantine/{dataset}" if dataset else "quarantine"
+
+
+def shadow_predictions_root(model: str) -> str:
+    return f"predictions_shadow/{model}"
+
+
+def audit_day(day: dt.date | str | None = None) -> str:
+    return f"audit/{day}" if day else "audit"
+
+
+def audit_record(at: dt.datetime, kind: str, token: str) -> str:
+    return f"{audit_day(f'{at:%Y-%m-%d}')}/{at:%H%M%S%f}-{kind}-{token}.json"
+
+
 def raw_partition(dataset: str, day: dt.date) -> str:
     return f"raw/{dataset}/{_dt(day)}"
 
@@ -37,7 +63,7 @@ def labels_partition(dataset: str, day: dt.date) -> str:
 
 
 def quarantine_day(dataset: str, day: dt.date) -> str:
-    return f"quarantine/{dataset}/{_dt(day)}"
+    return f"{quarantine_root(dataset)}/{_dt(day)}"
 
 
 def quarantine_delivery(dataset: str, day: dt.date, delivery_id: str) -> str:
@@ -98,7 +124,7 @@ def predictions_partition(model: str, day: dt.date) -> str:
 
 def shadow_predictions_partition(model: str, day: dt.date) -> str:
     """Challenger's scores of a day: never the production decision, never under predictions/."""
-    return f"predictions_shadow/{model}/{_dt(day)}"
+    return f"{shadow_predictions_root(model)}/{_dt(day)}"
 
 
 def reports_root() -> str:

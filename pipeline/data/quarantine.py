@@ -141,16 +141,14 @@ def from_staging(
 def list_quarantined(storage: Storage, dataset: str | None = None, since: dt.date | None = None) -> list[dict]:
     """Every quarantined delivery with its verdict, oldest first."""
     out = []
-    datasets = [dataset] if dataset else storage.list_children("quarantine")
+    datasets = [dataset] if dataset else storage.list_children(layout.quarantine_root())
     for ds in datasets:
-        for day_dir in storage.list_children(f"quarantine/{ds}"):
-            if not day_dir.startswith("dt="):
+        for day_dir in storage.list_children(layout.quarantine_root(ds)):
+            day = layout.day_of(day_dir)
+            if day is None or (since and day < since):
                 continue
-            day = dt.date.fromisoformat(day_dir[3:])
-            if since and day < since:
-                continue
-            for delivery_id in storage.list_children(f"quarantine/{ds}/{day_dir}"):
-                key = f"quarantine/{ds}/{day_dir}/{delivery_id}"
+            for delivery_id in storage.list_children(layout.quarantine_day(ds, day)):
+                key = layout.quarantine_delivery(ds, day, delivery_id)
                 try:
                     manifest = storage.read_manifest(key)
                 except PartitionNotFound:

@@ -18,11 +18,9 @@ from pipeline.monitoring.performance import realized_metrics
 def compare_shadow(config: PipelineConfig, storage: Storage, since: dt.date | None = None) -> dict:
     ds, model = config.dataset, config.model_name
     days: list[dict[str, Any]] = []
-    for child in storage.list_children(f"predictions_shadow/{model}"):
-        if not child.startswith("dt="):
-            continue
-        day = dt.date.fromisoformat(child[3:])
-        if since and day < since:
+    for child in storage.list_children(layout.shadow_predictions_root(model)):
+        day = layout.day_of(child)
+        if day is None or (since and day < since):
             continue
         shadow_key = layout.shadow_predictions_partition(model, day)
         labels_key = layout.labels_partition(ds.name, day)

@@ -18,6 +18,7 @@ import os
 import uuid
 from typing import Any
 
+from pipeline.core import layout
 from pipeline.core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def record(
         "actor": actor or _actor(),
         **details,
     }
-    key = f"audit/{now:%Y-%m-%d}/{now:%H%M%S%f}-{kind}-{uuid.uuid4().hex[:8]}.json"
+    key = layout.audit_record(now, kind, uuid.uuid4().hex[:8])
     try:
         storage.write_json(key, entry)
     except Exception as exc:  # noqa: BLE001 - logged, and the caller's own record stands
@@ -65,13 +66,13 @@ def record(
 
 def list_records(storage: Storage, since: dt.date | None = None, kind: str | None = None) -> list[dict]:
     out = []
-    for day in storage.list_children("audit"):
+    for day in storage.list_children(layout.audit_day()):
         try:
             if since and dt.date.fromisoformat(day) < since:
                 continue
         except ValueError:
             continue
-        for key in sorted(storage.list_keys(f"audit/{day}")):
+        for key in sorted(storage.list_keys(layout.audit_day(day))):
             if kind and f"-{kind}-" not in key.rsplit("/", 1)[-1]:
                 continue
             out.append(storage.read_json(key))

@@ -148,6 +148,35 @@ def tasks_per_machine() -> int:
     return 1
 
 
+def run_step(name: str, *args: Any, **kwargs: Any) -> Any:
+    """A task's one call into pipeline.steps: imported when the task runs (parsing the DAG file loads
+    no stage), with the S3 settings of the Airflow connection, and bad data failing without retries."""
+    from pipeline import steps
+
+    with fail_fast_on_bad_data():
+        return getattr(steps, name)(*args, s3_options=s3_options(), **kwargs)
+
+
+# Early, so backfills of historical batches are possible; catchup=False keeps the scheduler from
+# creating those runs by itself.
+EARLIEST_RUN = "2020-01-01"
+
+
+def pipeline_dag(dag_id: str, tags: list[str], **settings: Any) -> Any:
+    """`@dag` with the settings every pipeline DAG shares (start date, no catchup, one run at a time,
+    retries on transient errors, the `ml` tag); `settings` add to or override them."""
+    import pendulum
+    from airflow.sdk import dag
+
+    shared = {
+        "start_date": pendulum.parse(EARLIEST_RUN, tz="UTC"),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": DEFAULT_ARGS,
+    }
+    return dag(dag_id=dag_id, tags=["ml", *tags], **{**shared, **settings})
+
+
 @contextlib.contextmanager
 def fail_fast_on_bad_data() -> Iterator[None]:
     """Bad data or config will not fix itself on retry: fail the task at once, with the
