@@ -1,5 +1,6 @@
 """Every error the pipeline raises, in one module, so the Airflow glue maps them without importing
-a stage.
+a stage. Each class says which kind of alert it raises (`kind`: bad_data, config, artefact, storage),
+which picks the runbook on-call reads; a subclass inherits its parent's.
 
 Bad data, bad config and bad artefacts derive from :class:`PipelineError`: the task fails at once,
 without retries. Storage errors (:class:`StorageError`) are not PipelineErrors: they may be
@@ -15,6 +16,8 @@ class PipelineError(Exception):
     `links` (name -> URI) point at what a person should open: the quarantined delivery, the
     failing Data Docs page, a report. Alerts and the Airflow UI show them."""
 
+    kind = "bad_data"
+
     def __init__(self, *args, links: dict[str, str] | None = None):
         super().__init__(*args)
         self.links = dict(links or {})
@@ -23,29 +26,43 @@ class PipelineError(Exception):
 class MonitoringError(PipelineError, ValueError):
     """The drift monitor cannot run (no champion, no reference profile, ...)."""
 
+    kind = "artefact"
+
 
 class SimulationError(PipelineError, ValueError):
     """A drift scenario cannot be simulated as asked (unknown scenario or column)."""
+
+    kind = "config"
 
 
 class ArtefactError(PipelineError, ValueError):
     """A stored artefact (manifest, record, model) is unreadable; the message names the file."""
 
+    kind = "artefact"
+
 
 class ArtefactMissing(PipelineError, FileNotFoundError):
     """A stored artefact the step needs does not exist; the message names it."""
+
+    kind = "artefact"
 
 
 class StorageFull(PipelineError, OSError):
     """The storage has no space left; nothing was published (an operator must free space)."""
 
+    kind = "storage"
+
 
 class SignatureError(PipelineError, ValueError):
     """A model version has no valid signature (or no key is configured to check one)."""
 
+    kind = "artefact"
+
 
 class StorageError(RuntimeError):
     """A storage operation failed or found something it cannot accept."""
+
+    kind = "storage"
 
 
 class StorageUnavailable(StorageError):
@@ -69,9 +86,13 @@ class PublishConflict(StorageError):
 class PartitionNotFound(StorageError, PipelineError):
     """No committed partition (no manifest) at that key."""
 
+    kind = "artefact"
+
 
 class ConfigError(PipelineError, ValueError):
     """The params file is missing, malformed or inconsistent."""
+
+    kind = "config"
 
 
 class SourceError(PipelineError, ValueError):
@@ -120,3 +141,5 @@ class SnapshotError(PipelineError, ValueError):
 
 class RegistryError(PipelineError, RuntimeError):
     """A registry operation was refused; the message says why."""
+
+    kind = "artefact"

@@ -20,33 +20,8 @@ from typing import Any
 
 from pipeline.core.storage import Storage
 
-BAD_DATA = (
-    "ValidationFailed",
-    "IngestError",
-    "NoRowsForDay",
-    "SourceError",
-    "SnapshotError",
-    "NoDelivery",
-    "LabelsNotAvailable",
-    "LabelsRejected",
-    "DeliveryTooLarge",
-    "OutsideLandingArea",
-    "PrivacyError",
-)
-CONFIG = ("ConfigError", "ContractError")
-ARTEFACT = (
-    "ArtefactError",
-    "ArtefactMissing",
-    "PartitionNotFound",
-    "RegistryError",
-    "MonitoringError",
-    "SignatureError",
-)
-STORAGE = (
-    "StorageError",
-    "StorageUnavailable",
-    "StorageCredentialsMissing",
-    "StorageFull",
+# Transient failures from outside the pipeline (botocore, the OS): storage outages.
+OUTSIDE_STORAGE_ERRORS = (
     "EndpointConnectionError",
     "ReadTimeoutError",
     "ConnectTimeoutError",
@@ -94,10 +69,13 @@ def clear_advice(dag_id: str, task_id: str, run_id: str) -> str:
 
 
 def classify(error_type: str) -> str:
-    for kind, names in (("bad_data", BAD_DATA), ("config", CONFIG), ("artefact", ARTEFACT), ("storage", STORAGE)):
-        if error_type in names:
-            return kind
-    return "unknown"
+    """The alert kind of an error, by its class name: what pipeline/core/errors.py says of it."""
+    from pipeline.core import errors
+
+    found = getattr(errors, error_type, None)
+    if isinstance(found, type) and issubclass(found, Exception):
+        return getattr(found, "kind", "unknown")
+    return "storage" if error_type in OUTSIDE_STORAGE_ERRORS else "unknown"
 
 
 @dataclasses.dataclass

@@ -105,43 +105,62 @@ def _raw(text: str) -> str:
     return "{% raw %}" + text + "{% endraw %}"
 
 
-def send(config, context: dict, subject: str, html_body: str, webhook: dict[str, Any]) -> list[str]:
-    """Send by every configured channel; returns the channels that accepted it."""
-    sent = []
-    a = config.alerts
-    if a.email_to and _connection(a.smtp_conn_id) is not None:
-        try:
-            from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+class EmailChannel:
+    """E-mail through Airflow's SMTP notifier, to `alerts.email_to` via the `alerts.smtp_conn_id` connection."""
 
-            SmtpNotifier(
-                to=list(a.email_to),
-                from_email=a.email_from,
-                subject=_raw(subject),
-                html_content=_raw(html_body),
-                smtp_conn_id=a.smtp_conn_id,
-            )(context)
-            sent.append("email")
-        except Exception as exc:  # noqa: BLE001 - alerting must not fail the task
-            log.error("alert email via %s failed: %s", a.smtp_conn_id, exc)
-    conn = _connection(a.webhook_conn_id)
-    if conn is not None:
+    name = "email"
+
+    def send(self, alerts, context: dict, subject: str, html_body: str, webhook: dict[str, Any]) -> bool:
+        if not alerts.email_to or _connection(alerts.smtp_conn_id) is None:
+            return False
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        SmtpNotifier(
+            to=list(alerts.email_to),
+            from_email=alerts.email_from,
+            subject=_raw(subject),
+            html_content=_raw(html_body),
+            smtp_conn_id=alerts.smtp_conn_id,
+        )(context)
+        return True
+
+
+class WebhookChannel:
+    """Slack-compatible JSON POSTed to the `alerts.webhook_conn_id` connection's URL."""
+
+    name = "webhook"
+
+    def send(self, alerts, context: dict, subject: str, html_body: str, webhook: dict[str, Any]) -> bool:
+        conn = _connection(alerts.webhook_conn_id)
+        if conn is None:
+            return False
         url = conn.get_uri() if not conn.host or "://" not in conn.host else conn.host
         if conn.host and "://" not in conn.host:
             scheme = conn.schema if conn.schema in ("http", "https") else "http"
             path = (conn.extra_dejson or {}).get("endpoint", "")
             url = f"{scheme}://{conn.host}{f':{conn.port}' if conn.port else ''}/{path.lstrip('/')}"
+        request = urllib.request.Request(
+            url, data=json.dumps(webhook, default=str).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+        return True
+
+
+# Every alert goes out by each channel whose connection exists. A new channel is one class here and
+# one entry in this list.
+CHANNELS: list[EmailChannel | WebhookChannel] = [EmailChannel(), WebhookChannel()]
+
+
+def send(config, context: dict, subject: str, html_body: str, webhook: dict[str, Any]) -> list[str]:
+    """Send by every configured channel; returns the channels that accepted it."""
+    sent = []
+    for channel in CHANNELS:
         try:
-            request = urllib.request.Request(
-                url,
-                data=json.dumps(webhook, default=str).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                response.read()
-            sent.append("webhook")
-        except Exception as exc:  # noqa: BLE001
-            log.error("alert webhook %s failed: %s", a.webhook_conn_id, exc)
+            if channel.send(config.alerts, context, subject, html_body, webhook):
+                sent.append(channel.name)
+        except Exception as exc:  # noqa: BLE001 - alerting must not fail the task
+            log.error("alert by %s failed: %s", channel.name, exc)
     return sent
 
 
