@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from airflow.sdk import Param, task
+from airflow.sdk import task
 
-from pipeline_airflow import pipeline_dag, run_date, run_step
+from pipeline_airflow import date_param, pipeline_dag, run_date, run_step
 from pipeline_airflow.alerting import scoring_deadline
 
 DOC = """
@@ -47,12 +47,7 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
     tags=["scoring"],
     doc_md=DOC,
     params={
-        "date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Score this day (YYYY-MM-DD) instead of the run's logical date.",
-        ),
+        "date": date_param("Score this day (YYYY-MM-DD) instead of the run's logical date."),
     },
 )
 def batch_scoring():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, task
+from airflow.sdk import task
 
-from pipeline_airflow import pipeline_dag, run_date, run_step
+from pipeline_airflow import date_param, pipeline_dag, run_date, run_step
 
 DOC = """
 ### Drift monitoring
@@ -39,12 +39,7 @@ Once a week, compares the last `monitoring.window_days` scored days with the cha
     tags=["monitoring"],
     doc_md=DOC,
     params={
-        "as_of": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Monitor the scored days before this date (YYYY-MM-DD) instead of the logical date.",
-        ),
+        "as_of": date_param("Monitor the scored days before this date (YYYY-MM-DD) instead of the logical date."),
     },
 )
 def drift_monitoring():

@@ -10,6 +10,7 @@ from pipeline_airflow import (
     approval_operator,
     approval_required,
     champion_asset,
+    date_param,
     pipeline_dag,
     run_date,
     run_step,
@@ -54,12 +55,7 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
     tags=["training"],
     doc_md=DOC,
     params={
-        "as_of": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Train as of this date (YYYY-MM-DD) instead of the run's logical date.",
-        ),
+        "as_of": date_param("Train as of this date (YYYY-MM-DD) instead of the run's logical date."),
         "reason": Param("scheduled", type="string", description="Why this model is trained; kept in its manifest."),
     },
 )

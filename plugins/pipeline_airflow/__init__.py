@@ -157,6 +157,13 @@ def run_step(name: str, *args: Any, **kwargs: Any) -> Any:
         return getattr(steps, name)(*args, s3_options=s3_options(), **kwargs)
 
 
+def date_param(description: str) -> Any:
+    """An optional YYYY-MM-DD param for manual runs (the date picker in the trigger form)."""
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", "string"], format="date", description=description)
+
+
 # Early, so backfills of historical batches are possible; catchup=False keeps the scheduler from
 # creating those runs by itself.
 EARLIEST_RUN = "2020-01-01"

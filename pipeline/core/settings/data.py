@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from .types import Flag, Fraction, Number, OptNumber, Positive, Section, Share, Text, Whole, frozen, frozen_map
+from .types import Flag, Fraction, Number, Positive, Section, Share, Text, Whole, frozen, frozen_map
 
 DEFAULT_NA_VALUES = ("", "nan", "NaN", "NA", "N/A", "null", "NULL", "None")
 
@@ -59,7 +59,7 @@ class ValidationConfig(Section):
     min_rows: Whole = 1
     max_rows: Whole | None = None
     max_null_fraction: Share = 0.05  # nulls tolerated in a feature column
-    ranges: frozen_map(tuple[OptNumber, OptNumber]) = frozen()  # type: ignore[valid-type]
+    ranges: frozen_map(tuple[Number | None, Number | None]) = frozen()  # type: ignore[valid-type]
     categories: frozen_map(tuple[Text, ...]) = frozen()  # type: ignore[valid-type]
     # Share of values that must pass, per column and check; unlisted: 1.0 (not_null: 1 - max_null_fraction).
     mostly: frozen_map(frozen_map(Fraction)) = frozen()  # type: ignore[valid-type]

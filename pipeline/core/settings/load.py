@@ -72,6 +72,12 @@ def _message(error: Any, file: str) -> str:
         return f"{parent}: required key '{loc[-1]}' is missing"
     if kind == "literal_error":
         return f"{path} must be one of {error['ctx']['expected']}, got {value!r}"
+    if kind in ("float_type", "int_type"):
+        return f"{path}: expected a number{' (a whole one)' if kind == 'int_type' else ''}, got {value!r}"
+    if kind == "finite_number":
+        return f"{path}: expected a finite number, got {value!r}"
+    if kind == "bool_type":
+        return f"{path}: expected true/false, got {value!r}"
     if kind == "value_error":
         text = str(error["ctx"]["error"])
         return f"{path} {text}" if text.startswith(("must", "is ")) else f"{path}: {text}"

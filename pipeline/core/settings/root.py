@@ -1,4 +1,4 @@
-"""The whole params file as one frozen object, and the checks that span sections."""
+"""The whole params file as one frozen object."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from .data import DatasetConfig, PrivacyConfig, ValidationConfig
-from .model import (
-    CostConfig,
-    FairnessConfig,
-    GateConfig,
-    ModelConfig,
-    RegistryConfig,
-    ScoringConfig,
-    TrainingConfig,
-)
+from .model import CostConfig, FairnessConfig, GateConfig, ModelConfig, RegistryConfig, ScoringConfig, TrainingConfig
 from .monitoring import MonitoringConfig
 from .ops import AlertsConfig, DemoConfig, DvcConfig, MaintenanceConfig, ResourcesConfig, StorageConfig, UiConfig
 from .types import Section

@@ -1,31 +1,16 @@
-"""What a settings value may be: finite numbers, text YAML did not turn into a boolean, immutable
-mappings, closed frozen sections. Messages name the problem; the loader adds the key path."""
+"""What a settings value may be: finite numbers (no text, no booleans), text YAML did not turn into a
+boolean, read-only mappings, closed frozen sections. The loader adds the key path to messages."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Strict
 
 
 class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return value
-
-
-def _whole(value: Any) -> int:
-    if float(_number(value)) != int(value):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    return int(value)
 
 
 def _text(value: Any) -> str:
@@ -33,34 +18,26 @@ def _text(value: Any) -> str:
         raise ValueError("expected text, got nothing (null)")
     if isinstance(value, bool):  # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans
         raise ValueError(
-            f"got the boolean {value!r}; YAML reads unquoted yes/no/true/false as booleans, "
-            'so quote the value (e.g. "Yes")'
+            f'got the boolean {value!r}; YAML reads unquoted yes/no/true/false as booleans, so quote it ("Yes")'
         )
     if isinstance(value, dict | list):
         raise ValueError(f"expected text, got {type(value).__name__}")
     return str(value)
 
 
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true/false, got {value!r}")
-    return value
-
-
-def bounded(check, message: str):
+def bounded(check, message: str) -> AfterValidator:
     def validate(value):
         if value is not None and not check(value):
-            raise ValueError(message.format(value=value))
+            raise ValueError(message)
         return value
 
     return AfterValidator(validate)
 
 
-Number = Annotated[float, BeforeValidator(_number)]
-OptNumber = Annotated[float | None, BeforeValidator(lambda v: None if v is None else _number(v))]
-Whole = Annotated[int, BeforeValidator(_whole)]
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+Whole = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
 Text = Annotated[str, BeforeValidator(_text)]
-Flag = Annotated[bool, BeforeValidator(_flag)]
 Positive = Annotated[Whole, bounded(lambda v: v >= 1, "must be at least 1")]
 Share = Annotated[Number, bounded(lambda v: 0 <= v < 1, "must be in [0, 1)")]  # of rows, values, labels
 Fraction = Annotated[Number, bounded(lambda v: 0 < v <= 1, "must be in (0, 1]")]
@@ -88,5 +65,4 @@ def frozen_map(value_type: Any) -> Any:
 
 
 def frozen(**values: Any) -> Any:
-    """The default of a frozen_map field."""
-    return FrozenDict(values)
+    return FrozenDict(values)  # the default of a frozen_map field
