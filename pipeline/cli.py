@@ -98,9 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset")
     s.add_argument("--since", help="first day (YYYY-MM-DD)")
     s = sub.add_parser(
-        "audit", help="the audit trail: quarantines, gate decisions, promotions, rollbacks, retraining triggers, alerts"
+        "audit",
+        help="the audit trail: quarantines, gate decisions, promotions, rollbacks, retraining triggers, alerts; "
+        "`verify` checks its hash chain",
     )
-    s.add_argument("action", choices=["list"])
+    s.add_argument("action", choices=["list", "verify"])
     s.add_argument("--since", help="first day (YYYY-MM-DD)")
     s.add_argument(
         "--kind",
@@ -222,6 +224,8 @@ def run(args: argparse.Namespace) -> dict | list:
     if cmd == "dvc-restore":
         return steps.dvc_restore(args.version, pull=not args.no_pull, params=params)
     if cmd == "audit":
+        if args.action == "verify":
+            return steps.audit_verify(params)
         return steps.audit_list(args.since, args.kind, params)
     if cmd == "gx-init":
         return steps.gx_init(params)
@@ -252,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
 
         progress.install(progress.RichBars())
     try:
-        _emit(run(args), args.out, args.command, as_json=args.json, limit=args.limit or None)
+        command = f"{args.command} {args.action}" if getattr(args, "action", "") == "verify" else args.command
+        _emit(run(args), args.out, command, as_json=args.json, limit=args.limit or None)
     except (PipelineError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

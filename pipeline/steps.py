@@ -332,6 +332,14 @@ def audit_list(
     return list_records(storage, as_date(since) if since else None, kind)
 
 
+def audit_verify(params: str | None = None, s3_options: dict | None = None) -> dict:
+    """Walk the audit trail's hash chain; raises naming the first record edited, removed or unlinked."""
+    from pipeline.ops.audit import verify
+
+    _, storage = open_pipeline(params, s3_options)
+    return verify(storage)
+
+
 def collect_garbage(
     older_than_hours: float | None = None,
     dry_run: bool = False,

@@ -50,8 +50,8 @@ def audit_day(day: dt.date | str | None = None) -> str:
     return f"audit/{day}" if day else "audit"
 
 
-def audit_record(at: dt.datetime, kind: str, token: str) -> str:
-    return f"{audit_day(f'{at:%Y-%m-%d}')}/{at:%H%M%S%f}-{kind}-{token}.json"
+def audit_record(day: str, seq: int) -> str:
+    return f"{audit_day(day)}/{seq:06d}.json"
 
 
 def raw_partition(dataset: str, day: dt.date) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def _message(error: Any, file: str) -> str:
     if kind == "missing":
         return f"{parent}: required key '{loc[-1]}' is missing"
     if kind == "literal_error":
-        return f"{path} must be one of {error['ctx']['expected']}, got {value!r}"
+        close = difflib.get_close_matches(str(value), re.findall(r"'([^']*)'", error["ctx"]["expected"]), n=1)
+        return f"{path} must be one of {error['ctx']['expected']}, got {value!r}{f'; did you mean {close[0]!r}?' if close else ''}"
     if kind in ("float_type", "int_type"):
         return f"{path}: expected a number{' (a whole one)' if kind == 'int_type' else ''}, got {value!r}"
     if kind == "finite_number":
