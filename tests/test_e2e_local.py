@@ -71,6 +71,14 @@ def test_training_then_scoring_through_airflow(dagbag, small_params, tmp_path):
             "row_count"
         ]
         assert per_day[day] == raw_rows  # one prediction per input row, no duplicates after the rerun
+        # Rows explain themselves: the threshold that decided them and the raw partition they came from.
+        raw_publish = storage.read_manifest(layout.raw_partition("credit_default", dt.date.fromisoformat(day)))
+        scored = storage.read_manifest(layout.predictions_partition("credit_default", dt.date.fromisoformat(day)))
+        got = con.execute(
+            f"select distinct threshold, input_publish_id from read_parquet('{glob}', hive_partitioning=true) "
+            f"where dt = '{day}'"
+        ).fetchall()
+        assert got == [(scored["threshold"], raw_publish["publish_id"])]
     versions = con.execute(f"select distinct model_version from read_parquet('{glob}')").fetchall()
     assert versions == [(version,)]
     ids = con.execute(f"select count(*), count(distinct ID) from read_parquet('{glob}')").fetchone()

@@ -73,7 +73,16 @@ def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, 
     raw = read_parquet_objects(storage, "raw/credit_default/dt=2025-03-02")
     assert len(predictions) == len(raw) and set(predictions["ID"]) == set(raw["ID"])
     assert (predictions["model_version"] == version).all()
-    assert list(predictions.columns) == ["ID", "score", "prediction", "model_version", "scored_at", "decided_by"]
+    assert list(predictions.columns) == [
+        "ID",
+        "score",
+        "prediction",
+        "model_version",
+        "scored_at",
+        "decided_by",
+        "threshold",
+        "input_publish_id",
+    ]
     assert load_config(params).storage.root == f"s3://{bucket}/prod"
     decision = storage.read_json("monitoring/credit_default/decisions/dt=2025-03-03.json")
     assert decision["champion_version"] == version and decision["rows"] == len(predictions)

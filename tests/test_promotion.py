@@ -326,6 +326,10 @@ def test_shadow_and_canary_scoring(copy_of):
     assert 0.15 < len(canary_rows) / len(prod) < 0.45
     assert (canary_rows["model_version"] == copy_of["candidate"]).all()
     assert (prod.loc[prod["decided_by"] == "champion", "model_version"] == copy_of["champion"]).all()
+    # Each row carries the threshold of the model that decided it.
+    for alias, version in (("challenger", copy_of["candidate"]), ("champion", copy_of["champion"])):
+        threshold = registry.read_manifest(storage, "credit_default", version)["threshold"]
+        assert (prod.loc[prod["decided_by"] == alias, "threshold"] == threshold).all()
     merged = canary_rows.merge(shadow, on="ID", suffixes=("", "_shadow"))
     assert np.allclose(merged["score"], merged["score_shadow"])
     # Shadow partitions never appear under predictions/.

@@ -7,6 +7,8 @@ Output columns (stable for analysts; one row per input row):
     model_version  string, the registry version that produced the row
     scored_at      timestamp (UTC) of the scoring run
     decided_by     string, which alias decided the row: champion, or challenger (canary rows)
+    threshold      float64, the decision threshold of the model that decided the row
+    input_publish_id  string, the publish id of the raw partition the row was scored from
 
 With a `challenger` alias, the challenger also scores every row into
 ``predictions_shadow/<model>/dt=…/`` (same schema, decided_by = "shadow"), which is never the
@@ -59,6 +61,8 @@ def prediction_table(
     versions: np.ndarray | str,
     scored_at: dt.datetime,
     decided_by: np.ndarray | str,
+    threshold: np.ndarray | float,
+    input_publish_id: str,
 ) -> pa.Table:
     n = len(ids)
     id_array = pa.array(ids.to_numpy() if ids.dtype != object else ids.tolist())
@@ -77,6 +81,12 @@ def prediction_table(
             "model_version": as_array(versions),
             "scored_at": pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
             "decided_by": as_array(decided_by),
+            "threshold": (
+                pa.array(threshold, type=pa.float64())
+                if isinstance(threshold, np.ndarray)
+                else pa.repeat(pa.scalar(float(threshold), pa.float64()), n)
+            ),
+            "input_publish_id": pa.repeat(pa.scalar(input_publish_id, pa.string()), n),
         }
     )
 
@@ -189,6 +199,8 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
     ids = frame[id_column]
     score, threshold = _score_with(storage, model_name, version, frame)
     final_score, final_pred = score, score >= threshold
+    raw_id = plan["input_publish_id"]
+    thresholds: np.ndarray | float = threshold
     versions: np.ndarray | str = version
     decided_by: np.ndarray | str = registry.CHAMPION
     canary_rows, ch_threshold = 0, None
@@ -198,15 +210,28 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
             layout.shadow_predictions_partition(model_name, day),
             plan["token"],
             _part_name(rng["part"]),
-            prediction_table(ids, id_column, ch_score, ch_score >= ch_threshold, challenger, scored_at, "shadow"),
+            prediction_table(
+                ids,
+                id_column,
+                ch_score,
+                ch_score >= ch_threshold,
+                challenger,
+                scored_at,
+                "shadow",
+                ch_threshold,
+                raw_id,
+            ),
         )
         canary = canary_mask(ids, config.scoring.canary_share)
         final_score = np.where(canary, ch_score, score)
         final_pred = np.where(canary, ch_score >= ch_threshold, score >= threshold)
         versions = np.where(canary, challenger, version)
+        thresholds = np.where(canary, ch_threshold, threshold)
         decided_by = np.where(canary, registry.CHALLENGER, registry.CHAMPION)
         canary_rows = int(canary.sum())
-    table = prediction_table(ids, id_column, final_score, final_pred, versions, scored_at, decided_by)
+    table = prediction_table(
+        ids, id_column, final_score, final_pred, versions, scored_at, decided_by, thresholds, raw_id
+    )
     storage.stage_part(layout.predictions_partition(model_name, day), plan["token"], _part_name(rng["part"]), table)
     elapsed = time.perf_counter() - started
     from pipeline.ops import metrics
