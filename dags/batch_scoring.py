@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from airflow.sdk import task
+from airflow.sdk import Param, task
 
-from pipeline_airflow import date_param, pipeline_dag, run_date, run_step
+from pipeline_airflow import actor, date_param, pipeline_dag, run_date, run_step
 from pipeline_airflow.alerting import scoring_deadline
 
 DOC = """
@@ -27,10 +27,13 @@ class), `prediction` (1 = positive class at the model's threshold), `model_versi
 `scored_at`; one row per input row. Read with e.g.
 `duckdb -c "select * from '<root>/predictions/<model>/*/*.parquet'"`.
 
-**Params**: `date` (YYYY-MM-DD) scores that day instead of the logical date.
+**Params**: `date` (YYYY-MM-DD) scores that day instead of the logical date; `model_version`
+scores it with that version (with a `reason`): the day's earlier decisions are kept under
+`predictions_revisions/<model>/dt=…/rev=…/` and the change is audited.
 
-**Rerun / backfill**: safe. Each task replaces its day's partition atomically, so readers
-see the old complete partition or the new one.
+**Rerun / backfill**: safe. A day once decided is re-scored by the same models (never silently
+by a newer champion); each task replaces its day's partition atomically, so readers see the old
+complete partition or the new one.
 `airflow backfill create --dag-id batch_scoring --from-date … --to-date … --reprocess-behavior completed --max-active-runs 4`
 (the DAG's own limit; Airflow's backfill default runs 10 at once).
 Bad data fails at once (no retries); storage errors are retried with backoff.
@@ -48,6 +51,14 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
     doc_md=DOC,
     params={
         "date": date_param("Score this day (YYYY-MM-DD) instead of the run's logical date."),
+        "model_version": Param(
+            None,
+            type=["null", "string"],
+            description="Score with this model version. Empty: the models that decided the day before "
+            "(a rerun never changes past decisions), else the champion. Another version keeps the "
+            "earlier decisions as a revision.",
+        ),
+        "reason": Param("", type="string", description="Why another version decides the day (recorded)."),
     },
 )
 def batch_scoring():
@@ -62,7 +73,7 @@ def batch_scoring():
 
     @task
     def plan_scoring(_validated: dict, **context) -> list[dict]:
-        return run_step("scoring_jobs", run_date(context))
+        return run_step("scoring_jobs", run_date(context), version=context["params"].get("model_version"))
 
     @task(map_index_template="{{ range_label }}")
     def score_range(job: dict) -> dict:
@@ -72,8 +83,9 @@ def batch_scoring():
         return run_step("score_range", job["plan"], job["range"])
 
     @task
-    def score(jobs: list[dict], parts: list[dict]) -> dict:
-        return run_step("publish_scoring", jobs[0]["plan"], parts)
+    def score(jobs: list[dict], parts: list[dict], **context) -> dict:
+        reason = context["params"].get("reason") or ""
+        return run_step("publish_scoring", jobs[0]["plan"], parts, reason=reason, actor=actor(context))
 
     # One job per row-group range; each carries the plan (a few KB: versions, ranges), never data.
     jobs = plan_scoring(validate(ingest()))

@@ -66,8 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("gate", help="apply the gate and promote the version if it passes")
     s.add_argument("--version")
     s.add_argument("--from", dest="from_file")
-    s = sub.add_parser("score", help="score days with the champion (default: demo.score_days)")
+    s = sub.add_parser(
+        "score", help="score days: with the models that decided them before, else the champion (default: demo days)"
+    )
     s.add_argument("--date", action="append")
+    s.add_argument("--model-version", help="score with this version (the day's earlier decisions become a revision)")
+    s.add_argument("--reason", default="", help="why another version decides the day (recorded)")
     s = sub.add_parser("run-training", help="the whole training pipeline without Airflow")
     s.add_argument("--as-of")
     s = sub.add_parser(
@@ -89,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--false-alarms", type=int, metavar="WEEKS")
     s = sub.add_parser("run-scoring", help="ingest, validate and score days, like the batch_scoring DAG")
     s.add_argument("--date", action="append", required=True)
+    s.add_argument("--model-version", help="score with this version (the day's earlier decisions become a revision)")
+    s.add_argument("--reason", default="", help="why another version decides the day (recorded)")
     s = sub.add_parser("contract", help="the frozen data contract: show it, or update it from params")
     s.add_argument("action", choices=["show", "update", "history"])
     s.add_argument("--reason", default="", help="update: why the contract changes (recorded)")
@@ -112,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
             "promotion",
             "rollback",
             "registry",
+            "rescoring",
             "retraining_trigger",
             "alert",
             "alert_resolved",
@@ -131,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("version", nargs="?", help="model version (default: the champion)")
     s.add_argument("--no-pull", action="store_true", help="only write the .dvc file")
     s = sub.add_parser("gx-init", help="write the expectation suite and checkpoint built from the data contract")
+    s = sub.add_parser("explain", help="one row's decision on a day: score, threshold, model, lineage, revisions")
+    s.add_argument("--date", required=True)
+    s.add_argument("--id", required=True, dest="row_id", help="the row's id (or derived row key)")
     s = sub.add_parser("params-schema", help="the JSON schema of params.yaml (for editors; params.schema.json)")
     s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
     s.add_argument(
@@ -163,6 +173,8 @@ def run(args: argparse.Namespace) -> dict | list:
     cmd = args.command
     if cmd == "params-schema":
         return steps.params_schema()
+    if cmd == "explain":
+        return steps.explain(args.date, args.row_id, params)
     if cmd == "ingest":
         if args.date:
             return [steps.ingest(d, params) for d in args.date]
@@ -192,7 +204,7 @@ def run(args: argparse.Namespace) -> dict | list:
         return {"gate": steps.gate(version, params), "register": steps.register(version, params=params)}
     if cmd == "score":
         days = args.date or [str(d) for d in _demo_dates(params)[1]]
-        return [steps.score(d, params) for d in days]
+        return [steps.score(d, params, version=args.model_version, reason=args.reason) for d in days]
     if cmd == "run-training":
         return steps.run_training(args.as_of or _demo_dates(params)[0], params)
     if cmd == "monitor":
@@ -212,7 +224,7 @@ def run(args: argparse.Namespace) -> dict | list:
             days, args.scenario or config.demo.drift_scenario, args.column, args.strength, args.break_kind, params
         )
     if cmd == "run-scoring":
-        return [steps.run_scoring(d, params) for d in args.date]
+        return [steps.run_scoring(d, params, version=args.model_version, reason=args.reason) for d in args.date]
     if cmd == "contract":
         if args.action == "update":
             return steps.contract_update(args.reason, args.from_day, params)

@@ -201,13 +201,20 @@ def record_approval(
 
 
 def score(
-    day: str | dt.date, params: str | None = None, s3_options: dict | None = None, version: str | None = None
+    day: str | dt.date,
+    params: str | None = None,
+    s3_options: dict | None = None,
+    version: str | None = None,
+    reason: str = "",
+    actor: str | None = None,
 ) -> dict:
+    """Score the day: with the models that decided it before, else today's champion (and challenger);
+    with `version`, that model (the previous decisions are kept as a revision)."""
     from pipeline.model.score import score_day
 
     config, storage = open_pipeline(params, s3_options)
     with thread_limit(config):
-        return score_day(config, storage, as_date(day), version=version)
+        return score_day(config, storage, as_date(day), version, reason, actor)
 
 
 def plan_scoring(
@@ -220,11 +227,13 @@ def plan_scoring(
     return plan(config, storage, as_date(day), version)
 
 
-def scoring_jobs(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> list[dict]:
+def scoring_jobs(
+    day: str | dt.date, params: str | None = None, s3_options: dict | None = None, version: str | None = None
+) -> list[dict]:
     """The plan as one job per range, for an orchestrator to map over."""
     from pipeline.model.score import jobs
 
-    return jobs(plan_scoring(day, params, s3_options))
+    return jobs(plan_scoring(day, params, s3_options, version))
 
 
 def score_range(plan: dict, rng: dict, params: str | None = None, s3_options: dict | None = None) -> dict:
@@ -235,14 +244,27 @@ def score_range(plan: dict, rng: dict, params: str | None = None, s3_options: di
         return run(config, storage, plan, rng)
 
 
-def publish_scoring(plan: dict, parts: list[dict], params: str | None = None, s3_options: dict | None = None) -> dict:
+def publish_scoring(
+    plan: dict,
+    parts: list[dict],
+    params: str | None = None,
+    s3_options: dict | None = None,
+    reason: str = "",
+    actor: str | None = None,
+) -> dict:
     from pipeline.model.score import publish_scoring as run
 
     config, storage = open_pipeline(params, s3_options)
-    return run(config, storage, plan, list(parts))
+    return run(config, storage, plan, list(parts), reason, actor)
 
 
-def run_scoring(day: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict[str, Any]:
+def run_scoring(
+    day: str | dt.date,
+    params: str | None = None,
+    s3_options: dict | None = None,
+    version: str | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
     """The batch_scoring DAG without an orchestrator: ingest -> validate -> score."""
     from pipeline.data.intake import ingest_with_labels, validate_delivery
     from pipeline.model.score import score_day
@@ -252,7 +274,8 @@ def run_scoring(day: str | dt.date, params: str | None = None, s3_options: dict 
     staged = ingest_with_labels(config, storage, day)
     validated = validate_delivery(config, storage, day, staged["delivery_id"])
     with thread_limit(config):
-        return {"ingest": staged, "validate": validated, "score": score_day(config, storage, day)}
+        scored = score_day(config, storage, day, version, reason)
+    return {"ingest": staged, "validate": validated, "score": scored}
 
 
 def run_training(
@@ -413,6 +436,13 @@ def false_alarms(weeks: int, params: str | None = None, s3_options: dict | None 
 
     config, storage = open_pipeline(params, s3_options)
     return false_alarm_rates(config, storage, weeks, seed)
+
+
+def explain(day: str | dt.date, row_id: str, params: str | None = None, s3_options: dict | None = None) -> dict:
+    """What was decided for one row on one day, with which model, data and threshold, and why."""
+    from pipeline.monitoring.explain import explain as run
+
+    return run(*open_pipeline(params, s3_options), as_date(day), row_id)
 
 
 def compare_shadow(

@@ -472,3 +472,61 @@ def test_model_registry_dag_rolls_back_from_the_ui(airflow_db, copy_of):
     last = registry.history(storage, "credit_default")[-1]
     assert (last["action"], last["reason"], last["outcome"]) == ("rollback", "from the UI", "done")
     assert last["run_id"] == run.run_id and last["actor"]
+
+
+def test_a_day_keeps_its_decisions_after_a_promotion_and_revisions_stay_readable(dagbag, copy_of, capsys):
+    """Point-in-time scoring: day D scored by v1 through Airflow; v2 promoted; a rerun of D (a clear,
+    a backfill) still decides by v1; `run-scoring --model-version v2` makes a second revision, both
+    readable, the change audited, and `explain` shows both."""
+    from helpers import run_dag
+
+    from pipeline import cli
+    from pipeline.ops import audit
+
+    params, storage = copy_of["params"], copy_of["storage"]
+    v1, v2, day = copy_of["champion"], copy_of["candidate"], dt.date(2025, 3, 2)
+    key = layout.predictions_partition("credit_default", day)
+    assert run_dag(dagbag, "batch_scoring", day) == "success"
+    assert storage.read_manifest(key)["model_version"] == v1
+    steps.registry_action("promote", v2, "the newer model", force=True, params=params)
+    assert registry.champion_version(storage, "credit_default") == v2
+
+    assert run_dag(dagbag, "batch_scoring", day) == "success"  # a rerun of the day
+    rerun = storage.read_manifest(key)
+    assert rerun["model_version"] == v1 and rerun["revisions"] == []
+    assert set(read_parquet_objects(storage, key)["model_version"]) == {v1}
+
+    argv = ["--params", params, "run-scoring", "--date", day.isoformat(), "--model-version", v2]
+    assert cli.main([*argv, "--reason", "re-decided after the promotion"]) == 0
+    current = storage.read_manifest(key)
+    assert current["model_version"] == v2
+    assert [r["model_version"] for r in current["revisions"]] == [v1]
+    kept_key = layout.predictions_revision("credit_default", day, current["revisions"][0]["publish_id"])
+    kept, now = read_parquet_objects(storage, kept_key), read_parquet_objects(storage, key)
+    assert set(kept["model_version"]) == {v1} and set(now["model_version"]) == {v2}
+    assert len(kept) == len(now)
+    import duckdb  # the README's query over a day's revisions
+
+    root = copy_of["config"].storage.root
+    every = duckdb.sql(
+        f"select 'current' as revision, * from read_parquet('{root}/predictions/credit_default/dt={day}/*.parquet') "
+        f"union all by name select rev as revision, * exclude (dt) from read_parquet("
+        f"'{root}/predictions_revisions/credit_default/dt={day}/*/*.parquet', hive_partitioning = true)"
+    ).df()
+    assert dict(every.groupby("model_version").size()) == {v1: len(kept), v2: len(now)}
+    (change,) = audit.list_records(storage, kind="rescoring")
+    assert change["previous_version"] == v1 and change["version"] == v2
+    assert change["why"] == "re-decided after the promotion"
+
+    row_id = str(now["ID"].iloc[0])
+    capsys.readouterr()
+    assert cli.main(["--params", params, "explain", "--date", day.isoformat(), "--id", row_id]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    assert explained["decision"]["model_version"] == v2
+    assert explained["revisions"][0]["row"]["model_version"] == v1
+    assert explained["decision"]["threshold"] == registry.read_manifest(storage, "credit_default", v2)["threshold"]
+    assert set(explained["models"]) == {v1, v2}
+    snapshot = explained["models"][v1]["training_snapshot"]
+    assert snapshot["snapshot_id"] and len(snapshot["snapshot_sha256"]) == 64  # + its DVC md5 when DVC is on
+    assert explained["validation"]["success"] is True
+    assert explained["decision"]["input_publish_id"] == explained["validation"]["raw_publish_id"]

@@ -122,6 +122,11 @@ def predictions_partition(model: str, day: dt.date) -> str:
     return f"predictions/{model}/{_dt(day)}"
 
 
+def predictions_revision(model: str, day: dt.date, publish_id: str) -> str:
+    """Decisions of a day that other decisions replaced, kept readable (outside predictions/)."""
+    return f"predictions_revisions/{model}/{_dt(day)}/rev={publish_id}"
+
+
 def shadow_predictions_partition(model: str, day: dt.date) -> str:
     """Challenger's scores of a day: never the production decision, never under predictions/."""
     return f"{shadow_predictions_root(model)}/{_dt(day)}"

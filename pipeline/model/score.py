@@ -10,6 +10,12 @@ Output columns (stable for analysts; one row per input row):
     threshold      float64, the decision threshold of the model that decided the row
     input_publish_id  string, the publish id of the raw partition the row was scored from
 
+A day is decided once: re-scoring it (a backfill, a cleared task, a re-delivery) uses the models that
+decided it then, recorded in its partition's manifest, not today's champion. Scoring it with another
+version asked for explicitly keeps the previous decisions readable under
+``predictions_revisions/<model>/dt=…/rev=<publish id>/``, lists every revision in the manifest, and
+records the change in the audit trail.
+
 With a `challenger` alias, the challenger also scores every row into
 ``predictions_shadow/<model>/dt=…/`` (same schema, decided_by = "shadow"), which is never the
 production decision; with ``scoring.canary_share`` > 0 that share of rows, chosen by a stable
@@ -146,11 +152,16 @@ def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version
     """What to score and with which models, fixed once so every range task agrees: the champion
     (and challenger) versions, the scoring time, the input version and its row-group ranges."""
     model_name = config.model_name
-    pinned = version is not None
-    version = version or registry.champion_version(storage, model_name)
     raw_key = layout.raw_partition(config.dataset.name, day)
     raw_manifest = require_validated(config, storage, day)
-    challenger = None if pinned else (registry.get_alias(storage, model_name, registry.CHALLENGER) or {}).get("version")
+    decided = _decided(storage, model_name, day)
+    if version is not None:  # asked for explicitly: that model alone
+        challenger = None
+    elif decided is not None:  # the day was decided already: by the models in force then, not today's
+        version, challenger = decided["model_version"], decided.get("challenger_version")
+    else:
+        version = registry.champion_version(storage, model_name)
+        challenger = (registry.get_alias(storage, model_name, registry.CHALLENGER) or {}).get("version")
     challenger = challenger if challenger and challenger != version else None
     ranges = _ranges(storage, raw_key, raw_manifest, config.scoring.rows_per_task)
     plan = {
@@ -164,6 +175,7 @@ def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version
         "token": uuid.uuid4().hex[:12],
         "rows": sum(r["rows"] for r in ranges),
         "ranges": ranges,
+        "decided": decided,
     }
     log.info(
         "scoring plan for %s: %d rows in %d range(s) of ~%d rows, %s %s%s",
@@ -176,6 +188,47 @@ def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version
         f", challenger {challenger}" if challenger else "",
     )
     return plan
+
+
+def _decided(storage: Storage, model_name: str, day: dt.date) -> dict | None:
+    """The day's current decision (its partition's manifest, trimmed), if it was scored before."""
+    key = layout.predictions_partition(model_name, day)
+    if not storage.partition_exists(key):
+        return None
+    manifest = storage.read_manifest(key)
+    fields = ("model_version", "challenger_version", "publish_id", "input_publish_id", "scored_at", "threshold")
+    return {k: manifest.get(k) for k in fields} | {"revisions": manifest.get("revisions", [])}
+
+
+def _keep_revision(storage: Storage, plan: dict, version: str, reason: str, actor: str | None) -> dict:
+    """Before another model's decisions replace the day's: keep the current ones readable under
+    predictions_revisions/ and say so in the audit trail. Returns what the new manifest records."""
+    from pipeline.ops import audit
+
+    decided, model_name, day = plan["decided"], plan["model"], dt.date.fromisoformat(plan["day"])
+    revisions = list(decided["revisions"])
+    if decided["model_version"] != version:
+        kept = layout.predictions_revision(model_name, day, decided["publish_id"])
+        storage.copy_partition(layout.predictions_partition(model_name, day), kept)
+        revisions.append(
+            {**{k: decided[k] for k in ("model_version", "publish_id", "scored_at")}, "uri": storage.uri(kept)}
+        )
+        audit.record(
+            storage,
+            "rescoring",
+            f"{model_name} {plan['day']}: decisions of {decided['model_version']} replaced by {version}",
+            why=reason or "re-scored with another model version on request",
+            actor=actor,
+            day=plan["day"],
+            previous_version=decided["model_version"],
+            version=version,
+            kept_revision=storage.uri(kept),
+        )
+    extra: dict = {"revisions": revisions}
+    if decided["input_publish_id"] != plan["input_publish_id"]:
+        log.warning("%s was re-delivered after it was scored: scoring the new delivery", plan["input_partition"])
+        extra["previous_input_publish_id"] = decided["input_publish_id"]
+    return extra
 
 
 def _part_name(part: int) -> str:
@@ -248,8 +301,16 @@ def score_range(config: PipelineConfig, storage: Storage, plan: dict, rng: dict)
     }
 
 
-def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts: list[dict]) -> dict:
-    """Publish the staged parts as the day's prediction partition (and the shadow partition)."""
+def publish_scoring(
+    config: PipelineConfig,
+    storage: Storage,
+    plan: dict,
+    parts: list[dict],
+    reason: str = "",
+    actor: str | None = None,
+) -> dict:
+    """Publish the staged parts as the day's prediction partition (and the shadow partition). When
+    another model decided the day before, its decisions are kept as a revision first."""
     from pipeline.core.errors import ArtefactError
 
     day = dt.date.fromisoformat(plan["day"])
@@ -293,6 +354,8 @@ def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts:
             "canary_rows": sum(p["canary_rows"] for p in parts),
             "shadow_partition": storage.uri(shadow_key),
         }
+    if plan.get("decided"):
+        extra |= _keep_revision(storage, plan, version, reason, actor)
     key = layout.predictions_partition(model_name, day)
     storage.publish_staged(
         key,
@@ -321,10 +384,18 @@ def publish_scoring(config: PipelineConfig, storage: Storage, plan: dict, parts:
         "challenger_version": challenger,
         "ranges": len(parts),
         "positive_rate": round(sum(p["positives"] for p in parts) / max(rows, 1), 6),
+        "revisions": len(extra.get("revisions", [])),
     }
 
 
-def score_day(config: PipelineConfig, storage: Storage, day: dt.date, version: str | None = None) -> dict:
+def score_day(
+    config: PipelineConfig,
+    storage: Storage,
+    day: dt.date,
+    version: str | None = None,
+    reason: str = "",
+    actor: str | None = None,
+) -> dict:
     """Plan, score every range and publish, in this one process (the CLI, DVC and small days)."""
     plan = plan_scoring(config, storage, day, version)
     parts = []
@@ -332,4 +403,4 @@ def score_day(config: PipelineConfig, storage: Storage, day: dt.date, version: s
         parts.append(score_range(config, storage, plan, rng))
         if len(plan["ranges"]) > 1:
             log.info("scored range %d/%d (%d rows)", i, len(plan["ranges"]), rng["rows"])
-    return publish_scoring(config, storage, plan, parts)
+    return publish_scoring(config, storage, plan, parts, reason, actor)

@@ -2,7 +2,8 @@
 hash chain that shows any edit or deletion.
 
 Kinds: ``quarantine`` (a delivery or its rows), ``gate`` (a candidate's verdict), ``promotion``,
-``rollback``, ``registry`` (other alias moves, refusals, approvals), ``retraining_trigger``,
+``rollback``, ``registry`` (other alias moves, refusals, approvals), ``rescoring`` (a day's decisions
+replaced by another model's), ``retraining_trigger``,
 ``alert`` and ``alert_resolved``. Each says what, when, why, the run id and the actor.
 
     audit/YYYY-MM-DD/<seq>.json      seq 000001, 000002, ... within the day
@@ -37,7 +38,17 @@ from pipeline.core.storage import Storage
 
 log = logging.getLogger(__name__)
 
-KINDS = ("quarantine", "gate", "promotion", "rollback", "registry", "retraining_trigger", "alert", "alert_resolved")
+KINDS = (
+    "quarantine",
+    "gate",
+    "promotion",
+    "rollback",
+    "registry",
+    "rescoring",
+    "retraining_trigger",
+    "alert",
+    "alert_resolved",
+)
 GENESIS = "0" * 64
 _RECORD = re.compile(r"^(\d{6})\.json$")
 MAX_APPEND_ATTEMPTS = 20
