@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
             "clear-challenger",
             "compare-shadow",
             "resign",
+            "card",
         ],
     )
     s.add_argument("version", nargs="?", help="the version (promote, challenger)")
@@ -246,6 +247,8 @@ def run(args: argparse.Namespace) -> dict | list:
             return steps.compare_shadow(args.since, params)
         if args.action == "resign":
             return steps.registry_action("resign", params=params)
+        if args.action == "card":
+            return steps.model_card(args.version, params)
         action = {"challenger": "set_challenger", "clear-challenger": "clear_challenger"}.get(args.action, args.action)
         if args.action == "promote" and args.force and not args.reason.strip():
             raise ConfigError("models promote --force needs --reason (it is recorded)")

@@ -138,7 +138,7 @@ def models(result: Any, limit: int | None) -> list[RenderableType]:
         return [
             _table(
                 f"Versions of {result['model']}",
-                ["version", "status", "created", "ROC AUC", "gate", "reason"],
+                ["version", "status", "created", "ROC AUC", "gate", "reason", "model card"],
                 (
                     [
                         v["version"],
@@ -147,6 +147,7 @@ def models(result: Any, limit: int | None) -> list[RenderableType]:
                         f"{v['roc_auc']:.3f}" if isinstance(v.get("roc_auc"), float) else "-",
                         _gate(v.get("gate_passed")),
                         v.get("reason"),
+                        v.get("model_card"),
                     ]
                     for v in rows
                 ),

@@ -1,9 +1,9 @@
 """The pipeline's steps as small JSON-in/JSON-out calls.
 
 Airflow tasks, the CLI and the DVC stages all call these, so the three paths run
-the same code. Each loads the config (``PIPELINE_PARAMS`` or the given file),
-opens storage (S3 options from an Airflow connection can be passed in), calls
-one function, and returns a small JSON-able dict.
+the same code. Each opens the settings and storage once (pipeline/opening.py: ``PIPELINE_PARAMS``
+or the given file; S3 options from an Airflow connection can be passed in), calls one stage
+function, and returns a small JSON-able dict.
 """
 
 from __future__ import annotations
@@ -12,67 +12,11 @@ import datetime as dt
 import logging
 from typing import Any
 
-from pipeline.core.errors import ConfigError
-from pipeline.core.settings import PipelineConfig, load_config
-from pipeline.core.storage import Storage, open_storage
+from pipeline.opening import as_date, open_pipeline, params_schema, settings, storage_for  # noqa: F401 (the seam's API)
 from pipeline.ops import progress
 from pipeline.ops.threads import thread_limit
 
 log = logging.getLogger(__name__)
-
-
-def open_pipeline(params: str | None = None, s3_options: dict | None = None) -> tuple[PipelineConfig, Storage]:
-    config = settings(params)
-    return config, storage_for(config, s3_options)
-
-
-def settings(params: str | None = None) -> PipelineConfig:
-    """The params, parsed, then checked by the stages that own them (column roles, metric and statistic
-    names, windows): a mistake fails the step before it reads or writes anything."""
-    from pipeline.data import columns
-    from pipeline.model import checks
-    from pipeline.monitoring import policy, stats
-
-    config = load_config(params)
-    problems = columns.check_settings(config) + checks.check_settings(config) + stats.check_settings(config.monitoring)
-    if problems := problems + policy.check_settings(config.monitoring.policy):
-        raise ConfigError("; ".join(problems))
-    return config
-
-
-def params_schema() -> dict:
-    """The JSON schema of params.yaml (editors validate against params.schema.json)."""
-    from pipeline.core.settings import schema
-
-    return schema()
-
-
-def storage_for(config: PipelineConfig, s3_options: dict | None = None) -> Storage:
-    """Storage at the configured root, with the configured S3 timeouts and retry budget."""
-    st = config.storage
-    budget = {
-        "connect_timeout": st.connect_timeout_seconds,
-        "read_timeout": st.read_timeout_seconds,
-        "max_attempts": st.max_attempts,
-    }
-    return open_storage(
-        st.root,
-        {**budget, **(s3_options or {})},
-        row_group_rows=st.row_group_rows,
-        lease_seconds=st.publish_lease_seconds,
-        wait_seconds=st.publish_wait_seconds,
-    )
-
-
-def as_date(value: str | dt.date) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value)[:10])
-    except ValueError as exc:
-        raise ValueError(f"not a date (YYYY-MM-DD): {value!r}") from exc
 
 
 # --------------------------------------------------------------------------- ingest/validate
@@ -443,6 +387,14 @@ def explain(day: str | dt.date, row_id: str, params: str | None = None, s3_optio
     from pipeline.monitoring.explain import explain as run
 
     return run(*open_pipeline(params, s3_options), as_date(day), row_id)
+
+
+def model_card(version: str | None = None, params: str | None = None, s3_options: dict | None = None) -> dict:
+    """Write the model card of a version (default: the champion); returns where it is."""
+    from pipeline.model import card, registry
+
+    config, storage = open_pipeline(params, s3_options)
+    return card.write_card(config, storage, version or registry.champion_version(storage, config.model_name))
 
 
 def compare_shadow(

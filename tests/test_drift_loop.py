@@ -10,7 +10,7 @@ import shutil
 import pandas as pd
 import pytest
 from conftest import ROOT, copy_trained
-from helpers import run_dag, task_states
+from helpers import read_parquet_objects, run_dag, task_states
 
 from pipeline import steps
 from pipeline.core import layout
@@ -198,3 +198,40 @@ def test_false_alarm_rate_over_60_weeks(pipeline_copy, tmp_path):
     assert result["retrain_rate"]["calibrated"] <= 0.05
     # The fixed-threshold view flags far more often (that is what calibration is for).
     assert result["weeks_with_any_flagged_feature"]["fixed"] > result["weeks_with_any_flagged_feature"]["calibrated"]
+
+
+def test_model_card_gathers_every_section_from_storage(pipeline_copy):
+    """The champion's card after a monitoring run and a human approval: every Annex IV section is
+    filled from what storage holds, nothing is left at its placeholder, and no row's values appear."""
+    from pipeline.model import card
+
+    params, config, storage = pipeline_copy
+    version = registry.champion_version(storage, config.model_name)
+    _deliver_and_score(params, DRIFT_DAYS, "none")
+    steps.monitor_drift(AS_OF, params)
+    response = {"chosen_options": ["Approve"], "responded_by_user": {"name": "risk-officer"}}
+    steps.record_approval(version, {**response, "params_input": {"reason": "reviewed the card"}}, params=params)
+    written = steps.model_card(params=params)
+    sections = dict(card.gather(config, storage, version))
+    assert list(sections) == written["sections"] and len(sections) == 9
+    listed = {v["version"]: v["model_card"] for v in steps.registry_action("list", params=params)["versions"]}
+    assert listed[version] == written["html"]  # `models list` links every version's card
+    text = storage.read_bytes(f"{layout.model_version(config.model_name, version)}/{card.MARKDOWN}").decode()
+    page = storage.read_bytes(f"{layout.model_version(config.model_name, version)}/{card.HTML}").decode()
+    for heading, rows in sections.items():
+        assert rows and heading in text and heading in page
+        for label, value in rows:
+            assert value not in (None, "", [], card.NONE_YET), f"{heading} / {label} is empty"
+    assert "not stated in params" not in text and "not monitored while serving yet" not in text
+    assert "approved by risk-officer" in text and "reviewed the card" in text
+    assert AS_OF in dict(sections["9. Post-deployment monitoring"])
+    performance = dict(sections["3. Performance (holdout)"])
+    low, high = (float(x) for x in performance["roc_auc"].split("[")[1].rstrip("]").split(","))
+    assert low < float(performance["roc_auc"].split(" ")[0]) < high
+    # Aggregates only: no id of a scored row appears in the card.
+    ids = set(
+        read_parquet_objects(
+            storage, layout.predictions_partition(config.model_name, dt.date.fromisoformat(DRIFT_DAYS[0]))
+        )["ID"].astype(str)
+    )
+    assert not {i for i in ids if len(i) >= 4 and f" {i} " in f" {text} "}

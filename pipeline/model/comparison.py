@@ -67,3 +67,26 @@ def paired_bootstrap(
         "confidence": confidence,
         "seed": seed,
     }
+
+
+def metric_intervals(
+    y: np.ndarray,
+    score: np.ndarray,
+    threshold: float,
+    metrics: tuple[str, ...],
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of one model's holdout metrics (the model card reports them)."""
+    y = np.asarray(y, dtype="int64")
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {m: [] for m in metrics}
+    for _ in range(resamples):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        for m in metrics:
+            values[m].append(metric_value(m, y[idx], score[idx], threshold))
+    lo, hi = (1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100
+    return {m: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for m, v in values.items() if v}

@@ -13,8 +13,8 @@ from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.snapshot import DAY_COLUMN, SPLIT_COLUMN, read_snapshot
 from pipeline.data.source import Schema
-from pipeline.model import registry, report
-from pipeline.model.comparison import paired_bootstrap
+from pipeline.model import card, registry, report
+from pipeline.model.comparison import metric_intervals, paired_bootstrap
 from pipeline.model.cost import cost_per_1000
 from pipeline.model.fairness import fairness_report
 from pipeline.model.features import feature_frame, target_vector
@@ -104,6 +104,10 @@ def evaluate_version(config: PipelineConfig, storage: Storage, version: str) -> 
     metrics = classification_metrics(y, score, threshold)
     if config.cost:
         metrics["cost_per_1000"] = cost_per_1000(y, score, threshold, config.cost)
+    g = config.gate
+    intervals = metric_intervals(
+        y, score, threshold, ("roc_auc", "pr_auc"), g.bootstrap_resamples, g.confidence, config.training.random_state
+    )
     fairness = fairness_report(holdout, y, score >= threshold, config.dataset.sensitive_attributes, config.fairness)
     comparison = compare_with_champion(config, storage, version, holdout, y, score, threshold)
     champ_score = comparison.pop("_champion_score", None)
@@ -111,6 +115,7 @@ def evaluate_version(config: PipelineConfig, storage: Storage, version: str) -> 
         "model": model_name,
         "version": version,
         "metrics": metrics,
+        "intervals": {"confidence": g.confidence, "resamples": g.bootstrap_resamples, **intervals},
         "fairness": fairness,
         "comparison": comparison,
         "importance": (manifest.get("importance") or {}).get("features", {}),
@@ -126,6 +131,7 @@ def evaluate_version(config: PipelineConfig, storage: Storage, version: str) -> 
     storage.write_json(f"{key}/{report.FIGURES}", figures)
     storage.write_bytes(f"{key}/{report.REPORT}", report.render_report(manifest, evaluation, figures).encode())
     registry.update_manifest(storage, model_name, version, metrics=metrics)
+    card.refresh(config, storage, version)
     log.info(
         "%s holdout: roc_auc %.4f pr_auc %.4f f1 %.4f", version, metrics["roc_auc"], metrics["pr_auc"], metrics["f1"]
     )
@@ -135,4 +141,5 @@ def evaluate_version(config: PipelineConfig, storage: Storage, version: str) -> 
         "compared_with": comparison.get("champion_version") if comparison.get("possible") else None,
         "report": storage.uri(f"{key}/{report.REPORT}"),
         "evaluation_report": storage.uri(f"{key}/{report.REPORT}"),
+        "model_card": storage.uri(f"{key}/{card.HTML}"),
     }

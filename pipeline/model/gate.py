@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pipeline.core import layout
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
-from pipeline.model import registry
+from pipeline.model import card, registry
 from pipeline.model.fairness import fairness_breaches
 from pipeline.model.report import FIGURES, REPORT, render_report
 
@@ -151,6 +151,7 @@ def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict
     registry.update_manifest(
         storage, model_name, version, gate={"passed": decision["passed"], "reasons": decision["reasons"]}
     )
+    card.refresh(config, storage, version)
     manifest = registry.read_manifest(storage, model_name, version)
     figures = storage.read_json(f"{key}/{FIGURES}") if storage.exists(f"{key}/{FIGURES}") else {}
     storage.write_bytes(f"{key}/{REPORT}", render_report(manifest, evaluation, figures, decision).encode())
@@ -161,4 +162,5 @@ def gate_version(config: PipelineConfig, storage: Storage, version: str) -> dict
         "metrics": {k: round(v, 4) for k, v in decision["metrics"].items()},
         "gate": storage.uri(f"{key}/{registry.GATE}"),
         "evaluation_report": storage.uri(f"{key}/{REPORT}"),
+        "model_card": storage.uri(f"{key}/{card.HTML}"),
     }

@@ -10,7 +10,7 @@ from pipeline.core import layout
 from pipeline.core.errors import RegistryError
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
-from pipeline.model import registry
+from pipeline.model import card, registry
 
 MOVES = ("promote", "rollback", "set_challenger", "clear_challenger")
 
@@ -47,19 +47,23 @@ def register(
     actor = (parse_approval(approval)["actor"] if approval else None) or actor
     alias = config.registry.promote_to
     record = registry.promote(storage, model, version, reason, alias=alias, actor=actor, run_id=run_id)
+    card.refresh(config, storage, version)
+    card.refresh(config, storage, record.get("previous_version"))
     return {
         "version": version,
         "promoted": True,
         "alias": alias,
         "champion": registry.champion_version(storage, model),
         "previous": record["previous_version"],
+        "model_card": storage.uri(f"{layout.model_version(model, version)}/{card.HTML}"),
     }
 
 
-def _summary(m: dict) -> dict:
+def _summary(storage: Storage, model: str, m: dict) -> dict:
     return {k: m.get(k) for k in ("version", "status", "created_at", "trained_as_of", "reason")} | {
         "roc_auc": (m.get("metrics") or {}).get("roc_auc"),
         "gate_passed": (m.get("gate") or {}).get("passed"),
+        "model_card": storage.uri(f"{layout.model_version(model, m['version'])}/{card.HTML}"),
     }
 
 
@@ -98,10 +102,12 @@ def act(
             "model": model,
             "champion": registry.get_alias(storage, model),
             "challenger": registry.get_alias(storage, model, registry.CHALLENGER),
-            "versions": [_summary(m) for m in registry.list_versions(storage, model)],
+            "versions": [_summary(storage, model, m) for m in registry.list_versions(storage, model)],
         }
     else:
         raise RegistryError(f"unknown registry action {action!r}")
+    for touched in dict.fromkeys([record.get("version"), record.get("previous_version")]):
+        card.refresh(config, storage, touched)
     return {
         "action": action,
         "alias": record.get("alias"),
@@ -118,4 +124,5 @@ def record_approval(
     """Record a human approval or rejection of a candidate in the model's history."""
     event = {"action": "approval", "version": version, **parse_approval(approval), "run_id": run_id}
     registry.record_event(storage, config.model_name, event)
+    card.refresh(config, storage, version)
     return event

@@ -19,7 +19,7 @@ from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.snapshot import DAY_COLUMN, SPLIT_COLUMN, read_snapshot
 from pipeline.data.source import Schema
-from pipeline.model import registry
+from pipeline.model import card, registry
 from pipeline.model.cost import choose_threshold
 from pipeline.model.features import build_model, feature_frame, target_vector
 
@@ -144,4 +144,5 @@ def train_candidate(
         extra_files=reference["files"],
     )
     log.info("stored candidate %s (cv roc_auc %.3f)", version, cv["roc_auc_mean"])
+    card.refresh(config, storage, version)
     return {"version": version, "cv": cv, "reused": False, "artifact_sha256": manifest["artifact_sha256"]}

@@ -353,6 +353,9 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     )
     storage.write_bytes(report_key, html.encode())
     storage.write_json(decision_key, record)  # last: the run is complete
+    from pipeline.model import card
+
+    card.refresh(config, storage, version)  # the drift history while it served
     from pipeline.ops import metrics
 
     metrics.gauge("drift_flagged_features", len(record["drifted_features"]), model=model)

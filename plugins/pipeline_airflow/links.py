@@ -95,9 +95,21 @@ class EvaluationReportLink(PipelineLink):
     keys = ("evaluation_report",)
 
 
+class ModelCardLink(PipelineLink):
+    name = "Model card"
+    keys = ("model_card",)
+
+
 class DriftReportLink(PipelineLink):
     name = "Drift report"
     keys = ("drift_report",)
 
 
-LINKS = [DataDocsLink(), QuarantineLink(), PredictionsLink(), EvaluationReportLink(), DriftReportLink()]
+LINKS = [
+    DataDocsLink(),
+    QuarantineLink(),
+    PredictionsLink(),
+    EvaluationReportLink(),
+    ModelCardLink(),
+    DriftReportLink(),
+]

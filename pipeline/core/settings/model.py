@@ -57,3 +57,7 @@ class ScoringConfig(Section):
 
 class ModelConfig(Section):
     name: Text = ""
+    # For the model card (models/<m>/versions/<v>/model_card.html): what the model is for, what not.
+    intended_use: Text = ""
+    out_of_scope: tuple[Text, ...] = ()
+    limitations: tuple[Text, ...] = ()
