@@ -71,3 +71,33 @@ def test_promotion_needs_a_passed_gate(store):
     # Status comes from the aliases, never from the (immutable) manifest.
     assert [m["status"] for m in registry.list_versions(store, "m")] == ["champion"]
     assert "status" not in registry.read_manifest(store, "m", "v1")
+
+
+def test_champion_at_reads_the_history_of_alias_moves(tmp_path):
+    import datetime as dt
+
+    from pipeline.core import layout
+
+    storage = open_storage(str(tmp_path / "storage"))
+    moves = [
+        ("2025-03-01T10:00:00.000000+00:00", "v1", "done"),
+        ("2025-03-05T09:00:00.000000+00:00", "v2", "refused"),  # a refused move changes nothing
+        ("2025-03-10T12:00:00.000000+00:00", "v3", "done"),
+    ]
+    for i, (at, version, outcome) in enumerate(moves):
+        event = {
+            "model": "m",
+            "at": at,
+            "action": "promote",
+            "alias": "champion",
+            "version": version,
+            "outcome": outcome,
+        }
+        storage.write_json(f"{layout.model_history('m')}/{i:04d}.json", event)
+
+    def at(text):
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+    assert registry.champion_at(storage, "m", at("2025-02-28T00:00:00")) is None
+    assert registry.champion_at(storage, "m", at("2025-03-06T00:00:00")) == "v1"
+    assert registry.champion_at(storage, "m", at("2025-03-11T00:00:00")) == "v3"

@@ -172,6 +172,15 @@ def history(storage: Storage, model: str) -> list[dict]:
     return [storage.read_json(k) for k in keys]
 
 
+def champion_at(storage: Storage, model: str, moment: dt.datetime) -> str | None:
+    """The champion in force at `moment`, from the history of alias moves (None before the first)."""
+    version = None
+    for event in history(storage, model):
+        if event.get("alias") == CHAMPION and event.get("outcome") == "done" and event["at"] <= moment.isoformat():
+            version = event.get("version")
+    return version
+
+
 def record_event(storage: Storage, model: str, event: dict) -> dict:
     """Append one record (a new object per event: nothing is rewritten)."""
     now = dt.datetime.now(dt.UTC)

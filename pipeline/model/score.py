@@ -11,7 +11,8 @@ Output columns (stable for analysts; one row per input row):
     input_publish_id  string, the publish id of the raw partition the row was scored from
 
 A day is decided once: re-scoring it (a backfill, a cleared task, a re-delivery) uses the models that
-decided it then, recorded in its partition's manifest, not today's champion. Scoring it with another
+decided it then, recorded in its partition's manifest, not today's champion; a day scored for the
+first time is decided by the champion in force at the end of that day (the registry history). Scoring it with another
 version asked for explicitly keeps the previous decisions readable under
 ``predictions_revisions/<model>/dt=…/rev=<publish id>/``, lists every revision in the manifest, and
 records the change in the audit trail.
@@ -159,8 +160,11 @@ def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version
         challenger = None
     elif decided is not None:  # the day was decided already: by the models in force then, not today's
         version, challenger = decided["model_version"], decided.get("challenger_version")
-    else:
-        version = registry.champion_version(storage, model_name)
+    else:  # first decided now: the champion in force at the day's end (a backfill), else today's
+        end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+        version = registry.champion_at(storage, model_name, end_of_day) or registry.champion_version(
+            storage, model_name
+        )
         challenger = (registry.get_alias(storage, model_name, registry.CHALLENGER) or {}).get("version")
     challenger = challenger if challenger and challenger != version else None
     ranges = _ranges(storage, raw_key, raw_manifest, config.scoring.rows_per_task)
