@@ -125,10 +125,11 @@ def main() -> int:
     )
     say(f"    model files   {storage.uri(vkey)}/ (model.joblib, manifest.json, gate.json)")
     say(f"    evaluation    {storage.uri(vkey + '/evaluation.html')}")
+    say(f"    model card    {storage.uri(vkey + '/model_card.html')}")
     say(f"    data docs     {data_docs_index(config)}")
     say(f"    raw batches   {storage.uri(f'raw/{config.dataset.name}')}/")
     say(f"    contract      {storage.uri(f'contracts/{config.dataset.name}')}/  (python -m pipeline contract show)")
-    say(f"    audit trail   {storage.uri('audit')}/  (python -m pipeline audit list)")
+    say(f"    audit trail   {storage.uri('audit')}/  (python -m pipeline audit list | audit verify)")
     say(
         f"    DVC snapshot  md5 {manifest['data']['dvc'].get('md5', '-')} pushed to "
         f"{manifest['data']['dvc'].get('remote', '-')}  (python -m pipeline dvc-restore {version})"
