@@ -41,7 +41,9 @@ def test_batch_scoring_wiring(dagbag):
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     assert isinstance(dag.get_task("score_range"), MappedOperator)  # one task per row-group range
-    assert set(dag.params.keys()) == {"date"}
+    # date: another day than the logical one; model_version + reason: decide the day with another
+    # version on purpose (the earlier decisions are kept as a revision).
+    assert set(dag.params.keys()) == {"date", "model_version", "reason"}
     assert dag.max_active_runs >= 1 and dag.doc_md
 
 
