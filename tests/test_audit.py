@@ -13,7 +13,7 @@ from conftest import write_params
 
 from pipeline import cli
 from pipeline.core import layout
-from pipeline.core.errors import ArtefactError
+from pipeline.core.errors import ArtefactError, ConfigError
 from pipeline.core.storage import open_storage
 from pipeline.ops import audit
 
@@ -125,3 +125,23 @@ def test_cli_audit_verify_fails_naming_the_record(tmp_path, capsys, monkeypatch)
     storage.delete_keys([keys[0]])
     assert cli.main(["--params", params, "audit", "verify"]) == 2
     assert "000001.json is missing" in capsys.readouterr().err
+
+
+def test_a_record_replaced_by_other_json_and_an_unknown_kind_are_named(trail):
+    day, keys = _keys(trail)
+    with pytest.raises(ConfigError, match="unknown audit record kind 'gates'; known: quarantine, gate"):
+        audit.list_records(trail, kind="gates")
+    trail.write_json(keys[0], ["not", "a", "record"])
+    with pytest.raises(ArtefactError, match=r"000001\.json was edited"):
+        audit.verify(trail)
+
+
+def test_a_record_claiming_an_unknown_key_is_refused(trail):
+    """Rewriting a record, its hash and the chain after it, under a made-up key id, is still caught."""
+    day, keys = _keys(trail)
+    last = trail.read_json(keys[-1])
+    last["what"], last["key_id"] = "rewritten", "000000000000"
+    last["hash"] = audit._digest(last)
+    trail.write_json(keys[-1], last)
+    with pytest.raises(ArtefactError, match=r"000004\.json is signed with key '000000000000'"):
+        audit.verify(trail)

@@ -101,3 +101,12 @@ def test_champion_at_reads_the_history_of_alias_moves(tmp_path):
     assert registry.champion_at(storage, "m", at("2025-02-28T00:00:00")) is None
     assert registry.champion_at(storage, "m", at("2025-03-06T00:00:00")) == "v1"
     assert registry.champion_at(storage, "m", at("2025-03-11T00:00:00")) == "v3"
+
+
+@pytest.mark.parametrize("version", ["../../contracts/credit_default", "a/b", "..", "", "x" * 200])
+def test_a_version_id_never_walks_the_storage_tree(tmp_path, version):
+    storage = open_storage(str(tmp_path / "storage"))
+    with pytest.raises(registry.RegistryError, match="is not a version id of m"):
+        registry.version_exists(storage, "m", version)
+    with pytest.raises(registry.RegistryError, match="is not a version id of m"):
+        registry.read_manifest(storage, "m", version)

@@ -496,6 +496,12 @@ def test_a_day_keeps_its_decisions_after_a_promotion_and_revisions_stay_readable
     assert rerun["model_version"] == v1 and rerun["revisions"] == []
     assert set(read_parquet_objects(storage, key)["model_version"]) == {v1}
 
+    refusals = {"20250101-0000000000": "has no version '20250101-0000000000'", "../../x": "is not a version id"}
+    for unknown, message in refusals.items():  # refused by name, before anything is scored
+        bad = ["--params", params, "score", "--date", day.isoformat(), "--model-version", unknown]
+        assert cli.main(bad) == 2
+        assert message in capsys.readouterr().err
+    assert storage.read_manifest(key)["publish_id"] == rerun["publish_id"]
     argv = ["--params", params, "run-scoring", "--date", day.isoformat(), "--model-version", v2]
     assert cli.main([*argv, "--reason", "re-decided after the promotion"]) == 0
     current = storage.read_manifest(key)

@@ -27,6 +27,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import uuid
 from typing import Any
 
@@ -54,8 +55,19 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+# What a version id may look like (train.version_id writes <yyyymmdd>-<hex>): a name from a CLI flag, a
+# DAG param or a stored record never walks the storage tree.
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def checked_version(model: str, version: str) -> str:
+    if not isinstance(version, str) or not _VERSION.match(version) or ".." in version:
+        raise RegistryError(f"{version!r} is not a version id of {model} (see `python -m pipeline models list`)")
+    return version
+
+
 def version_exists(storage: Storage, model: str, version: str) -> bool:
-    return storage.exists(f"{layout.model_version(model, version)}/{MANIFEST}")
+    return storage.exists(f"{layout.model_version(model, checked_version(model, version))}/{MANIFEST}")
 
 
 def save_version(
@@ -90,7 +102,7 @@ def save_version(
 
 def read_manifest(storage: Storage, model: str, version: str) -> dict:
     try:
-        return storage.read_json(f"{layout.model_version(model, version)}/{MANIFEST}")
+        return storage.read_json(f"{layout.model_version(model, checked_version(model, version))}/{MANIFEST}")
     except FileNotFoundError as exc:
         raise RegistryError(f"model {model} has no version {version}") from exc
 
@@ -176,7 +188,11 @@ def champion_at(storage: Storage, model: str, moment: dt.datetime) -> str | None
     """The champion in force at `moment`, from the history of alias moves (None before the first)."""
     version = None
     for event in history(storage, model):
-        if event.get("alias") == CHAMPION and event.get("outcome") == "done" and event["at"] <= moment.isoformat():
+        if (
+            event.get("alias") == CHAMPION
+            and event.get("outcome") == "done"
+            and event.get("at", "") <= moment.isoformat()
+        ):
             version = event.get("version")
     return version
 

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core import layout
+from pipeline.core.errors import RegistryError
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.source import Schema
@@ -157,6 +158,8 @@ def plan_scoring(config: PipelineConfig, storage: Storage, day: dt.date, version
     raw_manifest = require_validated(config, storage, day)
     decided = _decided(storage, model_name, day)
     if version is not None:  # asked for explicitly: that model alone
+        if not registry.version_exists(storage, model_name, version):
+            raise RegistryError(f"{model_name} has no version {version!r} (see `python -m pipeline models list`)")
         challenger = None
     elif decided is not None:  # the day was decided already: by the models in force then, not today's
         version, challenger = decided["model_version"], decided.get("challenger_version")

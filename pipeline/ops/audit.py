@@ -33,7 +33,7 @@ import re
 from typing import Any
 
 from pipeline.core import keys, layout
-from pipeline.core.errors import ArtefactError, PreconditionFailed, SignatureError
+from pipeline.core.errors import ArtefactError, ConfigError, PreconditionFailed, SignatureError
 from pipeline.core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,8 @@ def record(
 
 
 def list_records(storage: Storage, since: dt.date | None = None, kind: str | None = None) -> list[dict]:
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"unknown audit record kind {kind!r}; known: {', '.join(KINDS)}")
     out = []
     for day in storage.list_children(layout.audit_day()):
         try:
@@ -180,7 +182,7 @@ def verify(storage: Storage) -> dict:
     naming the first record that fails; returns the counts and the head it ends on."""
     signing = _signing_key()
     accepted = {keys.key_id(k): k for k in keys.accepted_keys()} if signing is not None else {}
-    prev, count, unsigned, last = GENESIS, 0, 0, None
+    prev, count, unsigned, last, first_unsigned = GENESIS, 0, 0, None, None
     for day in sorted(storage.list_children(layout.audit_day())):
         for expected, (seq, key) in enumerate(_chained(storage, day), start=1):
             uri = storage.uri(key)
@@ -188,18 +190,32 @@ def verify(storage: Storage) -> dict:
                 missing = storage.uri(layout.audit_record(day, expected))
                 raise ArtefactError(f"audit trail broken: {missing} is missing (the day's records jump to {seq})")
             entry = storage.read_json(key)
-            if entry.get("hash") != _digest(entry):
+            if not isinstance(entry, dict) or entry.get("hash") != _digest(entry):
                 raise ArtefactError(f"audit trail broken: {uri} was edited (its content no longer has its hash)")
             if entry.get("prev") != prev:
                 raise ArtefactError(
                     f"audit trail broken before {uri}: it links to {str(entry.get('prev'))[:12]}…, but the record "
                     f"before it is {str(prev)[:12]}… (a record or a whole day before it was removed)"
                 )
-            if "hmac" in entry:
-                key_bytes = accepted.get(entry.get("key_id", ""))
-                if key_bytes is not None and not hmac.compare_digest(entry["hmac"], _mac(entry["hash"], key_bytes)):
+            if "hmac" in entry and accepted:
+                key_bytes = accepted.get(str(entry.get("key_id")))
+                if key_bytes is None:
+                    raise ArtefactError(
+                        f"audit trail: {uri} is signed with key {entry.get('key_id')!r}, which this machine does not "
+                        "accept (rewritten, or set PIPELINE_SIGNING_KEYS_PREVIOUS to the key it was signed with)"
+                    )
+                if not hmac.compare_digest(str(entry["hmac"]), _mac(entry["hash"], key_bytes)):
                     raise ArtefactError(f"audit trail broken: {uri} was rewritten without the key (hmac mismatch)")
-            else:
+            elif "hmac" not in entry:
                 unsigned += 1
+                first_unsigned = first_unsigned or uri
             prev, count, last = entry["hash"], count + 1, uri
-    return {"records": count, "unsigned": unsigned, "head": last, "head_hash": prev, "ok": True}
+    # Unsigned records (written where no key was set) are only as safe as the chain: they are counted.
+    return {
+        "records": count,
+        "unsigned": unsigned,
+        "first_unsigned": first_unsigned,
+        "head": last,
+        "head_hash": prev,
+        "ok": True,
+    }

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ def _lease_body(owner: str, lease_seconds: float) -> bytes:
             "expires_at": time.time() + lease_seconds,
         }
     ).encode()
+
 
 def _acquire_lease(backend: Backend, key: str, lease_seconds: float, wait_seconds: float) -> _Lease:
     lease_key = f"{key}/{LEASE}"
@@ -76,6 +78,7 @@ def _acquire_lease(backend: Backend, key: str, lease_seconds: float, wait_second
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
 
+
 def _renew_lease(backend: Backend, lease: _Lease, force: bool = False) -> None:
     if not force and time.monotonic() - lease.renewed < lease.seconds / 3:
         return
@@ -85,26 +88,36 @@ def _renew_lease(backend: Backend, lease: _Lease, force: bool = False) -> None:
     except PreconditionFailed as exc:
         raise PublishConflict(f"lost the publish lease {backend.uri(lease.key)} to another writer") from exc
 
+
 def _release_lease(backend: Backend, lease: _Lease) -> None:
     data, etag = backend.read_versioned(lease.key)
     if data is not None and _parse_lease(data).get("owner") == lease.owner:
         backend.delete_keys([lease.key])
 
+
 def publish_under_lease(
-    backend: Backend, key: str, manifest: dict, put_files, lease_seconds: float = 120.0, wait_seconds: float = 600.0
+    backend: Backend,
+    key: str,
+    manifest: dict,
+    sources: dict[str, Any],
+    put: Callable[[Any, str], None],
+    lease_seconds: float = 120.0,
+    wait_seconds: float = 600.0,
 ) -> None:
-    """Under the partition's lease: put the new files (put_files(token, renew) -> {logical: stored}),
-    commit the manifest conditionally, then remove every object the manifest does not list."""
+    """Under the partition's lease: put each new file (`sources`: name in the partition -> what
+    `put(source, key)` writes there) under a name unique to this publish, commit the manifest
+    conditionally, then remove every object the manifest does not list."""
     lease = _acquire_lease(backend, key, lease_seconds, wait_seconds)
     uploaded: list[str] = []
     try:
         _, manifest_tag = backend.read_versioned(f"{key}/{MANIFEST}")
         token = uuid.uuid4().hex[:12]
-
-        def renew() -> None:
+        renamed = {}
+        for rel, source in sorted(sources.items()):
+            renamed[rel] = unique_name(rel, token)
+            uploaded.append(f"{key}/{renamed[rel]}")
+            put(source, f"{key}/{renamed[rel]}")
             _renew_lease(backend, lease)
-
-        renamed = put_files(key, token, uploaded, renew)
         _renew_lease(backend, lease, force=True)  # still ours right before the commit point
         manifest = dict(manifest)
         manifest["files"] = [renamed.get(f, f) for f in manifest.get("files", [])]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 
 from pipeline.core.errors import ArtefactMissing, PreconditionFailed, StorageError, StorageUnavailable
 from pipeline.core.storage.backend import MANIFEST
-from pipeline.core.storage.publish import publish_under_lease, unique_name
+from pipeline.core.storage.publish import publish_under_lease
+
 
 def s3_failure(op: str, uri: str, exc: Exception) -> StorageUnavailable:
     cause = " ".join(str(exc).split()) or type(exc).__name__
@@ -67,7 +67,6 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise StorageError(f"S3 URI has no bucket: {uri!r}")
     return bucket, prefix.strip("/")
-
 
 
 class S3Backend:
@@ -221,18 +220,16 @@ class S3Backend:
     def publish_dir(
         self, staged: Path, key: str, manifest: dict, lease_seconds: float = 120.0, wait_seconds: float = 600.0
     ) -> None:
-        def put_files(key, token, uploaded, renew):
-            renamed = {}
-            for path in sorted(p for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST):
-                rel = str(path.relative_to(staged)).replace(os.sep, "/")
-                unique = unique_name(rel, token)
-                uploaded.append(f"{key}/{unique}")
-                self.client.upload_file(str(path), self.bucket, self._key(f"{key}/{unique}"))
-                renamed[rel] = unique
-                renew()
-            return renamed
+        files = {
+            str(p.relative_to(staged)).replace(os.sep, "/"): p
+            for p in staged.rglob("*")
+            if p.is_file() and p.name != MANIFEST
+        }
 
-        publish_under_lease(self, key, manifest, put_files, lease_seconds, wait_seconds)
+        def upload(path: Path, dest: str) -> None:
+            self.client.upload_file(str(path), self.bucket, self._key(dest))
+
+        publish_under_lease(self, key, manifest, files, upload, lease_seconds, wait_seconds)
 
     def publish_objects(
         self,
@@ -244,19 +241,10 @@ class S3Backend:
     ) -> None:
         """Publish objects already in the bucket (mapped writers' parts) by server-side copy."""
 
-        def put_files(key, token, uploaded, renew):
-            renamed = {}
-            for rel, src in sorted(sources.items()):
-                unique = unique_name(rel, token)
-                uploaded.append(f"{key}/{unique}")
-                self.client.copy(
-                    {"Bucket": self.bucket, "Key": self._key(src)}, self.bucket, self._key(f"{key}/{unique}")
-                )
-                renamed[rel] = unique
-                renew()
-            return renamed
+        def copy(src: str, dest: str) -> None:
+            self.client.copy({"Bucket": self.bucket, "Key": self._key(src)}, self.bucket, self._key(dest))
 
-        publish_under_lease(self, key, manifest, put_files, lease_seconds, wait_seconds)
+        publish_under_lease(self, key, manifest, sources, copy, lease_seconds, wait_seconds)
 
     def publish_parts(
         self,
