@@ -58,7 +58,8 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
             "(a rerun never changes past decisions), else the champion. Another version keeps the "
             "earlier decisions as a revision.",
         ),
-        "reason": Param("", type="string", description="Why another version decides the day (recorded)."),
+        # Optional (null): a form field typed "string" alone would be required, blocking a plain manual run.
+        "reason": Param(None, type=["null", "string"], description="Why another version decides the day (recorded)."),
     },
 )
 def batch_scoring():
