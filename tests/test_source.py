@@ -150,3 +150,123 @@ def test_arrow_number_parsing_equals_pandas_on_every_spelling():
     assert canonical_label(labels).tolist()[:2] == ["1", "1"]
     assert canonical_label(labels).tolist()[3:] == ["abc", "2.5", "x.y", "0", "-3"]
     assert canonical_label(labels).isna().tolist() == [False, False, True, False, False, False, False, False]
+
+
+# --------------------------------------------------------------------------- the split's Arrow path
+
+
+def test_arrow_normalising_equals_pandas_on_every_spelling():
+    """The split strips cells and nulls the missing spellings in Arrow: the same cells as
+    `normalise` (Arrow's Unicode whitespace is Python's), including odd whitespace and tokens."""
+    import pyarrow as pa
+
+    from pipeline.data.reading import normalise, normalise_array
+
+    cells = ["1", " 2 ", "\t3\n", "\u00a04\u2003", "NA", " NA ", "", "   ", "nan", "None", "x y", "\x1c5\x1f", "é "]
+    tokens = ("", "NA", "nan", "None")
+    want = normalise(pd.DataFrame({"c": pd.Series(cells, dtype=object)}), tokens)["c"].tolist()
+    assert normalise_array(pa.array(cells), tokens).to_pylist() == want
+
+
+def _clean_day_rows(n: int = 200) -> pd.DataFrame:
+    rows = {
+        "id": [str(1000 + i) for i in range(n)],
+        "amount": [f"{i * 1.5:.2f}" if i % 7 else f"{i}E+00" for i in range(n)],
+        "colour": [["red", "1.00E+00", "blue", None][i % 4] for i in range(n)],
+        "age": [str(20 + i % 50) if i % 11 else None for i in range(n)],
+        "y": ["1" if i % 3 else "0" for i in range(n)],
+    }
+    return pd.DataFrame(rows, dtype=object)
+
+
+@pytest.mark.parametrize("variant", ["clean", "duplicate_rows", "conflicting_ids", "misfit", "infinite", "derived_id"])
+def test_arrow_typing_equals_row_typing(variant):
+    """A day held as Arrow is typed column-wise (type_table) into exactly what type_rows gives:
+    same frame, dtypes, bad rows, problems and duplicate counts; a day with a misfit is left to
+    type_rows (None), so every message stays type_rows' own."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.data.source import Schema
+    from pipeline.data.typed import type_rows, type_table
+
+    text = _clean_day_rows()
+    if variant == "duplicate_rows":
+        text = pd.concat([text, text.iloc[[3, 5]]], ignore_index=True)
+    if variant == "conflicting_ids":
+        text.loc[7, "id"] = text.loc[8, "id"]
+    if variant == "misfit":
+        text.loc[9, "amount"] = "12 EUR"
+    if variant == "infinite":
+        text.loc[9, "amount"] = "inf"
+    lines = np.arange(2, 2 + len(text))
+    text.index = pd.Index(lines)
+    schema = Schema(
+        id_column="row_key" if variant == "derived_id" else "id",
+        target_column="y",
+        event_time_column=None,
+        numeric=("amount", "age"),
+        categorical=("colour",),
+        pii=(),
+        id_is_integer=variant != "derived_id",
+        id_derived=variant == "derived_id",
+    )
+    table = pa.Table.from_pandas(text.reset_index(drop=True), preserve_index=False)
+    fast = type_table(table, lines, schema, "y")
+    slow = type_rows(text, schema, "y")
+    if variant in ("misfit", "infinite", "derived_id"):
+        assert fast is None and len(slow.bad) == (0 if variant == "derived_id" else 1)
+        return
+    assert fast is not None
+    pd.testing.assert_frame_equal(fast.typed, slow.typed)
+    pd.testing.assert_series_equal(fast.bad, slow.bad)
+    assert fast.problems == slow.problems and fast.duplicates_dropped == slow.duplicates_dropped
+    assert pa.Table.from_pandas(fast.typed).schema == pa.Table.from_pandas(slow.typed).schema
+    if variant == "duplicate_rows":
+        assert fast.duplicates_dropped == 2
+    if variant == "conflicting_ids":
+        assert len(fast.bad) == 2 and "id shared by rows" in fast.bad.iloc[0]
+
+
+def test_split_source_stages_what_row_typing_stages(tmp_path):
+    """End to end through the split: a day's staged batch from the Arrow path equals the batch
+    the row-by-row path stages from the same delivery."""
+    import pyarrow.parquet as pq
+
+    from pipeline.core.storage import open_storage
+    from pipeline.data import contract as contracts
+    from pipeline.data import ingest
+    from pipeline.data.typed import type_rows, type_table
+
+    rows = "".join(f"{i}, {i * 2.5} ,{'red' if i % 2 else '1.0'},{i % 2}\n" for i in range(120))
+    _dataset(tmp_path, "id,amount,colour,y\n" + rows, features={"categorical": ["colour"]})
+    config = load_config(tmp_path / "params.yaml")
+    storage = open_storage(str(tmp_path / "st"))
+    day = dt.date(2025, 1, 2)
+    done = ingest.stage(config, storage, day)
+    delivery = done.delivery
+    assert delivery.table is not None and delivery.lines is not None
+    schema = contracts.require(config, storage).schema
+    assert type_table(delivery.table, delivery.lines, schema, "y") is not None  # the Arrow path ran
+    staged = pq.read_table(done.result["staged"])
+    slow = type_rows(delivery.text, schema, "y")
+    want = ingest._table(ingest._sorted_by_id(slow.typed.loc[:, list(schema.batch_columns)], "id"))
+    assert staged.select(want.column_names).equals(want)
+    assert staged.num_rows == done.result["rows"] > 0
+    assert (delivery.text["amount"].str.strip() == delivery.text["amount"]).all()  # stripped in the split
+
+
+def test_prefetched_hands_on_items_and_errors():
+    from pipeline.ops.threads import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise SourceError("block 2 unreadable")
+
+    seen = []
+    with pytest.raises(SourceError, match="block 2 unreadable"):
+        for item in prefetched(broken()):
+            seen.append(item)
+    assert seen == [1]

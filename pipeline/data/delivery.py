@@ -118,7 +118,7 @@ def read_day_files(config: PipelineConfig, storage: Storage, day: dt.date) -> De
     text = pseudonymise(text, config.dataset.pii_columns)  # declared PII never goes further in clear
     return Delivery(
         day=day,
-        text=text,
+        text_frame=text,
         files=files,
         digest=digest.hexdigest(),
         raw=raw,

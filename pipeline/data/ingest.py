@@ -13,6 +13,7 @@ partition, published only once they are due.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import logging
@@ -26,8 +27,9 @@ from pipeline.core.storage import Storage
 from pipeline.data import contract as contracts
 from pipeline.data import privacy, quarantine
 from pipeline.data.delivery import read_delivery, resolution_sample
+from pipeline.data.reading import Delivery
 from pipeline.data.source import is_per_day
-from pipeline.data.typed import type_rows
+from pipeline.data.typed import TypedRows, type_rows, type_table
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,33 @@ def header_problems(contract, columns: list[str], delimiter: str, extra_policy: 
     return problems
 
 
+def type_delivery(delivery: Delivery, schema, target_column: str | None) -> TypedRows:
+    """The delivery typed against the schema: in Arrow when it is held as Arrow and clean, else row
+    by row (which names every misfit)."""
+    if delivery.table is not None and delivery.lines is not None:
+        rows = type_table(delivery.table, delivery.lines, schema, target_column, delivery.row_label)
+        if rows is not None:
+            return rows
+    return type_rows(delivery.text, schema, target_column, delivery.row_label)
+
+
+@dataclasses.dataclass
+class Staged:
+    """What staging a day read and typed, so the same day's labels need not read it again."""
+
+    result: dict
+    delivery: Delivery
+    rows: TypedRows
+    ids: tuple[set, str]  # the staged ids and where they are
+
+
 def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     """Read, check and type the day's delivery, and stage it for the audit."""
+    return stage(config, storage, day).result
+
+
+def stage(config: PipelineConfig, storage: Storage, day: dt.date) -> Staged:
+    """`stage_day`, keeping what it read."""
     ds, v = config.dataset, config.validation
     delivery = _read(config, storage, day)
     contract = contracts.require(config, storage, resolution_sample(config, storage, delivery))
@@ -130,7 +157,7 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
         from pipeline.ops import metrics
 
         metrics.incr("deliveries_quarantined", 1, dataset=name, stage=stage)
-        metrics.incr("rows_quarantined", len(delivery.text), dataset=name)
+        metrics.incr("rows_quarantined", delivery.num_rows, dataset=name)
         return IngestError(
             f"{name} delivery {delivery.delivery_id} for {day} rejected: {'; '.join(reasons)}. "
             f"Delivery kept in {where}; the committed partition "
@@ -138,20 +165,21 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
             links={"quarantine": where},
         )
 
-    problems = header_problems(contract, list(delivery.text.columns), ds.source.csv_delimiter, v.extra_columns)
+    problems = header_problems(contract, delivery.columns, ds.source.csv_delimiter, v.extra_columns)
     if problems:
         raise reject("contract", problems)
     if config.privacy.check_undeclared:
         declared = {schema.id_column, schema.target_column, *ds.pii_columns}
-        undeclared = [c for c in delivery.text.columns if c not in declared and c != "_line"]
-        problems = privacy.find_undeclared_pii(delivery.text, undeclared, config.privacy.min_share)
+        undeclared = [c for c in delivery.columns if c not in declared and c != "_line"]
+        held = delivery.table if delivery.table is not None else delivery.text
+        problems = privacy.find_undeclared_pii(held, undeclared, config.privacy.min_share)
         if problems:
             raise reject("privacy", problems)
-    extra = [c for c in delivery.text.columns if c not in contract.source_columns]
+    extra = [c for c in delivery.columns if c not in contract.source_columns]
     if extra:
         log.warning("%s: dropping column(s) %s that contract v%d does not know", day, extra, contract.version)
-    rows = type_rows(delivery.text, schema, schema.target_column, delivery.row_label)
-    delivered = len(delivery.text)
+    rows = type_delivery(delivery, schema, schema.target_column)
+    delivered = delivery.num_rows
     bad_share = len(rows.bad) / delivered
     if len(rows.bad):
         limit = v.max_bad_row_share if v.row_policy == "quarantine_rows" else 0.0
@@ -217,7 +245,7 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
     metrics.incr("rows_ingested", len(features), dataset=name)
     metrics.incr("rows_quarantined", len(rows.bad), dataset=name)
     metrics.incr("duplicate_rows_dropped", rows.duplicates_dropped, dataset=name)
-    return {
+    result = {
         "day": day.isoformat(),
         "delivery_id": delivery.delivery_id,
         "staged": storage.uri(key),
@@ -227,6 +255,7 @@ def stage_day(config: PipelineConfig, storage: Storage, day: dt.date) -> dict:
         "rows_quarantined": len(rows.bad),
         "contract_version": contract.version,
     }
+    return Staged(result, delivery, rows, (set(features[schema.id_column].tolist()), storage.uri(key)))
 
 
 ingest_day = stage_day
@@ -335,22 +364,25 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of: dt.date) -> dict:
+def ingest_labels(
+    config: PipelineConfig, storage: Storage, day: dt.date, as_of: dt.date, staged: Staged | None = None
+) -> dict:
     """Audit the labels of `day`, known as of `as_of`, against the label contract and publish
     them; labels that break it go to quarantine and the committed labels stay. Rows whose
-    features did not fit the contract are left out (their features were quarantined)."""
+    features did not fit the contract are left out (their features were quarantined). `staged`:
+    the day's delivery as staging just read and typed it (not read again)."""
     ds = config.dataset
     due = day + dt.timedelta(days=ds.batching.label_delay_days)
     if due > as_of or day > as_of:
         raise LabelsNotAvailable(f"labels of {day} arrive on {due}, after {as_of}")
-    delivery = _read(config, storage, day)
+    delivery = staged.delivery if staged else _read(config, storage, day)
     contract = contracts.require(config, storage, resolution_sample(config, storage, delivery))
     schema = contract.schema
-    if schema.target_column not in delivery.text.columns:
+    if schema.target_column not in delivery.columns:
         raise IngestError(
             f"{day}: the delivery ({', '.join(delivery.files)}) has no target column {schema.target_column!r}"
         )
-    rows = type_rows(delivery.text, schema, schema.target_column, delivery.row_label)
+    rows = staged.rows if staged else type_delivery(delivery, schema, schema.target_column)
     typed = rows.typed.drop(index=rows.bad.index)
     missing = typed[schema.target_column].isna() | (typed[schema.target_column] == "None")
     problems = []
@@ -359,7 +391,7 @@ def ingest_labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of:
             f"{int(missing.sum())} row(s) have no value in target column {schema.target_column!r} "
             f"({delivery.row_label}s {[_plain(i) for i in typed.index[missing][:5]]})"
         )
-    ids = delivered_ids(config, storage, day, schema.id_column)
+    ids = staged.ids if staged else delivered_ids(config, storage, day, schema.id_column)
     problems += label_problems(config, contract, rows, ids)
     if ids is None and not problems:
         raise LabelsWaitForBatch(

@@ -3,6 +3,7 @@ deliveries and labels, and its validation (days that fail are quarantined and le
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
 
@@ -17,10 +18,11 @@ from pipeline.core.errors import (
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.data_docs import data_docs_index
-from pipeline.data.ingest import ingest_day, ingest_labels
+from pipeline.data.ingest import ingest_day, ingest_labels, stage
 from pipeline.data.snapshot import labelled_window
 from pipeline.data.validation import require_validated, staged_deliveries, validate_day, validate_days
 from pipeline.ops import progress
+from pipeline.ops.threads import threads_per_task
 
 log = logging.getLogger(__name__)
 
@@ -50,40 +52,46 @@ def validate_delivery(config: PipelineConfig, storage: Storage, day: dt.date, de
 
 def ingest_window(config: PipelineConfig, storage: Storage, as_of: dt.date, force: bool = False) -> dict:
     """Stage the deliveries and publish the labels of every day in the training window; days
-    already published and validated are kept unless `force`."""
+    already published and validated are kept unless `force`. Days are independent: after the
+    first (which builds the source's split and the contract), they run on the task's threads."""
     days = labelled_window(config, as_of)
-    staged, kept, rejected, rows = [], [], [], 0
     progress.start("ingest window", len(days))
-    for i, day in enumerate(days, 1):
+
+    def one(numbered: tuple[int, dt.date]) -> tuple[str, dict]:
+        i, day = numbered
         progress.advance("ingest window", day.isoformat())
         labels = layout.labels_partition(config.dataset.name, day)
         if not force and storage.partition_exists(labels):
             try:
                 require_validated(config, storage, day)
-                kept.append(day.isoformat())
-                continue
+                return "kept", {"day": day.isoformat()}
             except (ValidationFailed, PartitionNotFound):
                 pass
         try:
-            r = ingest_day(config, storage, day)
+            done = stage(config, storage, day)
         except NoRowsForDay:
             raise
         except IngestError as exc:  # quarantined; the snapshot leaves the day out and says so
             log.error("ingest window: day %d/%d (%s) rejected: %s", i, len(days), day, exc)
-            rejected.append({"day": day.isoformat(), "error": str(exc)})
-            continue
-        ingest_labels(config, storage, day, as_of=as_of)
-        rows += r["rows"]
-        staged.append(day.isoformat())
-        log.info("ingest window: day %d/%d (%s) %d rows staged", i, len(days), day, r["rows"])
+            return "rejected", {"day": day.isoformat(), "error": str(exc)}
+        ingest_labels(config, storage, day, as_of=as_of, staged=done)
+        log.info("ingest window: day %d/%d (%s) %d rows staged", i, len(days), day, done.result["rows"])
+        return "staged", done.result
+
+    numbered = list(enumerate(days, 1))
+    outcomes = [one(numbered[0])]
+    workers = min(2, threads_per_task(config))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        outcomes += list(pool.map(one, numbered[1:]))
     progress.finish("ingest window")
+    staged = [r["day"] for kind, r in outcomes if kind == "staged"]
     return {
         "as_of": as_of.isoformat(),
         "window": [days[0].isoformat(), days[-1].isoformat()],
         "staged_days": len(staged),
-        "kept_days": len(kept),
-        "rejected_days": rejected,
-        "rows_staged": rows,
+        "kept_days": sum(1 for kind, _ in outcomes if kind == "kept"),
+        "rejected_days": [r for kind, r in outcomes if kind == "rejected"],
+        "rows_staged": sum(r["rows"] for kind, r in outcomes if kind == "staged"),
     }
 
 

@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.core.keys import signing_key
 
@@ -100,10 +102,11 @@ def _is_card(v: str) -> bool:
     return bool(_CARD.match(v)) and 13 <= len(digits) <= 19 and _luhn(digits)
 
 
+CARD = "payment card number (Luhn-valid)"
 # Kinds of personal data: one function and one entry each.
 DETECTORS: dict[str, Callable[[str], bool]] = {
     "e-mail address": lambda v: bool(_EMAIL.match(v)),
-    "payment card number (Luhn-valid)": _is_card,
+    CARD: _is_card,
     "US social security number": lambda v: bool(_SSN.match(v)),
     "UK national insurance number": lambda v: bool(_NINO.match(v.upper())),
     "IBAN": lambda v: bool(_IBAN.match(v)) and _iban_ok(v),
@@ -112,20 +115,21 @@ DETECTORS: dict[str, Callable[[str], bool]] = {
 
 
 def find_undeclared_pii(
-    text: pd.DataFrame, columns: list[str], min_share: float, sample_rows: int = SAMPLE_ROWS
+    text: pd.DataFrame | pa.Table, columns: list[str], min_share: float, sample_rows: int = SAMPLE_ROWS
 ) -> list[str]:
     """One problem per column whose sampled values look like personal data (never quoting them)."""
     problems = []
-    sample = text if len(text) <= sample_rows else text.sample(n=sample_rows, random_state=0)
+    if isinstance(text, pa.Table):
+        sample = (
+            text if text.num_rows <= sample_rows else text.take(pa.array(_sample_positions(text.num_rows, sample_rows)))
+        )
+    else:
+        sample = text if len(text) <= sample_rows else text.sample(n=sample_rows, random_state=0)
     for col in columns:
-        values = [str(v) for v in sample[col].dropna().tolist() if str(v).strip()]
-        if not values:
+        values = _present_text(sample, col)
+        if not len(values):
             continue
-        detectors = DETECTORS
-        if all(_PLAIN_NUMBER.match(v) for v in values):  # amounts and codes: only a card number can hide here
-            detectors = {k: f for k, f in DETECTORS.items() if f is _is_card}
-        for kind, matches in detectors.items():
-            hits = sum(1 for v in values if matches(v))
+        for kind, hits in _matches(values):
             if hits >= 2 and hits / len(values) >= min_share:
                 problems.append(
                     f"column {col!r} looks like personal data: {hits} of {len(values)} sampled "
@@ -134,3 +138,34 @@ def find_undeclared_pii(
                 )
                 break
     return problems
+
+
+def _sample_positions(rows: int, n: int) -> np.ndarray:
+    """The positions ``frame.sample(n, random_state=0)`` takes from `rows` rows."""
+    return pd.RangeIndex(rows).to_series().sample(n=n, random_state=0).to_numpy()
+
+
+def _present_text(sample: pd.DataFrame | pa.Table, col: str) -> pa.Array:
+    """The column's values as text, without the missing and the blank."""
+    if isinstance(sample, pa.Table):
+        values = sample.column(col).drop_null().cast(pa.string())
+    else:
+        values = pa.array([str(v) for v in sample[col].dropna().tolist()], type=pa.string())
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return values.filter(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0))
+
+
+def _matches(values: pa.Array):
+    """(kind, hits) for each detector that applies: a column of plain numbers (amounts, codes) can
+    only hide card numbers, and only in values of 13 characters or more. Arrow's regex decides the
+    plain-number case when it can (what it matches, Python's matches too); Python decides the rest."""
+    if pc.all(pc.match_substring_regex(values, _PLAIN_NUMBER.pattern)).as_py():
+        long_enough = values.filter(pc.greater_equal(pc.utf8_length(values), 13)).to_pylist()
+        yield CARD, sum(1 for v in long_enough if _is_card(v))
+        return
+    texts = values.to_pylist()
+    detectors = DETECTORS
+    if all(_PLAIN_NUMBER.match(v) for v in texts):
+        detectors = {CARD: _is_card}
+    for kind, matches in detectors.items():
+        yield kind, sum(1 for v in texts if matches(v))

@@ -9,8 +9,10 @@ import io
 import logging
 import zlib
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.core.errors import DeliveryTooLarge, NoDelivery, SourceError
 from pipeline.core.storage import Storage
@@ -22,16 +24,41 @@ LINE_COLUMN = "_line"
 
 @dataclasses.dataclass
 class Delivery:
+    """A day's delivery as text. Read from the single-file source's split it also carries the Arrow
+    ``table`` (normalised text, one row per line; ``lines`` label its rows), so clean days are typed
+    in Arrow without building Python objects; ``text`` is then built on first use only."""
+
     day: dt.date
-    text: pd.DataFrame  # object cells, None where missing; index = line/row labels
+    text_frame: pd.DataFrame | None  # object cells, None where missing; index = line/row labels
     files: list[str]  # what was read
     digest: str  # sha256 of the delivered bytes (or of the day's split)
     raw: dict[str, bytes] | None = None  # the delivered files, kept for quarantine
     row_label: str = "line"
+    table: pa.Table | None = None  # normalised text columns (the split's days)
+    lines: np.ndarray | None = None  # row labels of `table`
 
     @property
     def delivery_id(self) -> str:
         return self._id
+
+    @property
+    def text(self) -> pd.DataFrame:
+        if self.text_frame is None:
+            if self.table is None or self.lines is None:
+                raise TypeError("a delivery holds its text as a frame or as an Arrow table with its lines")
+            frame = self.table.to_pandas(types_mapper=lambda t: None).astype(object)
+            frame = frame.where(frame.notna(), None)
+            frame.index = pd.Index(self.lines)
+            self.text_frame = frame
+        return self.text_frame
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table.column_names) if self.table is not None else list(self.text.columns)
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows if self.table is not None else len(self.text)
 
     def __post_init__(self):
         now = dt.datetime.now(dt.UTC)
@@ -125,6 +152,14 @@ def normalise(frame: pd.DataFrame, tokens: tuple[str, ...]) -> pd.DataFrame:
     result = pd.DataFrame(out, index=frame.index)
     result.columns = [str(c).strip() for c in frame.columns]
     return result
+
+
+def normalise_array(values: pa.Array | pa.ChunkedArray, tokens: tuple[str, ...]) -> pa.Array | pa.ChunkedArray:
+    """`normalise` for one Arrow text column, without a Python object per cell (Arrow's Unicode
+    whitespace is exactly what Python's ``str.strip`` removes)."""
+    stripped = pc.utf8_trim_whitespace(values)
+    missing = pc.is_in(stripped, value_set=pa.array(list(tokens), type=pa.string()))
+    return pc.if_else(missing, pa.scalar(None, type=pa.string()), stripped)
 
 
 def parse_csv(

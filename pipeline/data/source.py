@@ -293,11 +293,16 @@ def assign_days(cfg: DatasetConfig, text: pd.DataFrame, strict: bool = True) -> 
     if missing.any():
         ids = ids.copy()
         ids[missing] = row_keys(text, cfg.target.column, text.index[missing])[missing]
-    hashed = pd.util.hash_array(ids.astype(object), hash_key=_HASH_KEY, categorize=False)
-    offsets = (hashed % np.uint64(cfg.batching.days)).astype("int64")
     start = cfg.batching.start_date
     lookup = np.array([start + dt.timedelta(days=i) for i in range(cfg.batching.days)], dtype=object)
-    return pd.Series(lookup[offsets], index=text.index)
+    return pd.Series(lookup[day_offsets(cfg, ids)], index=text.index)
+
+
+def day_offsets(cfg: DatasetConfig, ids: np.ndarray) -> np.ndarray:
+    """Days after `batching.start_date` of rows keyed by `ids` (text, none missing): a keyed hash,
+    so a row's day never changes between runs or machines."""
+    hashed = pd.util.hash_array(ids.astype(object), hash_key=_HASH_KEY, categorize=False)
+    return (hashed % np.uint64(cfg.batching.days)).astype("int64")
 
 
 def day_rows(cfg: DatasetConfig, text: pd.DataFrame, day: dt.date) -> pd.DataFrame:

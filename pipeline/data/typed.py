@@ -9,6 +9,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.core.errors import SourceError
 from pipeline.data.source import NOT_FINITE, Schema, parse_timestamps, row_keys, row_numbers, to_float
@@ -158,14 +160,30 @@ def type_rows(
     typed = pd.DataFrame(out, index=text.index)
     if schema.id_derived:
         typed.insert(0, schema.id_column, pd.Series(row_keys(text, target_column), index=text.index, dtype="str"))
-    bad = pd.Series(None, index=text.index, dtype=object)
+    return _judge_rows(typed, reasons, problems, schema, row_label)
+
+
+def _duplicated(frame: pd.DataFrame) -> pd.Series:
+    """``frame.duplicated(keep="first")``; rows with distinct hashes are distinct, so the exact
+    comparison runs only when two rows hash alike."""
+    hashes = pd.util.hash_pandas_object(frame, index=False)
+    if not hashes.duplicated().any():
+        return pd.Series(False, index=frame.index)
+    return frame.duplicated(keep="first")
+
+
+def _judge_rows(
+    typed: pd.DataFrame, reasons: dict[str, pd.Series], problems: list[str], schema: Schema, row_label: str
+) -> TypedRows:
+    """Rows with a misfit named per row; exact duplicates dropped; different rows sharing an id rejected."""
+    bad = pd.Series(None, index=typed.index, dtype=object)
     if reasons:
-        frame = pd.DataFrame(reasons, index=text.index)
+        frame = pd.DataFrame(reasons, index=typed.index)
         flagged = frame.notna().any(axis=1)
         bad[flagged] = frame[flagged].apply(lambda r: "; ".join(v for v in r if isinstance(v, str) and v), axis=1)
     # Exact duplicate rows are dropped (counted); different rows sharing an id are rejected.
     ok = bad.isna()
-    dup_exact = typed[ok].duplicated(keep="first")
+    dup_exact = _duplicated(typed if ok.all() else typed[ok])
     duplicates = int(dup_exact.sum())
     if duplicates:
         typed = typed.drop(index=dup_exact[dup_exact].index)
@@ -183,3 +201,76 @@ def type_rows(
             f"different values ({row_label}s {_mask_rows(mask)}); conflicting duplicates are rejected"
         )
     return TypedRows(typed=typed, bad=bad.dropna(), problems=problems, duplicates_dropped=duplicates)
+
+
+# --------------------------------------------------------------------------- clean deliveries in Arrow
+
+_WHOLE_ID = r"^-?[0-9]{1,18}$"
+
+
+def type_table(
+    table: pa.Table, lines: np.ndarray, schema: Schema, target_column: str | None = None, row_label: str = "line"
+) -> TypedRows | None:
+    """`type_rows` for a delivery held as Arrow text (the split's days), cast column-wise in Arrow.
+
+    Only for the clean case: None as soon as a column has a value that would be flagged (or a
+    derived id), and `type_rows` then names the misfits, so every message stays its own. What Arrow
+    casts, pandas parses to the same value (`to_float`); the typed frame is the one `type_rows`
+    returns, and the row checks (duplicates, conflicting ids) are shared."""
+    if schema.id_derived:
+        return None
+    columns = list(schema.batch_columns)
+    if target_column and target_column in table.column_names:
+        columns.append(target_column)
+    index = pd.Index(lines)
+    out: dict[str, pd.Series] = {}
+    for col in columns:
+        values = table.column(col)
+        if col in schema.numeric:
+            try:
+                parsed = pc.cast(values, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None  # a misfit (or a spelling only pandas reads): type_rows decides
+            numbers = parsed.to_numpy(zero_copy_only=False)  # nulls become NaN
+            if int((~np.isfinite(numbers)).sum()) != parsed.null_count:  # text 'nan', inf: type_rows
+                return None
+            out[col] = pd.Series(numbers, index=index, dtype="float64")
+        elif col == schema.id_column:
+            if values.null_count:
+                return None
+            if schema.id_is_integer:
+                if not pc.all(pc.match_substring_regex(values, _WHOLE_ID)).as_py():
+                    return None
+                ids = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
+                out[col] = pd.Series(ids, index=index).astype("Int64")
+            else:
+                out[col] = _strings(values, index)
+        elif col == schema.event_time_column:
+            text = _objects(values, index)
+            parsed_times = parse_timestamps(text)
+            if (text.notna() & parsed_times.isna()).any():
+                return None
+            out[col] = parsed_times
+        elif col in schema.categorical or col == target_column or col in schema.sensitive:
+            # Only a number written with a point or an exponent has another canonical spelling.
+            if pc.any(pc.match_substring_regex(values, "[.eE]")).as_py():
+                out[col] = canonical_label(_objects(values, index))
+            else:
+                out[col] = _strings(values, index)
+        else:
+            out[col] = _strings(values, index)
+    return _judge_rows(pd.DataFrame(out, index=index), {}, [], schema, row_label)
+
+
+def _objects(values, index: pd.Index) -> pd.Series:
+    return pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
+
+
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # what ``.astype("str")`` gives
+
+
+def _strings(values, index: pd.Index) -> pd.Series:
+    """``_objects(values, index).astype("str")``, without a Python object per cell."""
+    series = values.to_pandas(types_mapper={pa.string(): _STR, pa.large_string(): _STR}.get)
+    series.index = index
+    return series

@@ -12,13 +12,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from pipeline.core.settings import PipelineConfig
 
 log = logging.getLogger(__name__)
 
 TASKS_ENV = "PIPELINE_TASKS_PER_MACHINE"
+T = TypeVar("T")
 
 
 def cores() -> int:
@@ -47,3 +51,41 @@ def thread_limit(config: PipelineConfig) -> Iterator[int]:
     log.debug("threads per task: %d", n)
     with threadpool_limits(limits=n):
         yield n
+
+
+def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """`items`, produced up to `depth` ahead on a helper thread, so that reading the next block
+    (inflating, parsing: Arrow releases the GIL) overlaps working on this one. The producer's
+    errors are raised here; leaving the loop early stops it."""
+    pending: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        pending.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pending.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            pending.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = pending.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
