@@ -8,11 +8,11 @@ USER airflow
 
 COPY --chown=airflow:root requirements.txt /opt/pipeline/requirements.txt
 RUN pip install --no-cache-dir uv \
- && uv pip install --no-cache --python "$(command -v python)" -r /opt/pipeline/requirements.txt
+ && uv pip install --no-cache --compile-bytecode --python "$(command -v python)" -r /opt/pipeline/requirements.txt
 
 COPY --chown=airflow:root pyproject.toml params.yaml /opt/pipeline/
 COPY --chown=airflow:root pipeline /opt/pipeline/pipeline
-RUN uv pip install --no-cache --python "$(command -v python)" --no-deps /opt/pipeline
+RUN uv pip install --no-cache --compile-bytecode --python "$(command -v python)" --no-deps /opt/pipeline
 
 # Images carry no .git: the build passes the commit so model manifests record it.
 ARG CODE_REVISION=unknown

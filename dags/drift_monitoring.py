@@ -19,7 +19,7 @@ Once a week, compares the last `monitoring.window_days` scored days with the cha
 |---|---|---|
 | monitor | drift per feature (PSI, KS, Wasserstein / Jensen-Shannon, χ²) under fixed thresholds and calibrated noise floors (bootstrap + Benjamini-Hochberg); prediction drift; data quality (missing, out of range, unseen categories, unit changes, rows per day, quarantined deliveries); realized performance where labels arrived, estimated (CBPE) where not; the policy decision | `monitoring/<model>/statistics/dt=…/` (Parquet, one row per feature × statistic), `monitoring/<model>/reports/dt=….html`, `monitoring/<model>/decisions/dt=….json` |
 | retraining_needed | continues only if the policy says retrain (skips otherwise) | – |
-| trigger_training | triggers `training_pipeline` with `as_of` and the decision's `reason` (recorded in the new model's manifest); run id `drift_retrain__<as_of>`, so a rerun does not retrain twice | a `training_pipeline` run |
+| trigger_training | triggers `training_pipeline` with `as_of`, the decision's `reason` and `drift_decision` (recorded in the new model's manifest: the drift period and whether its training window holds it); run id `drift_retrain__<as_of>`, so a rerun does not retrain twice | a `training_pipeline` run |
 
 **Policy** (`monitoring.policy` in params.yaml): retrain when an important feature drifts in
 `persistence_runs` consecutive runs, or realized/estimated performance falls below its floor;
@@ -59,6 +59,7 @@ def drift_monitoring():
             "as_of": "{{ ti.xcom_pull(task_ids='monitor')['as_of'] }}",
             "reason": "drift_monitoring {{ ti.xcom_pull(task_ids='monitor')['as_of'] }}: "
             "{{ ti.xcom_pull(task_ids='monitor')['reason'] }}",
+            "drift_decision": "{{ ti.xcom_pull(task_ids='monitor')['as_of'] }}",
         },
         skip_when_already_exists=True,
     )

@@ -40,7 +40,7 @@ it passes.
 | record_approval | only with approval: records who approved or rejected and why | `models/<model>/history/` |
 
 **Params**: `as_of` (YYYY-MM-DD) trains as of that date instead of the logical date;
-`reason` is recorded in the model manifest.
+`reason` is recorded in the model manifest; a run triggered by drift_monitoring also records `drift_decision`: the drift period and whether this training window holds it.
 
 **Rerun / backfill**: safe. Partitions are replaced atomically; a version is content-addressed
 (same data, params and code give the same version), so a rerun does not mint a new model.
@@ -57,6 +57,10 @@ Bad data fails at once (no retries); storage errors are retried with backoff.
     params={
         "as_of": date_param("Train as of this date (YYYY-MM-DD) instead of the run's logical date."),
         "reason": Param("scheduled", type="string", description="Why this model is trained; kept in its manifest."),
+        "drift_decision": date_param(
+            "Set by drift_monitoring: the date of the monitoring decision that triggered this run "
+            "(its drift period is recorded in the manifest with whether the training window holds it)."
+        ),
     },
 )
 def training_pipeline():
@@ -74,7 +78,10 @@ def training_pipeline():
 
     @task
     def train(snap: dict, **context) -> dict:
-        return run_step("train", run_date(context, "as_of"), snap, reason=context["params"]["reason"])
+        params = context["params"]
+        return run_step(
+            "train", run_date(context, "as_of"), snap, reason=params["reason"], drift_decision=params["drift_decision"]
+        )
 
     @task
     def evaluate(trained: dict) -> dict:

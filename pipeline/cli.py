@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("explain", help="one row's decision on a day: score, threshold, model, lineage, revisions")
     s.add_argument("--date", required=True)
     s.add_argument("--id", required=True, dest="row_id", help="the row's id (or derived row key)")
+    s = sub.add_parser("status", help="freshness of every zone: deliveries, labels, predictions, champion, drift runs")
+    s.add_argument("--date", help="as of this day (YYYY-MM-DD; default today, UTC)")
     s = sub.add_parser("params-schema", help="the JSON schema of params.yaml (for editors; params.schema.json)")
     s = sub.add_parser("models", help="registry: list, history, promote, rollback, challenger, compare-shadow")
     s.add_argument(
@@ -162,6 +164,8 @@ def run(args: argparse.Namespace) -> dict | list:
     cmd = args.command
     if cmd == "params-schema":
         return steps.params_schema()
+    if cmd == "status":
+        return steps.status(args.date, params)
     if cmd == "explain":
         return steps.explain(args.date, args.row_id, params)
     if cmd == "ingest":
@@ -260,8 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         progress.install(progress.RichBars())
     try:
         command = f"{args.command} {args.action}" if getattr(args, "action", "") == "verify" else args.command
-        _emit(run(args), args.out, command, as_json=args.json, limit=args.limit or None)
+        result = run(args)
+        _emit(result, args.out, command, as_json=args.json, limit=args.limit or None)
     except (PipelineError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    late = result.get("late") if args.command == "status" and isinstance(result, dict) else None
+    if late:  # for cron and health checks
+        print(f"late: {', '.join(late)}", file=sys.stderr)
+        return 1
     return 0

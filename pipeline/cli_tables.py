@@ -158,11 +158,27 @@ def models(result: Any, limit: int | None) -> list[RenderableType]:
     return []
 
 
+def status(result: Any, limit: int | None) -> list[RenderableType]:
+    zones = result["zones"]
+    table = _table(
+        f"Freshness as of {result['as_of']}",
+        ["zone", "newest day", "expected", "state", "why", "where"],
+        (
+            [z["zone"], z["latest"] or "-", z["expected"], "LATE" if z["late"] else "ok", z["why"], z["where"]]
+            for z in zones
+        ),
+        len(zones),
+        len(zones),
+    )
+    return [table]
+
+
 RENDERERS: dict[str, Callable[[Any, int | None], list[RenderableType]]] = {
     "audit": audit,
     "quarantine": quarantine,
     "contract": contract,
     "models": models,
+    "status": status,
 }
 
 

@@ -70,16 +70,20 @@ def train(
     reason: str = "scheduled",
     params: str | None = None,
     s3_options: dict | None = None,
+    drift_decision: str | dt.date | None = None,
 ) -> dict:
+    """Train a candidate; `drift_decision`: the date of the monitoring decision that triggered it."""
     from pipeline.model.train import train_candidate
+    from pipeline.monitoring.monitor import retraining_trigger
     from pipeline.monitoring.profile import reference_for
 
     config, storage = open_pipeline(params, s3_options)
+    trigger = retraining_trigger(config, storage, as_date(drift_decision)) if drift_decision else None
     with thread_limit(config) as threads:
-        return {
-            **train_candidate(config, storage, snapshot_result, as_date(as_of), reference_for, reason=reason),
-            "threads_per_task": threads,
-        }
+        trained = train_candidate(
+            config, storage, snapshot_result, as_date(as_of), reference_for, reason=reason, trigger=trigger
+        )
+        return {**trained, "threads_per_task": threads}
 
 
 def evaluate(version: str, params: str | None = None, s3_options: dict | None = None) -> dict:
@@ -279,6 +283,14 @@ def contract_update(
     from pipeline.data.expectations import update_contract
 
     return update_contract(*open_pipeline(params, s3_options), reason, as_date(from_day) if from_day else None, actor)
+
+
+def status(today: str | dt.date | None = None, params: str | None = None, s3_options: dict | None = None) -> dict:
+    """The freshness of every zone as of `today` (default: today, UTC)."""
+    from pipeline.monitoring.freshness import status as run
+
+    day = as_date(today) if today else dt.datetime.now(dt.UTC).date()
+    return run(*open_pipeline(params, s3_options), day)
 
 
 def quarantine_list(

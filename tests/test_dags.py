@@ -23,7 +23,7 @@ def test_training_pipeline_wiring(dagbag):
     dag = dagbag.get_dag("training_pipeline")
     chain = ["ingest", "validate", "snapshot", "train", "evaluate", "gate", "register"]
     assert _edges(dag) == set(itertools.pairwise(chain))
-    assert set(dag.params.keys()) == {"as_of", "reason"}
+    assert set(dag.params.keys()) == {"as_of", "reason", "drift_decision"}
     assert "ml" in dag.tags and dag.doc_md and "Rerun" in dag.doc_md
     for t in dag.tasks:
         assert t.retries == 2 and t.retry_exponential_backoff and t.owner == "ml-platform"
@@ -69,7 +69,7 @@ def test_drift_monitoring_wiring(dagbag):
     assert set(dag.params.keys()) == {"as_of"}
     trigger = dag.get_task("trigger_training")
     assert trigger.trigger_dag_id == "training_pipeline"
-    assert set(trigger.conf) == {"as_of", "reason"}  # the training DAG's params
+    assert set(trigger.conf) == {"as_of", "reason", "drift_decision"}  # the training DAG's params
     assert set(trigger.conf) <= set(dagbag.get_dag("training_pipeline").params.keys())
     assert "monitoring" in dag.tags and "never on a data-quality break" in dag.doc_md
 

@@ -74,6 +74,10 @@ def test_covariate_shift_triggers_retraining_through_airflow(dagbag, pipeline_co
     assert task_states(dagbag, "drift_monitoring")["trigger_training"] == "success"
     decision = _decision(storage, config)
     assert decision["retrain"] is True and sim["column"] in decision["drifted_important_features"]
+    # Label-less: labels lag 14 days, so a retraining now cannot hold the drifted week, and says so.
+    assert decision["drift_coverage"]["labelled_days"] == 0 and decision["label_backed"] is False
+    assert decision["drift_coverage"]["drift_period"] == ["2025-03-05", "2025-03-07"]  # the 3-day window
+    assert "Label-less drift: the drift covers 2025-03-05..2025-03-07" in decision["reason"]
     assert decision["prediction_drift"] is True and decision["quality_breaks"] == []
 
     # Statistics for dashboards: one row per feature x statistic (+ the score), readable as Parquet.
@@ -107,6 +111,14 @@ def test_covariate_shift_triggers_retraining_through_airflow(dagbag, pipeline_co
     assert str(getattr(run.state, "value", run.state)) == "success"
     new = [m for m in registry.list_versions(storage, config.model_name) if m["version"] != champion]
     assert len(new) == 1 and new[0]["reason"] == conf["reason"] and new[0]["trained_as_of"] == AS_OF
+    # The new model records what triggered it and that its window ends before the drifted days.
+    trigger = new[0]["trigger"]
+    assert conf["drift_decision"] == AS_OF and trigger["as_of"] == AS_OF
+    coverage = decision["drift_coverage"]
+    assert trigger["drift_period"] == coverage["drift_period"] and trigger["labelled_drift_days"] == 0
+    assert trigger["training_window"][1] == coverage["training_window_ends"] < coverage["drift_period"][0]
+    assert trigger["drift_inside_training_window"] is False
+    assert f"window ends {coverage['training_window_ends']} and holds none of them" in new[0]["reason"]
     assert storage.exists(f"{layout.model_version(config.model_name, new[0]['version'])}/reference_profile.json")
 
 
@@ -235,3 +247,28 @@ def test_model_card_gathers_every_section_from_storage(pipeline_copy):
         )["ID"].astype(str)
     )
     assert not {i for i in ids if len(i) >= 4 and f" {i} " in f" {text} "}
+
+
+def test_status_shows_each_zone_and_what_is_late(pipeline_copy, capsys):
+    from pipeline.cli import main
+
+    params, config, storage = pipeline_copy
+    _deliver_and_score(params, ["2025-03-06"], "none")
+    result = steps.status(AS_OF, params)
+    zones = {z["zone"].split()[0]: z for z in result["zones"]}
+    assert list(zones) == ["raw", "labels", "predictions", "champion", "drift"]
+    champion = registry.champion_version(storage, config.model_name)
+    assert zones["champion"]["zone"] == f"champion {champion}" and zones["champion"]["late"] is False
+    assert zones["predictions"]["latest"] == zones["raw"]["latest"] == "2025-03-06"
+    assert zones["predictions"]["days_behind"] == 2 and zones["predictions"]["late"] is False
+    assert zones["drift"]["latest"] is None and zones["drift"]["late"] is True  # never monitored yet
+    assert zones["drift"]["why"].startswith("nothing in ") and "drift monitoring" in result["late"]
+    # Months later every zone is behind, each saying by how much against its limit.
+    later = {z["zone"].split()[0]: z for z in steps.status("2025-09-01", params)["zones"]}
+    assert all(z["late"] for z in later.values())
+    assert later["champion"]["days_behind"] > config.monitoring.freshness.champion_max_age_days
+    assert f"(limit {config.monitoring.freshness.raw_max_age_days})" in later["raw"]["why"]
+    # The CLI prints the table and exits 1 when something is late (for cron and health checks).
+    assert main(["--params", params, "status", "--date", AS_OF]) == 1
+    out = capsys.readouterr()
+    assert "Freshness as of 2025-03-08" in out.out and "LATE" in out.out and "late: drift monitoring" in out.err

@@ -244,3 +244,109 @@ def test_large_sample_statistics_equal_scipy_including_ties_and_missing():
         assert abs(got["chi_square"] - chi.statistic) < TOL
         js = jensenshannon(ref / ref.sum(), cur_counts / cur_counts.sum(), base=2)
         assert abs(got["jensen_shannon"] - js) < TOL
+
+
+# Drift over the week before AS_OF; with a 7-day label delay, a retraining now ends on 2025-03-05.
+DRIFT_WEEK = (dt.date(2025, 3, 5), dt.date(2025, 3, 11))
+
+
+def _decide_labelless(pol, history=(), as_of=AS_OF, drift_week=DRIFT_WEEK, label_delay=7, **kwargs):
+    return policy.decide(
+        pol,
+        as_of,
+        IMPORTANT,
+        {"calibrated": list(kwargs.get("drifted", ("PAY_0",))), "fixed": []},
+        [],
+        kwargs.get("realized"),
+        GOOD,
+        list(history),
+        drift_period=drift_week,
+        labelled_until=as_of - dt.timedelta(days=label_delay),
+    )
+
+
+def test_label_less_drift_retrains_saying_the_window_misses_the_drifted_days():
+    d = _decide_labelless(DEFAULT_POLICY)
+    assert d["retrain"] is True and d["label_backed"] is False
+    assert d["drift_coverage"] == {
+        "drift_period": ["2025-03-05", "2025-03-11"],
+        "training_window_ends": "2025-03-05",
+        "days": 7,
+        "labelled_days": 1,
+        "inside_training_window": False,
+    }
+    assert d["reason"].startswith("retraining: drift in important feature(s) PAY_0. Label-less drift:")
+    assert "training window ends 2025-03-05 and holds 1 of its 7 days" in d["reason"]
+    # Labels already covering the drifted days: nothing to say.
+    covered = _decide_labelless(DEFAULT_POLICY, label_delay=0)
+    assert covered["retrain"] is True and covered["drift_coverage"]["inside_training_window"] is True
+    assert "Label-less" not in covered["reason"]
+    # Realized degradation is label-backed: retrained without the warning.
+    backed = _decide_labelless(DEFAULT_POLICY, realized={"rows": 900, "roc_auc": 0.55})
+    assert backed["retrain"] is True and backed["label_backed"] is True and "Label-less" not in backed["reason"]
+
+
+def test_label_less_drift_waits_for_labels_then_retrains():
+    wait = RetrainPolicyConfig(label_less_drift="wait")
+    first = _decide_labelless(wait)
+    assert first["retrain"] is False and first["triggers"] == []
+    assert first["waiting_for_labels"] == {
+        "since": "2025-03-12",
+        "drift_period": ["2025-03-05", "2025-03-11"],
+        "triggers": ["drift in important feature(s) PAY_0"],
+    }
+    assert first["reason"].startswith("retraining waits for labels: drift in important feature(s) PAY_0 over")
+    assert "–" not in first["reason"] and "None" not in first["reason"]
+    # A week later the drift is gone from the features but labels still lag: keep waiting.
+    later = _decide_labelless(
+        wait,
+        history=[first],
+        as_of=dt.date(2025, 3, 19),
+        drift_week=(dt.date(2025, 3, 12), dt.date(2025, 3, 18)),
+        label_delay=9,
+        drifted=(),
+    )
+    assert later["retrain"] is False and later["waiting_for_labels"] == first["waiting_for_labels"]
+    assert "waits for labels" in later["reason"]
+    # Once labels reach the end of the drifted week, the pending drift triggers the retraining.
+    covered = _decide_labelless(
+        wait,
+        history=[first, later],
+        as_of=dt.date(2025, 3, 26),
+        drift_week=(dt.date(2025, 3, 19), dt.date(2025, 3, 25)),
+        label_delay=7,
+        drifted=(),
+    )
+    assert covered["retrain"] is True and covered["label_backed"] is True
+    assert "labels now cover the drift of 2025-03-05..2025-03-11 (waiting since 2025-03-12" in covered["reason"]
+    assert covered["waiting_for_labels"] is None
+    # After that retraining nothing is pending any more.
+    after = _decide_labelless(wait, history=[first, later, covered], as_of=dt.date(2025, 4, 2), drifted=())
+    assert after["retrain"] is False and after["waiting_for_labels"] is None
+
+
+def test_report_text_names_what_is_missing_instead_of_placeholders():
+    from pipeline.monitoring.report import calibration_text, performance_text
+
+    record = {
+        "drift_coverage": {
+            "drift_period": ["2025-03-01", "2025-03-07"],
+            "training_window_ends": "2025-02-22",
+            "days": 7,
+            "labelled_days": 0,
+            "inside_training_window": False,
+        },
+        "waiting_for_labels": None,
+    }
+    text = performance_text({"roc_auc": 0.71, "precision": 0.5, "recall": 0.4}, {}, record)
+    assert "ROC AUC 0.71" in text
+    assert (
+        "No realized performance yet: none of the scored days has labels (labels have arrived for days up to 2025-02-22)"
+        in text
+    )
+    assert "A retraining now would train on days up to 2025-02-22: 0 of the 7 monitored days" in text
+    labelled = performance_text({"roc_auc": 0.7}, {"rows": 900, "roc_auc": 0.66}, {})
+    assert "Realized performance on 900 labelled rows: ROC AUC 0.66." in labelled
+    for sentence in (text, labelled, performance_text({}, {}, {}), calibration_text(None)):
+        assert "–" not in sentence and "None" not in sentence
+    assert calibration_text({"resamples": 1000, "sample_size": 5000}).startswith("Calibrated p: share of 1000")

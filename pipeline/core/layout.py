@@ -54,12 +54,20 @@ def audit_record(day: str, seq: int) -> str:
     return f"{audit_day(day)}/{seq:06d}.json"
 
 
+def raw_root(dataset: str) -> str:
+    return f"raw/{dataset}"
+
+
 def raw_partition(dataset: str, day: dt.date) -> str:
-    return f"raw/{dataset}/{_dt(day)}"
+    return f"{raw_root(dataset)}/{_dt(day)}"
+
+
+def labels_root(dataset: str) -> str:
+    return f"labels/{dataset}"
 
 
 def labels_partition(dataset: str, day: dt.date) -> str:
-    return f"labels/{dataset}/{_dt(day)}"
+    return f"{labels_root(dataset)}/{_dt(day)}"
 
 
 def quarantine_day(dataset: str, day: dt.date) -> str:
@@ -118,8 +126,12 @@ def model_history(model: str) -> str:
     return f"models/{model}/history"
 
 
+def predictions_root(model: str) -> str:
+    return f"predictions/{model}"
+
+
 def predictions_partition(model: str, day: dt.date) -> str:
-    return f"predictions/{model}/{_dt(day)}"
+    return f"{predictions_root(model)}/{_dt(day)}"
 
 
 def predictions_revision(model: str, day: dt.date, publish_id: str) -> str:

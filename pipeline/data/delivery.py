@@ -6,7 +6,7 @@ Two source shapes (``dataset.source.uri``):
   (``s3://landing/credit/dt={date}/*.csv``); glob characters select several files.
 * **one file for every day** (the demo): rows are assigned to days by event time or
   by a stable hash of the id. The file is read once, streamed and split into one
-  Parquet file per day under ``cache/source/<dataset>/<fingerprint>/``; each day's
+  Arrow file per day under ``cache/source/<dataset>/<fingerprint>/``; each day's
   ingest then reads only its own rows. The split also records which columns parse
   as numbers and which target values occur, for the data contract.
 

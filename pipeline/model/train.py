@@ -45,7 +45,10 @@ def train_candidate(
     as_of: dt.date,
     build_reference: ReferenceBuilder,
     reason: str = "scheduled",
+    trigger: dict | None = None,
 ) -> dict:
+    """Train a candidate on the snapshot. `trigger`: the monitoring decision that asked for it (its
+    drift period is recorded with whether this model's training window holds it)."""
     ds = config.dataset
     frame, snap_meta = read_snapshot(storage, ds.name, snapshot["snapshot_id"])
     schema = Schema.from_dict(snap_meta["schema"])
@@ -115,6 +118,7 @@ def train_candidate(
             "dataset": ds.name,
             "trained_as_of": as_of.isoformat(),
             "reason": reason,
+            "trigger": trigger_record(trigger, snap_meta["window"]),
             "data": {
                 "snapshot_id": snap_meta["snapshot_id"],
                 "snapshot_uri": snapshot["uri"],
@@ -146,3 +150,14 @@ def train_candidate(
     log.info("stored candidate %s (cv roc_auc %.3f)", version, cv["roc_auc_mean"])
     card.refresh(config, storage, version)
     return {"version": version, "cv": cv, "reused": False, "artifact_sha256": manifest["artifact_sha256"]}
+
+
+def trigger_record(trigger: dict | None, window: list[str]) -> dict | None:
+    """The retraining's trigger with the training window and whether it holds the drifted days."""
+    if not trigger:
+        return None
+    record = {**trigger, "training_window": [window[0], window[-1]]}
+    period = trigger.get("drift_period")
+    if period:
+        record["drift_inside_training_window"] = window[0] <= period[0] and period[1] <= window[-1]
+    return record

@@ -28,6 +28,7 @@ from pipeline.core import layout
 from pipeline.core.errors import MonitoringError
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
+from pipeline.data.snapshot import labelled_window
 from pipeline.model import registry
 from pipeline.model.features import target_vector
 from pipeline.monitoring import drift, performance, policy, quality, report
@@ -266,7 +267,16 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         if key.endswith(".json"):
             history.append(storage.read_json(key))
     decision = policy.decide(
-        m.policy, as_of, prof["important_features"], drifted, breaks, perf["realized"], perf["estimated"], history
+        m.policy,
+        as_of,
+        prof["important_features"],
+        drifted,
+        breaks,
+        perf["realized"],
+        perf["estimated"],
+        history,
+        drift_period=(window[0], window[-1]),
+        labelled_until=labelled_window(config, as_of)[-1],
     )
 
     stat_rows = []
@@ -389,4 +399,22 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         "drift_report": record["report"],
         "statistics": record["statistics"],
         "decision": storage.uri(decision_key),
+    }
+
+
+def retraining_trigger(config: PipelineConfig, storage: Storage, as_of: dt.date) -> dict:
+    """What a retraining records of the monitoring decision that triggered it."""
+    key = layout.monitoring_decision(config.model_name, as_of)
+    try:
+        decision = storage.read_json(key)
+    except FileNotFoundError as exc:
+        raise MonitoringError(f"no monitoring decision at {storage.uri(key)} to record as the trigger") from exc
+    coverage = decision.get("drift_coverage") or {}
+    return {
+        "decision": storage.uri(key),
+        "as_of": decision["as_of"],
+        "triggers": decision.get("triggers", []),
+        "label_backed": decision.get("label_backed"),
+        "drift_period": coverage.get("drift_period"),
+        "labelled_drift_days": coverage.get("labelled_days"),
     }

@@ -212,17 +212,10 @@ Run <code>{html.escape(str(record.get("run_id") or "CLI (no Airflow run)"))}</co
 {html.escape(", ".join(record["important_features"]))}. Prediction drift: {
         "yes" if record["prediction_drift"] else "no"
     }.</p>
-<p>Estimated performance (CBPE) of the window: ROC AUC {_fmt(e.get("roc_auc"))}, precision {_fmt(e.get("precision"))},
-recall {_fmt(e.get("recall"))}. Realized performance on labelled days: ROC AUC {_fmt(r.get("roc_auc"))}
-on {_fmt(r.get("rows"))} rows.</p>
+<p>{html.escape(performance_text(e, r, record))}</p>
 {figures}
 <h2>Drift statistics (fixed and calibrated views)</h2>
-<p>Calibrated p: share of {
-        record["calibration"]["resamples"] if record.get("calibration") else "–"
-    } two-sample bootstrap
-resamples of the reference (at n={record["calibration"]["sample_size"] if record.get("calibration") else "–"}) with a
-statistic at least as large; the primary statistic's p-values go through Benjamini-Hochberg across features, and a
-flag also needs the minimum effect size.</p>
+<p>{html.escape(calibration_text(record.get("calibration")))}</p>
 {_table(ordered, stat_cols, highlight=lambda x: x["calibrated_flag"])}
 <h2>Data quality</h2>
 {
@@ -267,3 +260,46 @@ flag also needs the minimum effect size.</p>
         )
     }
 </body></html>"""
+
+
+def performance_text(estimated: dict, realized: dict, record: dict) -> str:
+    """The performance sentence of the report: figures where there are some, and what is missing
+    and why where there are none (never a placeholder)."""
+    parts = []
+    names = {"roc_auc": "ROC AUC", "precision": "precision", "recall": "recall"}
+    figures = [f"{label} {_fmt(estimated[m])}" for m, label in names.items() if estimated.get(m) is not None]
+    if figures:
+        parts.append(f"Estimated performance (CBPE) of the window: {', '.join(figures)}.")
+    else:
+        parts.append("No estimated performance: the window has no scored rows.")
+    coverage = record.get("drift_coverage") or {}
+    labelled = f" (labels have arrived for days up to {coverage['training_window_ends']})" if coverage else ""
+    if realized.get("rows"):
+        parts.append(
+            f"Realized performance on {realized['rows']} labelled rows: ROC AUC {_fmt(realized.get('roc_auc'))}."
+        )
+    else:
+        parts.append(f"No realized performance yet: none of the scored days has labels{labelled}.")
+    if coverage and not coverage.get("inside_training_window"):
+        parts.append(
+            f"A retraining now would train on days up to {coverage['training_window_ends']}: "
+            f"{coverage['labelled_days']} of the {coverage['days']} monitored days "
+            f"({coverage['drift_period'][0]}..{coverage['drift_period'][1]}) are labelled."
+        )
+    waiting = record.get("waiting_for_labels")
+    if waiting:
+        parts.append(
+            f"Waiting for labels since {waiting['since']} ({'; '.join(waiting['triggers'])} over "
+            f"{waiting['drift_period'][0]}..{waiting['drift_period'][1]})."
+        )
+    return " ".join(parts)
+
+
+def calibration_text(calibration: dict | None) -> str:
+    if not calibration:
+        return "Calibrated p-values: not computed (the window has no scored rows)."
+    return (
+        f"Calibrated p: share of {calibration['resamples']} two-sample bootstrap resamples of the reference "
+        f"(at n={calibration['sample_size']}) with a statistic at least as large; the primary statistic's "
+        "p-values go through Benjamini-Hochberg across features, and a flag also needs the minimum effect size."
+    )

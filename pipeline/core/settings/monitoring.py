@@ -19,6 +19,16 @@ class QualityLimits(Section):
     max_quarantined_days: Whole = 0
 
 
+class FreshnessLimits(Section):
+    """How old each zone's newest day may be before `status` calls it late (days)."""
+
+    raw_max_age_days: Whole = 2  # newest published delivery
+    label_tolerance_days: Whole = 2  # beyond dataset.batching.label_delay_days
+    predictions_max_age_days: Whole = 2
+    champion_max_age_days: Positive = 90  # since the champion's training date
+    monitor_max_age_days: Positive = 8  # the weekly drift run
+
+
 class RetrainPolicyConfig(Section):
     flagging: Literal["calibrated", "fixed"] = "calibrated"
     important_features: Positive = 5  # top features by permutation importance
@@ -29,6 +39,8 @@ class RetrainPolicyConfig(Section):
     cooldown_days: Whole = 14
     max_retrains: Whole = 2
     period_days: Whole = 30
+    # Drift whose days have no labels yet: retrain now (the reason says what the model saw) or wait.
+    label_less_drift: Literal["retrain", "wait"] = "retrain"
 
 
 class MonitoringConfig(Section):
@@ -44,4 +56,5 @@ class MonitoringConfig(Section):
     fixed_thresholds: frozen_map(Number) = frozen()  # type: ignore[valid-type]
     quality: QualityLimits = QualityLimits()
     policy: RetrainPolicyConfig = RetrainPolicyConfig()
+    freshness: FreshnessLimits = FreshnessLimits()
     random_state: Whole = 7
