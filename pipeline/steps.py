@@ -293,6 +293,13 @@ def status(today: str | dt.date | None = None, params: str | None = None, s3_opt
     return run(*open_pipeline(params, s3_options), day)
 
 
+def check_freshness(today: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
+    """`status`, failing with StaleData (an alert of kind freshness) when a zone is late."""
+    from pipeline.monitoring.freshness import require_fresh
+
+    return require_fresh(*open_pipeline(params, s3_options), as_date(today))
+
+
 def quarantine_list(
     dataset: str | None = None, since: str | None = None, params: str | None = None, s3_options: dict | None = None
 ) -> list[dict]:

@@ -199,6 +199,26 @@ def test_failed_validation_alerts_once_per_cause_then_resolves(world, channels, 
     assert len(steps.audit_list(kind="quarantine", params=str(world["params"]))) == 5
 
 
+def test_late_zones_alert_once_as_freshness(world, channels, airflow_db):
+    """The daily freshness check fails naming each late zone; on-call gets one freshness alert with
+    the zones, why and where; the next day's identical lateness is counted, not sent again."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags"))
+    assert run_dag(bag, "freshness", "2025-03-20") == "failed"
+    inbox, posts = channels["inbox"].messages, channels["posts"]
+    assert len(inbox) == 1 and len(posts) == 1, (len(inbox), len(posts))
+    assert inbox[0]["Subject"].startswith("[pipeline] freshness: freshness.check_freshness")
+    body = inbox[0].get_body(("html", "plain")).get_content()
+    for expected in ("StaleData", "raw deliveries: ", "labels: ", "(limit 2)", "drift monitoring: nothing in"):
+        assert expected in body, expected
+    assert "python -m pipeline status" in body  # the runbook
+    alert = posts[0]["pipeline_alert"]
+    assert alert["kind"] == "freshness" and alert["dag_id"] == "freshness"
+    assert run_dag(bag, "freshness", "2025-03-21") == "failed"
+    assert len(inbox) == 1, "the same lateness must not alert twice within dedupe_minutes"
+
+
 def _latest_ti(dag_id: str, task_id: str, state: str):
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session

@@ -14,9 +14,14 @@ def _edges(dag):
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"training_pipeline", "batch_scoring", "drift_monitoring", "model_registry", "maintenance"} <= set(
-        dagbag.dag_ids
-    )
+    assert {
+        "training_pipeline",
+        "batch_scoring",
+        "drift_monitoring",
+        "model_registry",
+        "maintenance",
+        "freshness",
+    } <= set(dagbag.dag_ids)
 
 
 def test_training_pipeline_wiring(dagbag):
@@ -50,11 +55,25 @@ def test_batch_scoring_wiring(dagbag):
 def test_every_dag_can_be_triggered_with_its_defaults(dagbag):
     """The trigger form requires a string param whose default is empty and that does not allow null
     (seen in the UI: an optional `reason` blocked a plain manual run)."""
-    for dag_id in ("batch_scoring", "training_pipeline", "drift_monitoring", "model_registry", "maintenance"):
+    for dag_id in (
+        "batch_scoring",
+        "training_pipeline",
+        "drift_monitoring",
+        "model_registry",
+        "maintenance",
+        "freshness",
+    ):
         for name, param in dagbag.get_dag(dag_id).params.items():
             schema = param.schema if hasattr(param, "schema") else {}
             types = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
             assert param.value not in ("", None) or "null" in types, f"{dag_id}.{name} would be required"
+
+
+def test_freshness_wiring(dagbag):
+    dag = dagbag.get_dag("freshness")
+    assert [t.task_id for t in dag.tasks] == ["check_freshness"]
+    assert set(dag.params.keys()) == {"date"} and "monitoring" in dag.tags
+    assert "champion_max_age_days" in dag.doc_md and "python -m pipeline status" in dag.doc_md
 
 
 def test_maintenance_wiring(dagbag):
@@ -89,6 +108,7 @@ def test_parsing_does_no_pipeline_work():
     assert result["errors"] == [] and result["dags"] == [
         "batch_scoring",
         "drift_monitoring",
+        "freshness",
         "maintenance",
         "model_registry",
         "training_pipeline",

@@ -1,5 +1,5 @@
 """Every error the pipeline raises, in one module, so the Airflow glue maps them without importing
-a stage. Each class says which kind of alert it raises (`kind`: bad_data, config, artefact, storage),
+a stage. Each class says which kind of alert it raises (`kind`: bad_data, config, artefact, storage, freshness),
 which picks the runbook on-call reads; a subclass inherits its parent's.
 
 Bad data, bad config and bad artefacts derive from :class:`PipelineError`: the task fails at once,
@@ -21,6 +21,12 @@ class PipelineError(Exception):
     def __init__(self, *args, links: dict[str, str] | None = None):
         super().__init__(*args)
         self.links = dict(links or {})
+
+
+class StaleData(PipelineError):
+    """A zone (deliveries, labels, predictions, champion, drift runs) is behind its freshness limit."""
+
+    kind = "freshness"
 
 
 class MonitoringError(PipelineError, ValueError):

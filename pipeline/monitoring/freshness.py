@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from pipeline.core import layout
+from pipeline.core.errors import StaleData
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.model import registry
@@ -98,3 +99,16 @@ ZONES: list[Callable[[PipelineConfig, Storage, dt.date], dict]] = [raw, labels, 
 def status(config: PipelineConfig, storage: Storage, today: dt.date) -> dict:
     zones = [zone(config, storage, today) for zone in ZONES]
     return {"as_of": today.isoformat(), "late": [z["zone"] for z in zones if z["late"]], "zones": zones}
+
+
+def require_fresh(config: PipelineConfig, storage: Storage, today: dt.date) -> dict:
+    """The status, or StaleData naming every late zone, why and where (an alert of kind freshness)."""
+    result = status(config, storage, today)
+    late = [z for z in result["zones"] if z["late"]]
+    if late:
+        raise StaleData(
+            f"{len(late)} zone(s) late as of {today}: "
+            + "; ".join(f"{z['zone']}: {z['why']} ({z['where']})" for z in late),
+            links={z["zone"]: z["where"] for z in late},
+        )
+    return result

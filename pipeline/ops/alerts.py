@@ -50,6 +50,10 @@ RUNBOOK = {
     "lateness": "Lateness: the day's run has not finished by its deadline. Check whether the delivery arrived "
     "(the ingest task skips while nothing is delivered), whether tasks are queued (workers, pools), "
     "and the run's task logs; analysts wait for this partition.",
+    "freshness": "Freshness: a zone is behind its limit (each one named above with where to look; "
+    "`python -m pipeline status` shows them all). A late delivery: ask the provider, the landing area is "
+    "named; missing labels: check the label feed; an old champion or stale reference: run training_pipeline; "
+    "no recent drift run: check drift_monitoring. The check passes (and says resolved) once the zone catches up.",
     "unknown": "Unexpected error: read the task log and fix the cause.",
 }
 
@@ -106,7 +110,7 @@ class Alert:
     def runbook(self) -> str:
         """The kind's advice, then exactly what to clear once the cause is fixed."""
         advice = RUNBOOK[self.kind]
-        if self.kind in ("gate_rejection", "lateness"):
+        if self.kind in ("gate_rejection", "lateness", "freshness"):
             return advice
         return f"{advice} {clear_advice(self.dag_id, self.task_id, self.run_id)}"
 
