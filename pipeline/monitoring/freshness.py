@@ -29,7 +29,7 @@ def _row(zone: str, latest: dt.date | None, expected: dt.date, limit: int, where
     late = behind is None or behind > limit
     if not why:
         why = (
-            f"nothing in {where}"
+            "nothing published yet"
             if latest is None
             else (f"{behind} day(s) behind {expected} (limit {limit})" if late else "on time")
         )
