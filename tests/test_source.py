@@ -270,3 +270,19 @@ def test_prefetched_hands_on_items_and_errors():
         for item in prefetched(broken()):
             seen.append(item)
     assert seen == [1]
+
+
+def test_a_damaged_split_file_is_an_artefact_error_naming_it(tmp_path):
+    """A damaged cache is not a transient error: typed (no retries), naming the file and the remedy."""
+    from pipeline.core.errors import ArtefactError
+    from pipeline.core.storage import open_storage
+    from pipeline.data import source_index
+
+    _dataset(tmp_path, "id,colour,y\n" + "".join(f"{i},red,{i % 2}\n" for i in range(60)))
+    config = load_config(tmp_path / "params.yaml")
+    storage = open_storage(str(tmp_path / "st"))
+    key, manifest = source_index.source_index(config, storage)
+    day = sorted(manifest["days"])[0]
+    (tmp_path / "st" / key / source_index.split_file(day)).write_bytes(b"not arrow at all")
+    with pytest.raises(ArtefactError, match=rf"dt={day}\.arrow: not a readable Arrow file.*splits the source again"):
+        source_index.read_day_from_index(config, storage, dt.date.fromisoformat(day))

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc
 
 from pipeline.core import layout
-from pipeline.core.errors import NoDelivery, PartitionNotFound, SourceError
+from pipeline.core.errors import ArtefactError, NoDelivery, PartitionNotFound, SourceError
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.privacy import pseudonymise
@@ -347,8 +347,15 @@ def read_day_from_index(config: PipelineConfig, storage: Storage, day: dt.date) 
         raise NoDelivery(f"source {config.dataset.source.uri} has no rows for {day} (dataset {config.dataset.name})")
     rows = int(manifest["days"][day.isoformat()])
     check_rows(rows, f"{config.dataset.source.uri} ({day})", config.dataset.source.max_rows)
-    data = storage.read_partition_file(key, split_file(day.isoformat()))
-    table = pa.ipc.open_file(pa.BufferReader(data)).read_all().combine_chunks()
+    name = split_file(day.isoformat())
+    data = storage.read_partition_file(key, name)
+    try:
+        table = pa.ipc.open_file(pa.BufferReader(data)).read_all().combine_chunks()
+    except (pa.ArrowInvalid, OSError) as exc:  # a damaged cache: no retry would mend it
+        raise ArtefactError(
+            f"{storage.uri(key)}/{name}: not a readable Arrow file ({exc}); delete {storage.uri(key)} "
+            "and the next ingest splits the source again"
+        ) from exc
     lines = table.column(LINE_COLUMN).to_numpy()
     return Delivery(
         day=day,
