@@ -39,8 +39,9 @@ demo: install
 	$(PY) scripts/demo.py
 
 ## A drift week end to end: injected drift -> drift_monitoring DAG -> triggered retraining (after `make demo` or on its own).
+## SCENARIO=correlation_break (or covariate_shift, category_mix, concept_drift, data_break, none) overrides params.yaml's.
 demo-drift: install
-	$(PY) scripts/demo_drift.py
+	$(PY) scripts/demo_drift.py $(if $(SCENARIO),--scenario $(SCENARIO))
 
 ## The test suite (unit, DagBag, end-to-end through Airflow on local storage and on an S3 endpoint).
 test: install

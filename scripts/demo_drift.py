@@ -7,6 +7,10 @@
 3. Runs the drift_monitoring DAG as of `demo.drift_as_of` (dag.test() on the local SQLite DB).
 4. If the policy decided to retrain, runs the training_pipeline run that drift_monitoring
    triggered (its conf carries `as_of` and the reason) and shows the new version's manifest.
+
+`--scenario NAME` (`make demo-drift SCENARIO=NAME`) injects another scenario than params.yaml's, e.g.
+`correlation_break`: every numeric column keeps its distribution, their correlations are lost; no
+single column is flagged and the multivariate statistic is.
 """
 
 from __future__ import annotations
@@ -32,14 +36,21 @@ def _triggered_run(dag_id: str, run_id: str):
         return (run.logical_date, dict(run.conf or {})) if run else None
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Airflow's, the libraries' and the tasks' log lines go to the demo log file, like `make demo`."""
+    import argparse
+
+    from pipeline.monitoring.simulate import SCENARIOS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=SCENARIOS, help="default: demo.drift_scenario in params.yaml")
+    args = parser.parse_args(argv)
     _step(f"task logs in {LOG}")
     with logs_to(LOG):
-        return _main()
+        return _main(args.scenario)
 
 
-def _main() -> int:
+def _main(scenario: str | None) -> int:
     import time
 
     from pipeline import steps
@@ -70,8 +81,9 @@ def _main() -> int:
         run_dag(bag, "training_pipeline", config.demo.train_as_of)
     champion = registry.champion_version(storage, model)
 
-    _step(f"Deliveries with injected {config.demo.drift_scenario} for {days[0]} .. {days[-1]}")
-    sim = steps.simulate([d.isoformat() for d in days], config.demo.drift_scenario)
+    scenario = scenario or config.demo.drift_scenario
+    _step(f"Deliveries with injected {scenario} for {days[0]} .. {days[-1]}")
+    sim = steps.simulate([d.isoformat() for d in days], scenario)
     say(
         f"    column {sim['column']}, strength {sim['strength']}, "
         f"{sum(d['rows'] for d in sim['days'])} rows over {len(days)} days"
@@ -92,6 +104,10 @@ def _main() -> int:
     run_dag(bag, "drift_monitoring", as_of)
     decision = storage.read_json(layout.monitoring_decision(model, as_of))
     say(f"    decision: {decision['reason']}")
+    say(f"    drifted columns (calibrated): {', '.join(decision['drifted_features']) or 'none'}")
+    from pipeline.monitoring.multivariate import describe
+
+    say(f"    {describe(decision.get('multivariate_drift'))}")
     for alert in decision["alerts"]:
         say(f"    alert: {alert}")
 

@@ -350,3 +350,76 @@ def test_report_text_names_what_is_missing_instead_of_placeholders():
     for sentence in (text, labelled, performance_text({}, {}, {}), calibration_text(None)):
         assert "–" not in sentence and "None" not in sentence
     assert calibration_text({"resamples": 1000, "sample_size": 5000}).startswith("Calibrated p: share of 1000")
+
+
+def _correlated(rng, n, p=6):
+    """Features driven by two shared factors (like the credit data's six PAY_* and BILL_AMT* columns)."""
+    factors = rng.normal(size=(n, 2))
+    loadings = np.array([[1.0, 0.9, 0.8, 0.0, 0.1, 0.0], [0.0, 0.1, 0.0, 1.0, 0.9, 0.8]])[:, :p]
+    return factors @ loadings + 0.3 * rng.normal(size=(n, p))
+
+
+def test_multivariate_drift_sees_broken_correlations_that_no_column_shows():
+    from pipeline.monitoring import multivariate
+
+    rng = np.random.default_rng(3)
+    columns = [f"x{i}" for i in range(6)]
+    model, errors = multivariate.fit(_correlated(rng, 20_000), _correlated(rng, 5_000), columns, 0.65)
+    assert len(model["components"]) == 2 and model["explained_variance"] >= 0.65
+    assert np.all(np.diff(errors) >= 0) and len(errors) == 5_000
+
+    quiet = [multivariate.assess(model, errors, _correlated(rng, 800), 500, 0.05, 0.2, s) for s in range(30)]
+    assert sum(r["flagged"] for r in quiet) == 0
+    assert 0.1 < np.median([r["calibrated_pvalue"] for r in quiet]) < 0.9  # centred under no drift
+
+    broken = _correlated(rng, 800)
+    for j in (0, 1, 2):  # shuffled on their own: every marginal stays, the first factor is gone
+        broken[:, j] = rng.permutation(broken[:, j])
+    for j in range(6):
+        assert sps.ks_2samp(broken[:, j], _correlated(rng, 5_000)[:, j]).pvalue > 1e-3
+    result = multivariate.assess(model, errors, broken, 500, 0.05, 0.2, 0)
+    assert result["flagged"] and result["increase"] > 0.2 and result["calibrated_pvalue"] < 0.01
+    assert {d["feature"] for d in result["drivers"][:3]} == {"x0", "x1", "x2"}
+    assert "multivariate drift (PCA reconstruction error" in multivariate.describe(result)
+
+    # Missing values take the reference mean: they add no error and never produce NaN.
+    holes = _correlated(rng, 800)
+    holes[::7, 2] = np.nan
+    assert np.isfinite(multivariate.assess(model, errors, holes, 500, 0.05, 0.2, 0)["value"])
+
+
+def test_multivariate_noise_floor_bootstrap_and_normal_law_agree():
+    from pipeline.monitoring import multivariate
+
+    rng = np.random.default_rng(5)
+    errors = np.sort(rng.lognormal(0, 0.6, 5_000))
+    exact = multivariate.null_means(errors, 2_000, 1_000, rng)  # 2e6 draws: the bootstrap
+    normal = multivariate.null_means(errors, 30_000, 1_000, rng)  # 3e7 draws: the mean's normal law
+    assert len(exact) == len(normal) == 1_000 and np.all(np.diff(exact) >= 0)
+    sd = errors.std()
+    assert abs(exact.std() - sd / np.sqrt(2_000)) < 0.1 * sd / np.sqrt(2_000)
+    assert abs(normal.std() - sd / np.sqrt(30_000)) < 0.1 * sd / np.sqrt(30_000)
+    assert abs(exact.mean() - errors.mean()) < 5 * sd / np.sqrt(2_000 * 1_000)  # 5 standard errors
+
+
+def test_policy_retrains_on_persistent_multivariate_drift():
+    joint = {
+        "flagged": True,
+        "value": 3.1,
+        "reference": 1.8,
+        "increase": 0.72,
+        "calibrated_pvalue": 0.001,
+        "drivers": [{"feature": "BILL_AMT2"}, {"feature": "BILL_AMT3"}],
+    }
+    as_of = dt.date(2025, 3, 8)
+    once = policy.decide(RetrainPolicyConfig(), as_of, ["PAY_0"], {}, [], None, None, [], multivariate=joint)
+    assert once["retrain"] and "multivariate drift (PCA reconstruction error 3.100 vs 1.800, +72%" in once["reason"]
+    assert "driven by BILL_AMT2, BILL_AMT3" in once["reason"] and once["multivariate_drift"] == joint
+    twice = RetrainPolicyConfig(persistence_runs=2)
+    first = policy.decide(twice, as_of, ["PAY_0"], {}, [], None, None, [], multivariate=joint)
+    assert not first["retrain"]  # not yet persistent
+    later = as_of + dt.timedelta(days=7)
+    second = policy.decide(twice, later, ["PAY_0"], {}, [], None, None, [first], multivariate=joint)
+    assert second["retrain"] and "multivariate drift" in second["reason"]
+    calm = policy.decide(RetrainPolicyConfig(), as_of, ["PAY_0"], {}, [], None, None, [], multivariate=None)
+    assert not calm["retrain"] and calm["multivariate_drift"] is None

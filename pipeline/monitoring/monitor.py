@@ -31,7 +31,7 @@ from pipeline.core.storage import Storage
 from pipeline.data.snapshot import labelled_window
 from pipeline.model import registry
 from pipeline.model.features import target_vector
-from pipeline.monitoring import drift, performance, policy, quality, report
+from pipeline.monitoring import drift, multivariate, performance, policy, quality, report
 from pipeline.monitoring import profile as profile_mod
 from pipeline.ops import progress
 
@@ -253,6 +253,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         floors, size, cached = cached_noise_floors(storage, config, version, prof, sample, len(current))
         calibration = {"sample_size": size, "cached": cached, "resamples": m.bootstrap_resamples}
         drift_rows, drifted = drift.drift_rows(prof, sample, current, scores, floors, m)
+    joint = multivariate.for_window(prof, sample, current, m)
     q_rows, breaks = (
         quality.quality_rows(prof, current, dict(config.validation.ranges), m.quality) if len(current) else ([], [])
     )
@@ -277,6 +278,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         history,
         drift_period=(window[0], window[-1]),
         labelled_until=labelled_window(config, as_of)[-1],
+        multivariate=joint,
     )
 
     stat_rows = []
@@ -290,6 +292,8 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
                 "reference_value": None,
             }
         )
+    if joint:
+        stat_rows.append({**base, **multivariate.statistics_row(joint)})
     for r in q_rows + d_rows:
         stat_rows.append(
             {

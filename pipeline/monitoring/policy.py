@@ -1,8 +1,9 @@
 """The retraining policy: a pure function of this run's findings and earlier decisions.
 
 Retrain when
-  * an important feature (top ``important_features`` by permutation importance) is
-    flagged as drifted in ``persistence_runs`` consecutive runs, or
+  * an important feature (top ``important_features`` by permutation importance), or the
+    numeric features jointly (multivariate drift), are flagged as drifted in
+    ``persistence_runs`` consecutive runs, or
   * realized performance (enough labelled rows) or estimated performance falls below
     its floor;
 never on a data-quality break (that alerts instead: retraining on broken data would
@@ -22,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pipeline.core.settings import RetrainPolicyConfig
+from pipeline.monitoring.multivariate import describe
 
 # Metrics realized and estimated performance both report (pipeline/monitoring/performance.py).
 MONITORED_METRICS = ("roc_auc", "pr_auc", "precision", "recall")
@@ -50,10 +52,13 @@ def decide(
     history: list[dict],
     drift_period: tuple[dt.date, dt.date] | None = None,
     labelled_until: dt.date | None = None,
+    multivariate: dict | None = None,
 ) -> dict:
     """`drifted` holds the flagged features under both views ("calibrated", "fixed");
     `history` the earlier decision records (any order); `drift_period` the monitored days and
-    `labelled_until` the last day a retraining now could train on. Returns the decision record."""
+    `labelled_until` the last day a retraining now could train on; `multivariate` the window's
+    PCA reconstruction result (pipeline/monitoring/multivariate.py), which must persist like a
+    feature's flag. Returns the decision record."""
     flagged_now = drifted.get(policy.flagging, [])
     earlier = sorted((h for h in history if h["as_of"] < as_of.isoformat()), key=lambda h: h["as_of"])
     recent = earlier[-(policy.persistence_runs - 1) :] if policy.persistence_runs > 1 else []
@@ -70,6 +75,9 @@ def decide(
     if persistent:
         runs = f" in {policy.persistence_runs} consecutive runs" if policy.persistence_runs > 1 else ""
         triggers.append(f"drift in important feature(s) {', '.join(persistent)}{runs}")
+    joint_before = [bool((h.get("multivariate_drift") or {}).get("flagged")) for h in recent]
+    if multivariate and multivariate["flagged"] and len(recent) == policy.persistence_runs - 1 and all(joint_before):
+        triggers.append(describe(multivariate))
     label_less = list(triggers)
     below = []
     if realized and (realized.get("rows") or 0) >= policy.min_labelled_rows:
@@ -152,6 +160,7 @@ def decide(
         "drifted_features": list(drifted.get("calibrated", [])),
         "drifted_features_fixed": list(drifted.get("fixed", [])),
         "drifted_important_features": persistent,
+        "multivariate_drift": multivariate,
         "quality_breaks": list(quality_breaks),
         "label_backed": label_backed,
         "drift_coverage": coverage,

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.settings import PipelineConfig
+from pipeline.monitoring import multivariate
 from pipeline.monitoring.stats import psi_edges, value_counts
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,10 @@ def build_profile(
     # the model did not train on.
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(holdout_scores, holdout_y)
     importance = permutation_importance_summary(model, holdout_X, holdout_y, config.training.random_state)
+    pca, errors = _multivariate(config, schema.numeric, train, holdout_X, rng)
+    if pca:
+        sample_cols.append(np.full(len(errors), multivariate.ERROR_COLUMN, dtype=object))
+        sample_vals.append(errors)
     top = [f for f, v in importance.items() if v["mean"] > 0][: m.policy.important_features]
     profile = {
         "format": 1,
@@ -164,6 +169,7 @@ def build_profile(
         "importance": importance,
         "important_features": top,
         "threshold": config.scoring.threshold if threshold is None else threshold,
+        "multivariate": pca,
     }
     table = pa.table(
         {
@@ -174,6 +180,20 @@ def build_profile(
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return profile, buf.getvalue()
+
+
+def _multivariate(config, numeric: list[str], train, holdout_X, rng) -> tuple[dict | None, np.ndarray]:
+    """The PCA model of the numeric features and the holdout's sorted per-row errors (capped like
+    every reference column); None with fewer than two numeric features."""
+    mv = config.monitoring.multivariate
+    if not mv.enabled or len(numeric) < 2 or not len(holdout_X):
+        return None, np.array([])
+    matrix = np.column_stack([numeric_values(train[c]) for c in numeric])
+    model, errors = multivariate.fit(
+        matrix, np.column_stack([numeric_values(holdout_X[c]) for c in numeric]), numeric, mv.variance
+    )
+    cap = config.monitoring.reference_sample_size
+    return model, errors if len(errors) <= cap else np.sort(rng.choice(errors, size=cap, replace=False))
 
 
 def read_sample(data: bytes) -> dict[str, np.ndarray]:

@@ -217,6 +217,7 @@ Run <code>{html.escape(str(record.get("run_id") or "CLI (no Airflow run)"))}</co
 <h2>Drift statistics (fixed and calibrated views)</h2>
 <p>{html.escape(calibration_text(record.get("calibration")))}</p>
 {_table(ordered, stat_cols, highlight=lambda x: x["calibrated_flag"])}
+{_multivariate_section(record.get("multivariate_drift"), prof, sample, current)}
 <h2>Data quality</h2>
 {
         _table(
@@ -260,6 +261,36 @@ Run <code>{html.escape(str(record.get("run_id") or "CLI (no Airflow run)"))}</co
         )
     }
 </body></html>"""
+
+
+def _multivariate_section(joint: dict | None, prof: dict, sample: dict, current: pd.DataFrame) -> str:
+    from pipeline.monitoring import multivariate
+
+    head = "<h2>Multivariate drift (PCA reconstruction error)</h2>"
+    if not joint:
+        return f"{head}<p>{html.escape(multivariate.describe(None))}.</p>"
+    model = prof["multivariate"]
+    values = np.column_stack([numeric_values(current[c]) for c in model["columns"]])
+    errors = np.sqrt(multivariate.squared_residuals(model, values).sum(axis=1))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    _numeric_panel(ax, sample[multivariate.ERROR_COLUMN], errors, "per-row reconstruction error (std. units)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    text = (
+        f"{multivariate.describe(joint)}. {joint['components']} components keep "
+        f"{model['explained_variance']:.0%} of the variance of {joint['columns']} standardised numeric features; "
+        f"noise floor p95 {joint['noise_p95']:.3f} at n={joint['rows']}; a flag needs p < fdr and "
+        f"+{joint['min_increase']:.0%}. It sees changes in how features move together that no single column shows."
+    )
+    drivers = _table(
+        joint["drivers"],
+        [("feature", "feature"), ("residual_increase", "squared residual increase"), ("share", "share of increase")],
+    )
+    return (
+        f"{head}<p>{html.escape(text[0].upper() + text[1:])}</p>"
+        f'<img alt="reconstruction error" src="data:image/png;base64,{_png(fig)}">{drivers}'
+    )
 
 
 def performance_text(estimated: dict, realized: dict, record: dict) -> str:

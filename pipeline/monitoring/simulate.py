@@ -13,6 +13,10 @@ Scenarios:
   category_mix     `strength` of the rows moved to another category of a categorical column
   concept_drift    `strength` of the labels flipped; features unchanged
   data_break       a column becomes null (`break_kind: null`) or changes unit (`unit`, x1000)
+  correlation_break  the numeric columns (default: all numeric features; or a comma-separated
+                   list) each shuffled on their own across `strength` of the day's rows: every
+                   column keeps its distribution, how they move together is lost (only the
+                   multivariate statistic can see it)
 """
 
 from __future__ import annotations
@@ -36,8 +40,15 @@ from pipeline.model.features import feature_frame, target_vector
 
 log = logging.getLogger(__name__)
 
-SCENARIOS = ("none", "covariate_shift", "category_mix", "concept_drift", "data_break")
-DEFAULT_STRENGTH = {"covariate_shift": 1.0, "category_mix": 0.5, "concept_drift": 0.4, "data_break": 1.0, "none": 0.0}
+SCENARIOS = ("none", "covariate_shift", "category_mix", "concept_drift", "data_break", "correlation_break")
+DEFAULT_STRENGTH = {
+    "covariate_shift": 1.0,
+    "category_mix": 0.5,
+    "concept_drift": 0.4,
+    "data_break": 1.0,
+    "correlation_break": 1.0,
+    "none": 0.0,
+}
 
 
 def _champion_profile(config: PipelineConfig, storage: Storage) -> dict | None:
@@ -52,6 +63,8 @@ def _default_column(scenario: str, schema: Schema, profile: dict | None, frame: 
     ranked = list((profile or {}).get("important_features", [])) + list(schema.numeric) + list(schema.categorical)
     if scenario in ("covariate_shift", "data_break"):
         return next(c for c in ranked if c in schema.numeric)
+    if scenario == "correlation_break":
+        return ",".join(schema.numeric)
     if scenario == "category_mix":
         if not schema.categorical:
             raise SimulationError("category_mix needs a categorical feature; this dataset has none")
@@ -106,6 +119,13 @@ def inject(
         )
         out[schema.target_column] = out[schema.target_column].astype(frame[schema.target_column].dtype)
         return out
+    if scenario == "correlation_break":
+        chosen = np.flatnonzero(rng.random(len(out)) < strength)
+        for name in column.split(","):
+            shuffled = out[name].to_numpy(copy=True)
+            shuffled[chosen] = shuffled[rng.permutation(chosen)]
+            out[name] = pd.Series(shuffled, index=out.index, dtype=frame[name].dtype)
+        return out
     if scenario == "data_break":
         if break_kind == "null":
             out[column] = pd.Series([None] * len(out), index=out.index, dtype=frame[column].dtype)
@@ -147,8 +167,8 @@ def simulate_deliveries(
         rows = type_rows(delivery.text, schema, schema.target_column)
         typed = rows.typed.drop(index=rows.bad.index)
         col = column or _default_column(scenario, schema, profile, typed)
-        if col not in typed.columns:
-            raise SimulationError(f"column {col!r} is not in dataset {ds.name} (columns: {list(typed.columns)})")
+        if unknown := [c for c in col.split(",") if c not in typed.columns]:
+            raise SimulationError(f"column(s) {unknown} not in dataset {ds.name} (columns: {list(typed.columns)})")
         ref_std = ((profile or {}).get("columns", {}).get(col) or {}).get("std")
         changed = inject(
             typed,
@@ -194,7 +214,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     calibrated and the fixed view (each with its own decision history). Returns how often
     each would have retrained."""
 
-    from pipeline.monitoring import drift, performance, policy, quality
+    from pipeline.monitoring import drift, multivariate, performance, policy, quality
     from pipeline.monitoring.monitor import cached_noise_floors, load_reference
     from pipeline.monitoring.profile import calibrate
 
@@ -219,11 +239,14 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     histories: dict[str, list[dict[str, Any]]] = {"calibrated": [], "fixed": []}
     retrains = {"calibrated": 0, "fixed": 0}
     flagged_weeks = {"calibrated": 0, "fixed": 0}
+    joint_flags = 0
     start = dt.date(2030, 1, 6)
     for w in range(weeks):
         idx = rng.integers(0, len(typed), size=size)
         current, scores, y = typed.iloc[idx].reset_index(drop=True), scores_all[idx], y_all[idx]
         rows, drifted = drift.drift_rows(prof, sample, current, scores, floors, m)
+        joint = multivariate.for_window(prof, sample, current, m)
+        joint_flags += bool(joint and joint["flagged"])
         _, breaks = quality.quality_rows(prof, current, dict(config.validation.ranges), m.quality)
         realized = performance.realized_metrics(y, scores, manifest["threshold"])
         estimated = performance.estimated_metrics(calibrate(prof, scores), scores, manifest["threshold"])
@@ -231,7 +254,15 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         for view in ("calibrated", "fixed"):
             view_policy = m.policy.model_copy(update={"flagging": view})
             decision = policy.decide(
-                view_policy, as_of, prof["important_features"], drifted, breaks, realized, estimated, histories[view]
+                view_policy,
+                as_of,
+                prof["important_features"],
+                drifted,
+                breaks,
+                realized,
+                estimated,
+                histories[view],
+                multivariate=joint,
             )
             histories[view].append(decision)
             retrains[view] += decision["retrain"]
@@ -243,6 +274,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         "retrain_rate": {k: v / weeks for k, v in retrains.items()},
         "retrains": retrains,
         "weeks_with_any_flagged_feature": flagged_weeks,
+        "weeks_with_multivariate_flag": joint_flags,
         "policy": {
             "important_features": prof["important_features"],
             "persistence_runs": m.policy.persistence_runs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .types import Number, Positive, Probability, Resamples, Section, Text, Whole, frozen, frozen_map
+from .types import Flag, Number, Positive, Probability, Resamples, Section, Text, Whole, frozen, frozen_map
 
 
 class QualityLimits(Section):
@@ -27,6 +27,14 @@ class FreshnessLimits(Section):
     predictions_max_age_days: Whole = 2
     champion_max_age_days: Positive = 90  # since the champion's training date
     monitor_max_age_days: Positive = 8  # the weekly drift run
+
+
+class MultivariateConfig(Section):
+    """PCA reconstruction error of the numeric features (pipeline/monitoring/multivariate.py)."""
+
+    enabled: Flag = True
+    variance: Probability = 0.65  # of the standardised features' variance the components keep
+    min_increase: Number = 0.20  # of the mean error over the reference's, for a flag (with p < fdr)
 
 
 class RetrainPolicyConfig(Section):
@@ -57,4 +65,5 @@ class MonitoringConfig(Section):
     quality: QualityLimits = QualityLimits()
     policy: RetrainPolicyConfig = RetrainPolicyConfig()
     freshness: FreshnessLimits = FreshnessLimits()
+    multivariate: MultivariateConfig = MultivariateConfig()
     random_state: Whole = 7
