@@ -17,12 +17,13 @@ Once a week, compares the last `monitoring.window_days` scored days with the cha
 
 | task | does | writes (under the storage root) |
 |---|---|---|
-| monitor | drift per feature (PSI, KS, Wasserstein / Jensen-Shannon, χ²) under fixed thresholds and calibrated noise floors (bootstrap + Benjamini-Hochberg); prediction drift; data quality (missing, out of range, unseen categories, unit changes, rows per day, quarantined deliveries); realized performance where labels arrived, estimated (CBPE) where not; the policy decision | `monitoring/<model>/statistics/dt=…/` (Parquet, one row per feature × statistic), `monitoring/<model>/reports/dt=….html`, `monitoring/<model>/decisions/dt=….json` |
+| monitor | drift per feature (PSI, KS, Wasserstein / Jensen-Shannon, χ²) under fixed thresholds and calibrated noise floors (bootstrap + Benjamini-Hochberg); multivariate drift (PCA reconstruction error); prediction drift; performance and fairness per segment (TPR vs training, disparities by week); data quality (missing, out of range, unseen categories, unit changes, rows per day, quarantined deliveries); realized performance where labels arrived, estimated (CBPE) where not; the policy decision | `monitoring/<model>/statistics/dt=…/` (Parquet, one row per feature × statistic), `monitoring/<model>/reports/dt=….html`, `monitoring/<model>/decisions/dt=….json` |
 | retraining_needed | continues only if the policy says retrain (skips otherwise) | – |
 | trigger_training | triggers `training_pipeline` with `as_of`, the decision's `reason` and `drift_decision` (recorded in the new model's manifest: the drift period and whether its training window holds it); run id `drift_retrain__<as_of>`, so a rerun does not retrain twice | a `training_pipeline` run |
 
-**Policy** (`monitoring.policy` in params.yaml): retrain when an important feature drifts in
-`persistence_runs` consecutive runs, or realized/estimated performance falls below its floor;
+**Policy** (`monitoring.policy` in params.yaml): retrain when an important feature (or the features
+jointly: multivariate) drifts in `persistence_runs` consecutive runs, or realized/estimated performance
+falls below its floor (a segment breach alerts, and retrains only with `retrain_on_segment_breach`);
 **never on a data-quality break** (the decision carries alerts instead); `cooldown_days` and
 `max_retrains` per `period_days` cap retraining.
 

@@ -86,7 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--scenario",
         default=None,
-        choices=["none", "covariate_shift", "category_mix", "concept_drift", "data_break", "correlation_break"],
+        choices=[
+            "none",
+            "covariate_shift",
+            "category_mix",
+            "concept_drift",
+            "data_break",
+            "correlation_break",
+            "segment_shift",
+        ],
     )
     s.add_argument("--date", action="append", help="a day to deliver (repeatable; default demo.drift_days)")
     s.add_argument("--column", help="column to change (default: chosen from the champion's importance)")

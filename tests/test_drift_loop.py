@@ -179,6 +179,36 @@ def test_concept_drift_retrains_once_labels_arrive(pipeline_copy):
     assert {"week 2025-W10", "day 2025-03-05"} <= set(stats[stats.category == "performance_realized"].feature)
 
 
+def test_segment_whose_tpr_drops_is_alerted_while_the_global_auc_holds(pipeline_copy):
+    """One group's defaulters start to look like its non-defaulters: labels unchanged, the model
+    misses them. Once their labels arrive the segment report names the group, its TPR against
+    training and the binomial evidence; the global AUC stays above its floor, so only the segment
+    alerts (retrain_on_segment_breach is off)."""
+    params, config, storage = pipeline_copy
+    sim = _deliver_and_score(params, DRIFT_DAYS, "segment_shift")
+    column, _, group = sim["column"].partition("=")
+    assert column in config.dataset.sensitive_attributes
+    _deliver_and_score(params, ["2025-03-19", "2025-03-20", "2025-03-21"], "none")
+    result = steps.monitor_drift("2025-03-22", params)
+    decision = _decision(storage, config, "2025-03-22")
+    assert decision["realized"]["roc_auc"] >= 0.70 and decision["realized"]["rows"] >= 500
+    assert result["retrain"] is False and "segment breach" in result["reason"]
+    breaches = decision["segments"]["breaches"]
+    assert any(b.startswith(f"segment {column}={group} week 2025-W10: TPR") for b in breaches), breaches
+    assert any(a.startswith(f"segment breach: segment {column}={group}") for a in decision["alerts"])
+    week = decision["segments"]["columns"][column]["weeks"]["2025-W10"]
+    hit = next(g for g in week["groups"] if g["group"] == group)
+    assert hit["tpr_drop"] > 0.15 and hit["tpr_pvalue"] < 0.05 / len(week["groups"])
+    # Small groups are reported as such, never dropped.
+    marriage = decision["segments"]["columns"]["MARRIAGE"]["weeks"]["2025-W10"]["groups"]
+    assert any(g["too_small"] for g in marriage) and all("tpr" in g for g in marriage)
+    stats = pd.read_parquet(f"{decision['statistics']}/part-00000.parquet")
+    realized = stats[(stats.category == "segment_realized") & (stats.statistic == "tpr")]
+    assert f"{column}={group} week 2025-W10" in set(realized.feature)
+    report = storage.read_bytes(layout.monitoring_report(config.model_name, dt.date(2025, 3, 22))).decode()
+    assert "Segments: performance and fairness by group" in report and "TPR at training" in report
+
+
 def test_data_break_alerts_and_does_not_retrain(pipeline_copy):
     params, config, storage = pipeline_copy
     sim = steps.simulate(DRIFT_DAYS, "data_break", params=params)
@@ -229,10 +259,15 @@ def test_false_alarm_rate_over_60_weeks(pipeline_copy, tmp_path):
         json.dumps(result["retrain_rate"]),
         "weeks with any flagged feature:",
         json.dumps(result["weeks_with_any_flagged_feature"]),
+        "weeks with alerts:",
+        json.dumps(result["weeks_with_alerts"]),
+        "with a segment breach:",
+        result["weeks_with_segment_breach"],
     )
     assert result["weeks"] == 60
     assert result["retrains"]["calibrated"] == 0  # no alert fatigue: not one retraining in 60 quiet weeks
     assert result["weeks_with_multivariate_flag"] <= 1
+    assert result["weeks_with_alerts"]["calibrated"] <= 1  # segments and quality page no one on quiet weeks
     # The fixed-threshold view flags far more often (that is what calibration is for).
     assert result["weeks_with_any_flagged_feature"]["fixed"] > result["weeks_with_any_flagged_feature"]["calibrated"]
 

@@ -423,3 +423,38 @@ def test_policy_retrains_on_persistent_multivariate_drift():
     assert second["retrain"] and "multivariate drift" in second["reason"]
     calm = policy.decide(RetrainPolicyConfig(), as_of, ["PAY_0"], {}, [], None, None, [], multivariate=None)
     assert not calm["retrain"] and calm["multivariate_drift"] is None
+
+
+def test_segment_breaches_alert_and_retrain_only_when_the_policy_says():
+    breach = "segment EDUCATION=3 week 2025-W10: TPR 0.585 vs 0.823 at training (drop 0.237 > 0.15, ...)"
+    as_of = dt.date(2025, 3, 22)
+    default = policy.decide(RetrainPolicyConfig(), as_of, [], {}, [], None, None, [], segment_breaches=[breach])
+    assert not default["retrain"] and default["alerts"] == [f"segment breach: {breach}"]
+    assert default["reason"].startswith("no retraining, 1 segment breach(es) alert on-call")
+    eager = RetrainPolicyConfig(retrain_on_segment_breach=True)
+    retrained = policy.decide(eager, as_of, [], {}, [], None, None, [], segment_breaches=[breach])
+    assert retrained["retrain"] and retrained["label_backed"] and f"segment breach: {breach}" in retrained["reason"]
+
+
+def test_segment_week_judges_tpr_drops_by_evidence_not_by_noise():
+    from pipeline.monitoring.segments import _week
+
+    config = load_config()
+    rng = np.random.default_rng(11)
+    n = 1000  # group 3: ~100 rows (judged: min_group_size is 50)
+    part = pd.DataFrame({"EDUCATION": rng.choice(["1", "2", "3"], n, p=[0.45, 0.45, 0.1]), "threshold": 0.5})
+    part["y"] = (rng.random(n) < 0.3).astype(float)
+    part["score"] = np.where(part["y"] == 1, rng.uniform(0.4, 1.0, n), rng.uniform(0.0, 0.6, n))
+    reference = {"1": 0.83, "2": 0.83, "3": 0.83}  # the generator's TPR: P(U(0.4, 1) >= 0.5)
+    breaches: list = []
+    report = _week("EDUCATION", "2025-W10", part, reference, config, breaches)
+    assert breaches == [] and {g["group"] for g in report["groups"]} == {"1", "2", "3"}
+    # Group 3's positives now score like negatives: its TPR collapses, with evidence.
+    hidden = (part["EDUCATION"] == "3") & (part["y"] == 1)
+    part.loc[hidden, "score"] = rng.uniform(0.0, 0.5, int(hidden.sum()))
+    report = _week("EDUCATION", "2025-W10", part, reference, config, breaches)
+    assert breaches[0].startswith("segment EDUCATION=3 week 2025-W10: TPR 0.000 vs 0.830")
+    # The gap to the other groups is credibly over the gate's limit too (a z-test, not the point value).
+    assert any("equal-opportunity difference" in b and "group '3'" in b for b in breaches[1:])
+    three = next(g for g in report["groups"] if g["group"] == "3")
+    assert three["tpr_drop"] == pytest.approx(0.83) and three["tpr_pvalue"] < 1e-6

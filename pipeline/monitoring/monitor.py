@@ -31,7 +31,7 @@ from pipeline.core.storage import Storage
 from pipeline.data.snapshot import labelled_window
 from pipeline.model import registry
 from pipeline.model.features import target_vector
-from pipeline.monitoring import drift, multivariate, performance, policy, quality, report
+from pipeline.monitoring import drift, multivariate, performance, policy, quality, report, segments
 from pipeline.monitoring import profile as profile_mod
 from pipeline.ops import progress
 
@@ -138,16 +138,6 @@ def _scored_day(config: PipelineConfig, storage: Storage, day: dt.date, id_colum
     return {"day": day.isoformat(), "status": "not_scored", "rows": 0}
 
 
-def _labels(config: PipelineConfig, storage: Storage, day: dt.date, as_of: dt.date) -> pd.DataFrame | None:
-    """The day's labels if they had arrived by `as_of` (so a rerun of an old week sees what it saw)."""
-    key = layout.labels_partition(config.dataset.name, day)
-    if not storage.partition_exists(key):
-        return None
-    if storage.read_manifest(key).get("known_as_of", "9999") > as_of.isoformat():
-        return None
-    return storage.read_partition(key).to_pandas()
-
-
 def _performance(
     config: PipelineConfig, storage: Storage, as_of: dt.date, id_column: str, prof: dict, window_days: list[dict]
 ) -> dict:
@@ -170,7 +160,7 @@ def _performance(
                 "realized": None,
                 "_scores": preds["score"].to_numpy(),
             }
-            labels = _labels(config, storage, day, as_of)
+            labels = segments.known_labels(config, storage, day, as_of)
             if labels is not None:
                 joined = preds.merge(labels, on=id_column, how="inner")
                 y = target_vector(joined[ds.target.column], ds.target.positive_class)
@@ -261,6 +251,13 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     breaks = breaks + d_breaks
     progress.advance(stage, "quality and performance")
     perf = _performance(config, storage, as_of, id_column, prof, days)
+    span = max(m.performance_window_days, m.window_days)
+    rows = segments.scored_rows(
+        config, storage, [as_of - dt.timedelta(days=i) for i in range(span, 0, -1)], as_of, id_column
+    )
+    evaluation = f"{layout.model_version(model, version)}/evaluation.json"
+    trained = storage.read_json(evaluation).get("fairness", {}) if storage.exists(evaluation) else {}
+    seg = segments.segment_report(config, rows, window, lambda s: profile_mod.calibrate(prof, s), trained)
     progress.advance(stage, "decision")
 
     history = []
@@ -279,6 +276,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         drift_period=(window[0], window[-1]),
         labelled_until=labelled_window(config, as_of)[-1],
         multivariate=joint,
+        segment_breaches=seg["breaches"],
     )
 
     stat_rows = []
@@ -294,6 +292,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         )
     if joint:
         stat_rows.append({**base, **multivariate.statistics_row(joint)})
+    stat_rows += [{**base, **r} for r in segments.statistics_rows(seg)]
     for r in q_rows + d_rows:
         stat_rows.append(
             {
@@ -355,6 +354,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         "realized": perf["realized"],
         "estimated": perf["estimated"],
         "performance_by_week": perf["weeks"],
+        "segments": seg,
         "prediction_drift": any(r["calibrated_flag"] for r in drift_rows if r["kind"] == "prediction"),
         "calibration": calibration,
         "reference_exact": prof["exact"],

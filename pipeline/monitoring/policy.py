@@ -53,12 +53,15 @@ def decide(
     drift_period: tuple[dt.date, dt.date] | None = None,
     labelled_until: dt.date | None = None,
     multivariate: dict | None = None,
+    segment_breaches: list[str] = (),  # type: ignore[assignment]
 ) -> dict:
     """`drifted` holds the flagged features under both views ("calibrated", "fixed");
     `history` the earlier decision records (any order); `drift_period` the monitored days and
     `labelled_until` the last day a retraining now could train on; `multivariate` the window's
     PCA reconstruction result (pipeline/monitoring/multivariate.py), which must persist like a
-    feature's flag. Returns the decision record."""
+    feature's flag; `segment_breaches` the groups whose realized TPR or disparities broke a limit
+    (pipeline/monitoring/segments.py): they always alert, and trigger retraining when
+    `retrain_on_segment_breach` (label-backed: they come from labels). Returns the decision record."""
     flagged_now = drifted.get(policy.flagging, [])
     earlier = sorted((h for h in history if h["as_of"] < as_of.isoformat()), key=lambda h: h["as_of"])
     recent = earlier[-(policy.persistence_runs - 1) :] if policy.persistence_runs > 1 else []
@@ -85,6 +88,8 @@ def decide(
             value = realized.get(metric)
             if value is not None and value < floor:
                 below.append(f"realized {metric} {value:.3f} < {floor} on {realized['rows']} labelled rows")
+    if segment_breaches and policy.retrain_on_segment_breach:
+        below += [f"segment breach: {b}" for b in segment_breaches]
     label_backed = bool(below)
     if estimated:
         for metric, floor in sorted(policy.min_estimated.items()):
@@ -129,7 +134,7 @@ def decide(
                 f"limit: {count} retrainings in the last {policy.period_days} days (max {policy.max_retrains})"
             )
     retrain = bool(triggers) and not suppressed
-    alerts = [f"data-quality break: {b}" for b in quality_breaks]
+    alerts = [f"data-quality break: {b}" for b in quality_breaks] + [f"segment breach: {b}" for b in segment_breaches]
     if triggers and suppressed:
         alerts.append("retraining suppressed (" + "; ".join(suppressed) + "): " + "; ".join(triggers))
     if retrain:
@@ -146,6 +151,11 @@ def decide(
         reason = "no retraining: data-quality break (" + "; ".join(quality_breaks[:3]) + ")"
     elif triggers:
         reason = "no retraining: " + "; ".join(suppressed)
+    elif segment_breaches:
+        reason = (
+            f"no retraining, {len(segment_breaches)} segment breach(es) alert on-call "
+            f"(retrain_on_segment_breach is off): {segment_breaches[0]}"
+        )
     else:
         reason = "no retraining: no persistent drift of important features, performance above floors"
     return {

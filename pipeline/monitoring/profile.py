@@ -57,6 +57,9 @@ def _numeric_summary(values: np.ndarray, rows: int, cap: int, bins: int, rng) ->
         "min": float(present.min()) if len(present) else None,
         "max": float(present.max()) if len(present) else None,
         "median_abs": float(np.median(np.abs(present))) if len(present) else None,
+        # Of the non-zero values: a column that is mostly 0 (a status code) has a median |value| of
+        # 0 or 1 from week to week, which read as a 0x "unit change" in quiet weeks.
+        "median_abs_nonzero": float(np.median(np.abs(nonzero))) if len(nonzero := present[present != 0]) else None,
         "psi_edges": psi_edges(present, bins).tolist(),
         "sampled": sampled,
     }

@@ -71,9 +71,12 @@ def quality_rows(
                     share > limits.max_out_of_range_share,
                     f"{col}: {share:.1%} of values outside [{low}, {high}] (limit {limits.max_out_of_range_share:.0%})",
                 )
-            ref_med = info.get("median_abs")
-            if len(present) and ref_med:
-                ratio = float(np.median(np.abs(present)) / ref_med)
+            # Profiles since 2026-12-06 keep the non-zero values' median (older ones: all values').
+            nonzero = "median_abs_nonzero" in info
+            ref_med = info["median_abs_nonzero"] if nonzero else info.get("median_abs")
+            scaled = np.abs(present[present != 0] if nonzero else present)
+            if len(scaled) and ref_med:
+                ratio = float(np.median(scaled) / ref_med)
                 add(
                     col,
                     "scale_ratio",
@@ -81,7 +84,8 @@ def quality_rows(
                     1.0,
                     limits.max_scale_ratio,
                     ratio > limits.max_scale_ratio or ratio < 1 / limits.max_scale_ratio,
-                    f"{col}: median |value| is {ratio:.3g}x the reference's (a unit change?)",
+                    f"{col}: median |value|{' (non-zero values)' if nonzero else ''} is {ratio:.3g}x the "
+                    "reference's (a unit change?)",
                 )
         else:
             present = [v for v in cats if v is not None]

@@ -218,6 +218,7 @@ Run <code>{html.escape(str(record.get("run_id") or "CLI (no Airflow run)"))}</co
 <p>{html.escape(calibration_text(record.get("calibration")))}</p>
 {_table(ordered, stat_cols, highlight=lambda x: x["calibrated_flag"])}
 {_multivariate_section(record.get("multivariate_drift"), prof, sample, current)}
+{_segments_section(record.get("segments"))}
 <h2>Data quality</h2>
 {
         _table(
@@ -291,6 +292,55 @@ def _multivariate_section(joint: dict | None, prof: dict, sample: dict, current:
         f"{head}<p>{html.escape(text[0].upper() + text[1:])}</p>"
         f'<img alt="reconstruction error" src="data:image/png;base64,{_png(fig)}">{drivers}'
     )
+
+
+def _segments_section(seg: dict | None) -> str:
+    head = "<h2>Segments: performance and fairness by group</h2>"
+    if not seg or not seg["columns"]:
+        return f"{head}<p>No segment columns, or no scored rows.</p>"
+    parts = [head, "<ul>"]
+    parts += [f"<li><b>{html.escape(b)}</b></li>" for b in seg["breaches"]] or ["<li>no breaches</li>"]
+    parts.append("</ul><p>Groups under the minimum size are shown as too small and not judged.</p>")
+    for column, entry in seg["columns"].items():
+        parts.append(f"<h3>{html.escape(column)}</h3>")
+        if "error" in entry:
+            parts.append(f"<p>{html.escape(entry['error'])}</p>")
+            continue
+        parts.append(
+            _table(
+                entry["estimated"],
+                [
+                    ("group", "group"),
+                    ("rows", "window rows"),
+                    ("est_roc_auc", "est. ROC AUC"),
+                    ("est_recall", "est. TPR"),
+                    ("too_small", "too small"),
+                ],
+            )
+        )
+        for week, r in entry["weeks"].items():
+            parts.append(
+                f"<p>Week {html.escape(week)} (labelled): demographic-parity ratio "
+                f"{_fmt(r['demographic_parity_ratio'])}, equal-opportunity difference "
+                f"{_fmt(r['equal_opportunity_difference'])}</p>"
+            )
+            parts.append(
+                _table(
+                    r["groups"],
+                    [
+                        ("group", "group"),
+                        ("count", "labelled rows"),
+                        ("roc_auc", "ROC AUC"),
+                        ("tpr", "TPR"),
+                        ("reference_tpr", "TPR at training"),
+                        ("tpr_drop", "TPR drop"),
+                        ("selection_rate", "selection rate"),
+                        ("too_small", "too small"),
+                    ],
+                    highlight=lambda g: any(f"={g['group']} week" in b for b in seg["breaches"]),
+                )
+            )
+    return "".join(parts)
 
 
 def performance_text(estimated: dict, realized: dict, record: dict) -> str:

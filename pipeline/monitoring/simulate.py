@@ -17,6 +17,11 @@ Scenarios:
                    list) each shuffled on their own across `strength` of the day's rows: every
                    column keeps its distribution, how they move together is lost (only the
                    multivariate statistic can see it)
+  segment_shift    in one group (`column` as NAME=VALUE; default: the smallest group holding at
+                   least 10% of the rows among the categorical sensitive attributes), `strength` of
+                   the positives get the other features of a random negative of their group: their
+                   labels stay, the model misses them, so the group's TPR falls while the global
+                   AUC holds (caught by the segment report once the labels arrive)
 """
 
 from __future__ import annotations
@@ -40,13 +45,22 @@ from pipeline.model.features import feature_frame, target_vector
 
 log = logging.getLogger(__name__)
 
-SCENARIOS = ("none", "covariate_shift", "category_mix", "concept_drift", "data_break", "correlation_break")
+SCENARIOS = (
+    "none",
+    "covariate_shift",
+    "category_mix",
+    "concept_drift",
+    "data_break",
+    "correlation_break",
+    "segment_shift",
+)
 DEFAULT_STRENGTH = {
     "covariate_shift": 1.0,
     "category_mix": 0.5,
     "concept_drift": 0.4,
     "data_break": 1.0,
     "correlation_break": 1.0,
+    "segment_shift": 0.8,
     "none": 0.0,
 }
 
@@ -59,12 +73,25 @@ def _champion_profile(config: PipelineConfig, storage: Storage) -> dict | None:
     return storage.read_json(key) if storage.exists(key) else None
 
 
-def _default_column(scenario: str, schema: Schema, profile: dict | None, frame: pd.DataFrame) -> str:
+def _default_column(
+    scenario: str, schema: Schema, profile: dict | None, frame: pd.DataFrame, sensitive: tuple[str, ...] = ()
+) -> str:
     ranked = list((profile or {}).get("important_features", [])) + list(schema.numeric) + list(schema.categorical)
     if scenario in ("covariate_shift", "data_break"):
         return next(c for c in ranked if c in schema.numeric)
     if scenario == "correlation_break":
         return ",".join(schema.numeric)
+    if scenario == "segment_shift":
+        shares = [
+            (share, f"{c}={g}")
+            for c in sensitive
+            if c in schema.categorical
+            for g, share in frame[c].astype(str).value_counts(normalize=True).items()
+            if share >= 0.1
+        ]
+        if not shares:
+            raise SimulationError("segment_shift needs a categorical sensitive attribute with a group of >= 10%")
+        return min(shares)[1]
     if scenario == "category_mix":
         if not schema.categorical:
             raise SimulationError("category_mix needs a categorical feature; this dataset has none")
@@ -83,6 +110,7 @@ def inject(
     positive_class: str,
     reference_std: float | None = None,
     break_kind: str = "null",
+    sensitive: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """The frame with the scenario applied (a copy). Pure apart from `rng`."""
     out = frame.copy()
@@ -126,6 +154,20 @@ def inject(
             shuffled[chosen] = shuffled[rng.permutation(chosen)]
             out[name] = pd.Series(shuffled, index=out.index, dtype=frame[name].dtype)
         return out
+    if scenario == "segment_shift":
+        name, _, value = column.partition("=")
+        group = (out[name].astype(str) == value).to_numpy()
+        positive = (out[schema.target_column].astype(str) == str(positive_class)).to_numpy()
+        hidden = np.flatnonzero(group & positive & (rng.random(len(out)) < strength))
+        donors = np.flatnonzero(group & ~positive)
+        if not len(hidden) or not len(donors):
+            raise SimulationError(f"segment_shift needs positives and negatives in {column} on every day")
+        picked = rng.choice(donors, size=len(hidden))
+        for feature in [c for c in schema.features if c != name and c not in sensitive]:
+            changed = out[feature].to_numpy(copy=True)
+            changed[hidden] = changed[picked]
+            out[feature] = pd.Series(changed, index=out.index, dtype=frame[feature].dtype)
+        return out
     if scenario == "data_break":
         if break_kind == "null":
             out[column] = pd.Series([None] * len(out), index=out.index, dtype=frame[column].dtype)
@@ -166,8 +208,8 @@ def simulate_deliveries(
             raise SimulationError(f"source {ds.source.uri} has no rows for {day}") from exc
         rows = type_rows(delivery.text, schema, schema.target_column)
         typed = rows.typed.drop(index=rows.bad.index)
-        col = column or _default_column(scenario, schema, profile, typed)
-        if unknown := [c for c in col.split(",") if c not in typed.columns]:
+        col = column or _default_column(scenario, schema, profile, typed, ds.sensitive_attributes)
+        if unknown := [c.partition("=")[0] for c in col.split(",") if c.partition("=")[0] not in typed.columns]:
             raise SimulationError(f"column(s) {unknown} not in dataset {ds.name} (columns: {list(typed.columns)})")
         ref_std = ((profile or {}).get("columns", {}).get(col) or {}).get("std")
         changed = inject(
@@ -181,6 +223,7 @@ def simulate_deliveries(
             ds.target.positive_class,
             ref_std,
             break_kind,
+            ds.sensitive_attributes,
         )
         note = {
             "simulated": {
@@ -214,7 +257,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     calibrated and the fixed view (each with its own decision history). Returns how often
     each would have retrained."""
 
-    from pipeline.monitoring import drift, multivariate, performance, policy, quality
+    from pipeline.monitoring import drift, multivariate, performance, policy, quality, segments
     from pipeline.monitoring.monitor import cached_noise_floors, load_reference
     from pipeline.monitoring.profile import calibrate
 
@@ -239,7 +282,10 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     histories: dict[str, list[dict[str, Any]]] = {"calibrated": [], "fixed": []}
     retrains = {"calibrated": 0, "fixed": 0}
     flagged_weeks = {"calibrated": 0, "fixed": 0}
-    joint_flags = 0
+    alerted = {"calibrated": 0, "fixed": 0}
+    joint_flags, segment_weeks = 0, 0
+    evaluation = f"{layout.model_version(config.model_name, version)}/evaluation.json"
+    trained = storage.read_json(evaluation).get("fairness", {}) if storage.exists(evaluation) else {}
     start = dt.date(2030, 1, 6)
     for w in range(weeks):
         idx = rng.integers(0, len(typed), size=size)
@@ -251,6 +297,9 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         realized = performance.realized_metrics(y, scores, manifest["threshold"])
         estimated = performance.estimated_metrics(calibrate(prof, scores), scores, manifest["threshold"])
         as_of = start + dt.timedelta(weeks=w)
+        labelled = current.assign(score=scores, y=y, threshold=manifest["threshold"], day=as_of.isoformat(), week="w")
+        seg = segments.segment_report(config, labelled, [as_of], lambda s: calibrate(prof, s), trained)
+        segment_weeks += bool(seg["breaches"])
         for view in ("calibrated", "fixed"):
             view_policy = m.policy.model_copy(update={"flagging": view})
             decision = policy.decide(
@@ -263,9 +312,11 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
                 estimated,
                 histories[view],
                 multivariate=joint,
+                segment_breaches=seg["breaches"],
             )
             histories[view].append(decision)
             retrains[view] += decision["retrain"]
+            alerted[view] += bool(decision["alerts"])
             flagged_weeks[view] += bool(drifted[view])
     return {
         "weeks": weeks,
@@ -274,7 +325,9 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         "retrain_rate": {k: v / weeks for k, v in retrains.items()},
         "retrains": retrains,
         "weeks_with_any_flagged_feature": flagged_weeks,
+        "weeks_with_alerts": alerted,
         "weeks_with_multivariate_flag": joint_flags,
+        "weeks_with_segment_breach": segment_weeks,
         "policy": {
             "important_features": prof["important_features"],
             "persistence_runs": m.policy.persistence_runs,

@@ -37,6 +37,14 @@ class MultivariateConfig(Section):
     min_increase: Number = 0.20  # of the mean error over the reference's, for a flag (with p < fdr)
 
 
+class SegmentLimits(Section):
+    """Per-group performance while serving (pipeline/monitoring/segments.py); the disparity limits
+    are the gate's (`fairness`)."""
+
+    columns: tuple[Text, ...] = ()  # besides dataset.sensitive_attributes
+    max_tpr_drop: Number = 0.15  # a group's realized TPR below its TPR at training by more
+
+
 class RetrainPolicyConfig(Section):
     flagging: Literal["calibrated", "fixed"] = "calibrated"
     important_features: Positive = 5  # top features by permutation importance
@@ -49,6 +57,7 @@ class RetrainPolicyConfig(Section):
     period_days: Whole = 30
     # Drift whose days have no labels yet: retrain now (the reason says what the model saw) or wait.
     label_less_drift: Literal["retrain", "wait"] = "retrain"
+    retrain_on_segment_breach: Flag = False  # a segment's breach always alerts; retrain too?
 
 
 class MonitoringConfig(Section):
@@ -66,4 +75,5 @@ class MonitoringConfig(Section):
     policy: RetrainPolicyConfig = RetrainPolicyConfig()
     freshness: FreshnessLimits = FreshnessLimits()
     multivariate: MultivariateConfig = MultivariateConfig()
+    segments: SegmentLimits = SegmentLimits()
     random_state: Whole = 7
