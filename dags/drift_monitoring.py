@@ -13,11 +13,12 @@ DOC = """
 Once a week, compares the last `monitoring.window_days` scored days with the champion's
 **reference profile** (stored with the model at training time) and decides whether to retrain.
 
-`monitor` → `retraining_needed` → `trigger_training`
+`monitor` → `retraining_needed` → `trigger_training`, and `monitor` → `findings`
 
 | task | does | writes (under the storage root) |
 |---|---|---|
 | monitor | drift per feature (PSI, KS, Wasserstein / Jensen-Shannon, χ²) under fixed thresholds and calibrated noise floors (bootstrap + Benjamini-Hochberg); multivariate drift (PCA reconstruction error); prediction drift; performance and fairness per segment (TPR vs training, disparities by week); data quality (missing, out of range, unseen categories, unit changes, rows per day, quarantined deliveries); realized performance where labels arrived, estimated (CBPE) where not; the policy decision | `monitoring/<model>/statistics/dt=…/` (Parquet, one row per feature × statistic), `monitoring/<model>/reports/dt=….html`, `monitoring/<model>/decisions/dt=….json` |
+| findings | fails (one on-call alert of kind **monitoring**, deduped, resolved by the next run without findings) when the decision holds a data-quality break, a segment breach or a retraining suppressed by its limit; a cooldown does not page | – |
 | retraining_needed | continues only if the policy says retrain (skips otherwise) | – |
 | trigger_training | triggers `training_pipeline` with `as_of`, the decision's `reason` and `drift_decision` (recorded in the new model's manifest: the drift period and whether its training window holds it); run id `drift_retrain__<as_of>`, so a rerun does not retrain twice | a `training_pipeline` run |
 
@@ -48,6 +49,10 @@ def drift_monitoring():
     def monitor(**context) -> dict:
         return run_step("monitor_drift", run_date(context, "as_of"), run_id=context["run_id"])
 
+    @task
+    def findings(decision: dict) -> dict:
+        return run_step("monitoring_findings", decision["as_of"])
+
     @task.short_circuit
     def retraining_needed(decision: dict) -> bool:
         return bool(decision["retrain"])
@@ -65,6 +70,7 @@ def drift_monitoring():
         skip_when_already_exists=True,
     )
     decision = monitor()
+    findings(decision)
     retraining_needed(decision) >> trigger
 
 

@@ -377,6 +377,14 @@ def monitor_drift(
         }
 
 
+def monitoring_findings(as_of: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
+    """Fails with MonitoringFindings (an alert of kind monitoring) when the run's decision holds findings
+    on-call must act on (quality breaks, segment breaches, a retraining its limit suppressed)."""
+    from pipeline.monitoring.findings import require_no_findings
+
+    return require_no_findings(*open_pipeline(params, s3_options), as_date(as_of))
+
+
 def simulate(
     days: list[str | dt.date],
     scenario: str,

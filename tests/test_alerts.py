@@ -225,6 +225,31 @@ def test_late_zones_alert_once_as_freshness(world, channels, airflow_db):
     assert len(inbox) == 1, "the same lateness must not alert twice within dedupe_minutes"
 
 
+def test_monitoring_findings_page_on_call_once(world, channels, airflow_db):
+    """A weekly run whose decision holds a data-quality break: the monitor task succeeds (its decision
+    is written), the findings task fails and on-call gets one alert of kind monitoring naming the
+    finding, the report and the runbook."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipeline.core.errors import ValidationFailed
+
+    params = str(world["params"])
+    steps.simulate(["2025-03-02"], "data_break", params=params)
+    with pytest.raises(ValidationFailed):
+        steps.validate("2025-03-02", params)
+    bag = DagBag(str(ROOT / "dags"))
+    assert run_dag(bag, "drift_monitoring", "2025-03-03") == "failed"
+    states = task_states(bag, "drift_monitoring")
+    assert states["monitor"] == "success" and states["findings"] == "failed"
+    inbox, posts = channels["inbox"].messages, channels["posts"]
+    assert len(inbox) == 1 and inbox[0]["Subject"].startswith("[pipeline] monitoring: drift_monitoring.findings")
+    body = inbox[0].get_body(("html", "plain")).get_content()
+    for expected in ("MonitoringFindings", "data-quality break", "quarantined", "reports/dt=2025-03-03.html"):
+        assert expected in body, expected
+    assert "Open the drift report" in body  # the runbook
+    assert posts[0]["pipeline_alert"]["kind"] == "monitoring"
+
+
 def _latest_ti(dag_id: str, task_id: str, state: str):
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session

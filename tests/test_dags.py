@@ -84,7 +84,11 @@ def test_maintenance_wiring(dagbag):
 
 def test_drift_monitoring_wiring(dagbag):
     dag = dagbag.get_dag("drift_monitoring")
-    assert _edges(dag) == {("monitor", "retraining_needed"), ("retraining_needed", "trigger_training")}
+    assert _edges(dag) == {
+        ("monitor", "retraining_needed"),
+        ("retraining_needed", "trigger_training"),
+        ("monitor", "findings"),
+    }
     assert set(dag.params.keys()) == {"as_of"}
     trigger = dag.get_task("trigger_training")
     assert trigger.trigger_dag_id == "training_pipeline"

@@ -1,5 +1,5 @@
 """Every error the pipeline raises, in one module, so the Airflow glue maps them without importing
-a stage. Each class says which kind of alert it raises (`kind`: bad_data, config, artefact, storage, freshness),
+a stage. Each class says which kind of alert it raises (`kind`: bad_data, config, artefact, storage, freshness, monitoring),
 which picks the runbook on-call reads; a subclass inherits its parent's.
 
 Bad data, bad config and bad artefacts derive from :class:`PipelineError`: the task fails at once,
@@ -27,6 +27,13 @@ class StaleData(PipelineError):
     """A zone (deliveries, labels, predictions, champion, drift runs) is behind its freshness limit."""
 
     kind = "freshness"
+
+
+class MonitoringFindings(PipelineError):
+    """The weekly drift run found what on-call must see: a data-quality break, a segment breach, a
+    retraining it could not start (each named, with the report)."""
+
+    kind = "monitoring"
 
 
 class MonitoringError(PipelineError, ValueError):

@@ -54,6 +54,13 @@ RUNBOOK = {
     "`python -m pipeline status` shows them all). A late delivery: ask the provider, the landing area is "
     "named; missing labels: check the label feed; an old champion or stale reference: run training_pipeline; "
     "no recent drift run: check drift_monitoring. The check passes (and says resolved) once the zone catches up.",
+    "monitoring": "Monitoring findings: the weekly drift run decided (its statistics, report and decision are "
+    "written) and found what needs a person, each named above. Open the drift report (link). A data-quality "
+    "break: find the delivery or upstream change behind it (no retraining happens on broken data); a segment "
+    "breach: read the group's table in the report and decide with the model owner (retrain with "
+    "`python -m pipeline run-training`, or set monitoring.policy.retrain_on_segment_breach); a retraining "
+    "suppressed by its limit: drift persists, retrain by hand if the report supports it. The next weekly run "
+    "without findings says resolved.",
     "unknown": "Unexpected error: read the task log and fix the cause.",
 }
 
@@ -110,7 +117,7 @@ class Alert:
     def runbook(self) -> str:
         """The kind's advice, then exactly what to clear once the cause is fixed."""
         advice = RUNBOOK[self.kind]
-        if self.kind in ("gate_rejection", "lateness", "freshness"):
+        if self.kind in ("gate_rejection", "lateness", "freshness", "monitoring"):
             return advice
         return f"{advice} {clear_advice(self.dag_id, self.task_id, self.run_id)}"
 
