@@ -45,7 +45,7 @@ demo-drift: install
 
 ## The test suite (unit, DagBag, end-to-end through Airflow on local storage and on an S3 endpoint).
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --cov --cov-report=term --cov-report=xml
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --cov --cov-report=term --cov-report=xml
 
 ## Lint, format check, types, layer contracts and file hygiene (what pre-commit runs; no pre-commit needed).
 lint: install

@@ -243,6 +243,14 @@ def test_a_week_without_drift_does_not_retrain(pipeline_copy):
     _deliver_and_score(params, DRIFT_DAYS, "none")
     result = steps.monitor_drift(AS_OF, params)
     assert result["retrain"] is False and result["quality_breaks"] == 0
+    # Attribution is measured on the window (label-free) and, in a quiet week, moves within its floor.
+    moved = _decision(storage, config)["attribution_drift"]
+    assert (
+        moved["rows"] > 500
+        and moved["flagged"] == []
+        and len(moved["features"]) == len(profile_columns(storage, config))
+    )
+    assert all(r["distance"] < 5 for r in moved["features"])
     # A rerun replaces the run's outputs and reuses the cached noise floors.
     again = steps.monitor_drift(AS_OF, params)
     assert again["reason"] == result["reason"]
@@ -263,11 +271,14 @@ def test_false_alarm_rate_over_60_weeks(pipeline_copy, tmp_path):
         json.dumps(result["weeks_with_alerts"]),
         "with a segment breach:",
         result["weeks_with_segment_breach"],
+        "with an attribution flag:",
+        result["weeks_with_attribution_flag"],
     )
     assert result["weeks"] == 60
     assert result["retrains"]["calibrated"] == 0  # no alert fatigue: not one retraining in 60 quiet weeks
     assert result["weeks_with_multivariate_flag"] <= 1
     assert result["weeks_with_alerts"]["calibrated"] <= 1  # segments and quality page no one on quiet weeks
+    assert result["weeks_with_attribution_flag"] <= 3  # of 60: 24 features a week, each at 5 noise sd
     # The fixed-threshold view flags far more often (that is what calibration is for).
     assert result["weeks_with_any_flagged_feature"]["fixed"] > result["weeks_with_any_flagged_feature"]["calibrated"]
 

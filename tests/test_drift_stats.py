@@ -458,3 +458,34 @@ def test_segment_week_judges_tpr_drops_by_evidence_not_by_noise():
     assert any("equal-opportunity difference" in b and "group '3'" in b for b in breaches[1:])
     three = next(g for g in report["groups"] if g["group"] == "3")
     assert three["tpr_drop"] == pytest.approx(0.83) and three["tpr_pvalue"] < 1e-6
+
+
+def test_attribution_drift_flags_a_feature_the_model_leans_on_differently():
+    from sklearn.linear_model import LogisticRegression
+
+    from pipeline.monitoring import attribution
+
+    rng = np.random.default_rng(21)
+
+    def frame(n, x0_scale=1.0):
+        return pd.DataFrame({"x0": rng.normal(0, x0_scale, n), "x1": rng.normal(size=n), "x2": rng.normal(size=n)})
+
+    train = frame(4000)
+    y = (2.0 * train["x0"] + 0.5 * train["x1"] + rng.normal(size=4000) > 0).astype(int)
+    model = LogisticRegression().fit(train, y)
+    ref = attribution.reference(model, frame(2000), random_state=3)
+    assert ref["mean"]["x0"] > ref["mean"]["x1"] > ref["mean"]["x2"] >= 0 and all(v > 0 for v in ref["sd"].values())
+
+    quiet = attribution.compare(ref, attribution.measure(model, frame(1000), rng), 1000)
+    assert [r["feature"] for r in quiet if r["flagged"]] == []
+    # x0 now varies a third as much: shuffling it moves the scores far less.
+    moved = attribution.compare(ref, attribution.measure(model, frame(1000, x0_scale=0.3), rng), 1000)
+    assert moved[0]["feature"] == "x0" and moved[0]["flagged"] and moved[0]["change"] < 0
+    # With x0 quieter, scores sit where the logistic curve is steep: x1 moves them more than before.
+    x1 = next(r for r in moved if r["feature"] == "x1")
+    assert x1["change"] > 0
+    # A smaller window is measured with more noise: the same change is further within the floor.
+    assert (
+        attribution.compare(ref, {**ref["mean"], "x0": ref["mean"]["x0"] * 0.8}, 50)[0]["distance"]
+        < (attribution.compare(ref, {**ref["mean"], "x0": ref["mean"]["x0"] * 0.8}, 1000)[0]["distance"])
+    )

@@ -29,9 +29,10 @@ from pipeline.core.errors import MonitoringError
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.snapshot import labelled_window
+from pipeline.data.source import Schema
 from pipeline.model import registry
 from pipeline.model.features import target_vector
-from pipeline.monitoring import drift, multivariate, performance, policy, quality, report, segments
+from pipeline.monitoring import attribution, drift, multivariate, performance, policy, quality, report, segments
 from pipeline.monitoring import profile as profile_mod
 from pipeline.ops import progress
 
@@ -244,6 +245,10 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         calibration = {"sample_size": size, "cached": cached, "resamples": m.bootstrap_resamples}
         drift_rows, drifted = drift.drift_rows(prof, sample, current, scores, floors, m)
     joint = multivariate.for_window(prof, sample, current, m)
+    moved = None
+    if prof.get("attribution") and len(current):
+        estimator, _ = registry.load_model(storage, model, version)
+        moved = attribution.for_window(estimator, Schema.from_dict(manifest["schema"]), prof, current, m.random_state)
     q_rows, breaks = (
         quality.quality_rows(prof, current, dict(config.validation.ranges), m.quality) if len(current) else ([], [])
     )
@@ -293,6 +298,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     if joint:
         stat_rows.append({**base, **multivariate.statistics_row(joint)})
     stat_rows += [{**base, **r} for r in segments.statistics_rows(seg)]
+    stat_rows += [{**base, **r} for r in attribution.statistics_rows(moved)] if moved else []
     for r in q_rows + d_rows:
         stat_rows.append(
             {
@@ -355,6 +361,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         "estimated": perf["estimated"],
         "performance_by_week": perf["weeks"],
         "segments": seg,
+        "attribution_drift": moved,
         "prediction_drift": any(r["calibrated_flag"] for r in drift_rows if r["kind"] == "prediction"),
         "calibration": calibration,
         "reference_exact": prof["exact"],

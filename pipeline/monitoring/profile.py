@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.settings import PipelineConfig
-from pipeline.monitoring import multivariate
+from pipeline.monitoring import attribution, multivariate
 from pipeline.monitoring.stats import psi_edges, value_counts
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,9 @@ def build_profile(
         "important_features": top,
         "threshold": config.scoring.threshold if threshold is None else threshold,
         "multivariate": pca,
+        "attribution": attribution.reference(model, holdout_X, config.training.random_state)
+        if len(holdout_X)
+        else None,
     }
     table = pa.table(
         {

@@ -219,6 +219,7 @@ Run <code>{html.escape(str(record.get("run_id") or "CLI (no Airflow run)"))}</co
 {_table(ordered, stat_cols, highlight=lambda x: x["calibrated_flag"])}
 {_multivariate_section(record.get("multivariate_drift"), prof, sample, current)}
 {_segments_section(record.get("segments"))}
+{_attribution_section(record.get("attribution_drift"))}
 <h2>Data quality</h2>
 {
         _table(
@@ -337,10 +338,37 @@ def _segments_section(seg: dict | None) -> str:
                         ("selection_rate", "selection rate"),
                         ("too_small", "too small"),
                     ],
-                    highlight=lambda g: any(f"={g['group']} week" in b for b in seg["breaches"]),
+                    highlight=lambda g, c=column, w=week: any(
+                        b.startswith(f"segment {c}={g['group']} week {w}:") for b in seg["breaches"]
+                    ),
                 )
             )
     return "".join(parts)
+
+
+def _attribution_section(moved: dict | None) -> str:
+    from pipeline.monitoring import attribution
+
+    head = "<h2>Attribution drift: how much each feature moves the scores</h2>"
+    if not moved:
+        return f"{head}<p>Not measured (no stored attribution reference, or no scored rows).</p>"
+    text = (
+        f"Mean |score change| when a feature alone is shuffled, on {moved['rows']} window rows, against "
+        f"the holdout's at training; flagged beyond {attribution.SIGMAS:g} noise standard deviations (the spread of {attribution.RESAMPLES} reference "
+        f"measurements, scaled to the window) and {attribution.MIN_CHANGE:.0%} of the reference. Flagged: {', '.join(moved['flagged']) or 'none'}."
+    )
+    columns = [
+        ("feature", "feature"),
+        ("reference", "at training"),
+        ("current", "now"),
+        ("change", "change"),
+        ("noise_sd", "noise sd"),
+        ("distance", "distance (sd)"),
+        ("flagged", "flagged"),
+    ]
+    return f"{head}<p>{html.escape(text)}</p>" + _table(
+        moved["features"][:12], columns, highlight=lambda r: r["flagged"]
+    )
 
 
 def performance_text(estimated: dict, realized: dict, record: dict) -> str:

@@ -257,7 +257,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     calibrated and the fixed view (each with its own decision history). Returns how often
     each would have retrained."""
 
-    from pipeline.monitoring import drift, multivariate, performance, policy, quality, segments
+    from pipeline.monitoring import attribution, drift, multivariate, performance, policy, quality, segments
     from pipeline.monitoring.monitor import cached_noise_floors, load_reference
     from pipeline.monitoring.profile import calibrate
 
@@ -283,7 +283,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     retrains = {"calibrated": 0, "fixed": 0}
     flagged_weeks = {"calibrated": 0, "fixed": 0}
     alerted = {"calibrated": 0, "fixed": 0}
-    joint_flags, segment_weeks = 0, 0
+    joint_flags, segment_weeks, attribution_weeks = 0, 0, 0
     evaluation = f"{layout.model_version(config.model_name, version)}/evaluation.json"
     trained = storage.read_json(evaluation).get("fairness", {}) if storage.exists(evaluation) else {}
     start = dt.date(2030, 1, 6)
@@ -293,6 +293,8 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         rows, drifted = drift.drift_rows(prof, sample, current, scores, floors, m)
         joint = multivariate.for_window(prof, sample, current, m)
         joint_flags += bool(joint and joint["flagged"])
+        moved = attribution.for_window(estimator, schema, prof, current, m.random_state + w)
+        attribution_weeks += bool(moved and moved["flagged"])
         _, breaks = quality.quality_rows(prof, current, dict(config.validation.ranges), m.quality)
         realized = performance.realized_metrics(y, scores, manifest["threshold"])
         estimated = performance.estimated_metrics(calibrate(prof, scores), scores, manifest["threshold"])
@@ -328,6 +330,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         "weeks_with_alerts": alerted,
         "weeks_with_multivariate_flag": joint_flags,
         "weeks_with_segment_breach": segment_weeks,
+        "weeks_with_attribution_flag": attribution_weeks,
         "policy": {
             "important_features": prof["important_features"],
             "persistence_runs": m.policy.persistence_runs,
