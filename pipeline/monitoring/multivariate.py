@@ -151,7 +151,7 @@ def describe(result: dict | None) -> str:
         return "multivariate drift: not computed (fewer than two numeric features, or no scored rows)"
     drivers = ", ".join(d["feature"] for d in result["drivers"][:3]) or "no single feature"
     return (
-        f"multivariate drift{' ' if result['flagged'] else ' below its floor '}(PCA reconstruction error "
+        f"multivariate drift{' ' if result['flagged'] else ' not flagged '}(PCA reconstruction error "
         f"{result['value']:.3f} vs {result['reference']:.3f}, {result['increase']:+.0%}, calibrated p "
         f"{result['calibrated_pvalue']:.3g}; driven by {drivers})"
     )
