@@ -15,6 +15,7 @@ single column is flagged and the multivariate statistic is.
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,9 @@ import airflow_env  # noqa: E402
 airflow_env.apply()
 
 from demo import LOG, _step, logs_to, run_dag, say  # noqa: E402
+
+# Scenarios whose effect shows in realized performance only (labels, label_delay_days later).
+SEEN_BY_LABELS = ("segment_shift", "concept_drift")
 
 
 def _triggered_run(dag_id: str, run_id: str):
@@ -51,8 +55,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(scenario: str | None) -> int:
-    import time
-
     from pipeline import steps
     from pipeline.core import layout
     from pipeline.core.settings import load_config
@@ -82,23 +84,18 @@ def _main(scenario: str | None) -> int:
     champion = registry.champion_version(storage, model)
 
     scenario = scenario or config.demo.drift_scenario
-    _step(f"Deliveries with injected {scenario} for {days[0]} .. {days[-1]}")
-    sim = steps.simulate([d.isoformat() for d in days], scenario)
-    say(
-        f"    column {sim['column']}, strength {sim['strength']}, "
-        f"{sum(d['rows'] for d in sim['days'])} rows over {len(days)} days"
-    )
-    for i, day in enumerate(days, 1):
-        started = time.monotonic()
-        try:
-            steps.validate(day)
-            scored = steps.score(day)
-            say(
-                f"    [{i}/{len(days)}] {day}: validated, {scored['rows']} rows scored by {scored['model_version']} "
-                f"in {time.monotonic() - started:.1f}s"
-            )
-        except Exception as exc:  # a quarantined delivery is part of some scenarios; the monitor reports it
-            say(f"    [{i}/{len(days)}] {day}: not scored: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    _deliver(steps, days, scenario)
+    if scenario in SEEN_BY_LABELS:
+        # What this scenario changes shows in realized performance only, and labels arrive
+        # label_delay_days after a day: the following days are delivered (unchanged) and the
+        # drift run looks back once the drifted days' labels are in.
+        delay = dt.timedelta(days=config.dataset.batching.label_delay_days)
+        later = [d + delay for d in days]
+        _step(
+            f"{scenario} shows once labels arrive ({delay.days} days later): ordinary deliveries for {later[0]} .. {later[-1]}"
+        )
+        _deliver(steps, later, "none")
+        as_of = later[-1] + dt.timedelta(days=1)
 
     _step(f"drift_monitoring as of {as_of} (champion {champion})")
     from pipeline.monitoring.findings import pages
@@ -155,6 +152,29 @@ def _main(scenario: str | None) -> int:
     )
     say(f'    try:  {Path(sys.executable).parent}/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
     return 0
+
+
+def _deliver(steps, days: list, scenario: str) -> None:
+    """Publish the days' deliveries with the scenario injected, then validate and score each."""
+    import time
+
+    _step(f"Deliveries with injected {scenario} for {days[0]} .. {days[-1]}")
+    sim = steps.simulate([d.isoformat() for d in days], scenario)
+    say(
+        f"    column {sim['column']}, strength {sim['strength']}, "
+        f"{sum(d['rows'] for d in sim['days'])} rows over {len(days)} days"
+    )
+    for i, day in enumerate(days, 1):
+        started = time.monotonic()
+        try:
+            steps.validate(day)
+            scored = steps.score(day)
+            say(
+                f"    [{i}/{len(days)}] {day}: validated, {scored['rows']} rows scored by {scored['model_version']} "
+                f"in {time.monotonic() - started:.1f}s"
+            )
+        except Exception as exc:  # a quarantined delivery is part of some scenarios; the monitor reports it
+            say(f"    [{i}/{len(days)}] {day}: not scored: {type(exc).__name__}: {str(exc).splitlines()[0]}")
 
 
 if __name__ == "__main__":
