@@ -260,8 +260,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
     rows = segments.scored_rows(
         config, storage, [as_of - dt.timedelta(days=i) for i in range(span, 0, -1)], as_of, id_column
     )
-    evaluation = f"{layout.model_version(model, version)}/evaluation.json"
-    trained = storage.read_json(evaluation).get("fairness", {}) if storage.exists(evaluation) else {}
+    trained = segments.trained_fairness(storage, model)
     seg = segments.segment_report(config, rows, window, lambda s: profile_mod.calibrate(prof, s), trained)
     progress.advance(stage, "decision")
 

@@ -321,7 +321,9 @@ def _segments_section(seg: dict | None) -> str:
         )
         for week, r in entry["weeks"].items():
             parts.append(
-                f"<p>Week {html.escape(week)} (labelled): demographic-parity ratio "
+                f"<p>Week {html.escape(week)} (labelled; TPR at training: "
+                f"<code>{html.escape(str(r.get('reference_version')))}</code>, the version that scored it): "
+                "demographic-parity ratio "
                 f"{_fmt(r['demographic_parity_ratio'])}, equal-opportunity difference "
                 f"{_fmt(r['equal_opportunity_difference'])}</p>"
             )

@@ -52,7 +52,7 @@ def scored_rows(
         raw_key = layout.raw_partition(config.dataset.name, day)
         if not (storage.partition_exists(pred_key) and storage.partition_exists(raw_key)):
             continue
-        preds = storage.read_partition(pred_key).select([id_column, "score"]).to_pandas()
+        preds = storage.read_partition(pred_key).select([id_column, "score", "model_version"]).to_pandas()
         raw = storage.read_partition(raw_key)
         raw = raw.select([id_column, *[c for c in columns if c in raw.schema.names]]).to_pandas()
         frame = preds.merge(raw, on=id_column, how="inner")
@@ -69,11 +69,26 @@ def scored_rows(
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def trained_fairness(storage: Storage, model: str):
+    """Per version, the fairness report of its evaluation on the holdout (cached; {} without one)."""
+    cache: dict[str, dict] = {}
+
+    def of(version: str) -> dict:
+        if version not in cache:
+            key = f"{layout.model_version(model, version)}/evaluation.json"
+            cache[version] = storage.read_json(key).get("fairness", {}) if storage.exists(key) else {}
+        return cache[version]
+
+    return of
+
+
 def segment_report(
-    config: PipelineConfig, rows: pd.DataFrame, window: list[dt.date], calibrate, holdout_fairness: dict
+    config: PipelineConfig, rows: pd.DataFrame, window: list[dt.date], calibrate, trained_fairness_of
 ) -> dict:
     """Per segment column: groups of the window (estimated) and of each labelled week (realized),
-    the weeks' disparities, and the breaches (sentences naming column, group, week and limit)."""
+    the weeks' disparities, and the breaches (sentences naming column, group, week and limit). A
+    week's TPRs are compared with those at training of the version that scored most of its rows
+    (`trained_fairness_of(version)`): a day scored before a promotion keeps its model."""
     fair = config.fairness
     out: dict = {"columns": {}, "breaches": []}
     if rows.empty:
@@ -99,9 +114,13 @@ def segment_report(
                 }
             )
         weeks = {}
-        reference = {g["group"]: g.get("tpr") for g in (holdout_fairness.get(column) or {}).get("groups", [])}
         for week, part in rows[rows["y"].notna()].groupby("week", sort=True):
-            weeks[str(week)] = _week(column, str(week), part, reference, config, out["breaches"])
+            version = str(part["model_version"].mode().iloc[0])
+            trained = (trained_fairness_of(version).get(column) or {}).get("groups", [])
+            weeks[str(week)] = _week(
+                column, str(week), part, {g["group"]: g.get("tpr") for g in trained}, config, out["breaches"]
+            )
+            weeks[str(week)]["reference_version"] = version
         out["columns"][column] = {"estimated": estimated, "weeks": weeks}
     return out
 

@@ -284,8 +284,7 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
     flagged_weeks = {"calibrated": 0, "fixed": 0}
     alerted = {"calibrated": 0, "fixed": 0}
     joint_flags, segment_weeks, attribution_weeks = 0, 0, 0
-    evaluation = f"{layout.model_version(config.model_name, version)}/evaluation.json"
-    trained = storage.read_json(evaluation).get("fairness", {}) if storage.exists(evaluation) else {}
+    trained = segments.trained_fairness(storage, config.model_name)
     start = dt.date(2030, 1, 6)
     for w in range(weeks):
         idx = rng.integers(0, len(typed), size=size)
@@ -299,7 +298,9 @@ def false_alarm_rates(config: PipelineConfig, storage: Storage, weeks: int, seed
         realized = performance.realized_metrics(y, scores, manifest["threshold"])
         estimated = performance.estimated_metrics(calibrate(prof, scores), scores, manifest["threshold"])
         as_of = start + dt.timedelta(weeks=w)
-        labelled = current.assign(score=scores, y=y, threshold=manifest["threshold"], day=as_of.isoformat(), week="w")
+        labelled = current.assign(
+            score=scores, y=y, threshold=manifest["threshold"], day=as_of.isoformat(), week="w", model_version=version
+        )
         seg = segments.segment_report(config, labelled, [as_of], lambda s: calibrate(prof, s), trained)
         segment_weeks += bool(seg["breaches"])
         for view in ("calibrated", "fixed"):
