@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pipeline.core.errors import ConfigError, PipelineError
+from pipeline.monitoring.scenarios import SCENARIOS
 
 
 def _emit(result, out: str | None, command: str = "", as_json: bool = True, limit: int | None = None) -> None:
@@ -83,19 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish deliveries with injected drift (or, with --false-alarms N, "
         "measure how often the policy retrains over N weeks without drift)",
     )
-    s.add_argument(
-        "--scenario",
-        default=None,
-        choices=[
-            "none",
-            "covariate_shift",
-            "category_mix",
-            "concept_drift",
-            "data_break",
-            "correlation_break",
-            "segment_shift",
-        ],
-    )
+    s.add_argument("--scenario", default=None, choices=SCENARIOS)
     s.add_argument("--date", action="append", help="a day to deliver (repeatable; default demo.drift_days)")
     s.add_argument("--column", help="column to change (default: chosen from the champion's importance)")
     s.add_argument("--strength", type=float, help="size of the change (see python -m pipeline.monitoring.simulate)")

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     """Airflow's, the libraries' and the tasks' log lines go to the demo log file, like `make demo`."""
     import argparse
 
-    from pipeline.monitoring.simulate import SCENARIOS
+    from pipeline.monitoring.scenarios import SCENARIOS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=SCENARIOS, help="default: demo.drift_scenario in params.yaml")

@@ -34,6 +34,9 @@ def test_env_selects_params_and_storage(tmp_path, monkeypatch):
         ("scoring", {"threshold": 1.5}, "scoring.threshold must be between 0 and 1"),
         ("gate", {"min_metrics": {"auc": 0.7}}, "unknown metric 'auc'"),
         ("training", {"window_days": "many"}, "expected a number"),
+        ("monitoring", {"multivariate": {"min_increase": -0.1}}, r"monitoring.multivariate.min_increase must be >= 0"),
+        ("monitoring", {"segments": {"max_tpr_drop": 1.5}}, r"monitoring.segments.max_tpr_drop must be in \[0, 1\)"),
+        ("monitoring", {"multivariate": {"variance": float("nan")}}, "expected a finite number"),
     ],
 )
 def test_bad_params_are_named(tmp_path, section, values, message):

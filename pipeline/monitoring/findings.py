@@ -24,13 +24,18 @@ def pages(decision: dict) -> list[str]:
     return [a for a in decision.get("alerts", []) if not (cooldown_only and a.startswith("retraining suppressed"))]
 
 
-def require_no_findings(config: PipelineConfig, storage: Storage, as_of: dt.date) -> dict:
-    """The decision's findings; raises MonitoringFindings (an alert of kind monitoring) when any pages."""
+def read_decision(config: PipelineConfig, storage: Storage, as_of: dt.date, needed_by: str) -> tuple[dict, str]:
+    """A weekly run's decision record and its key; a missing one is a MonitoringError naming who needed it."""
     key = layout.monitoring_decision(config.model_name, as_of)
     try:
-        decision = storage.read_json(key)
+        return storage.read_json(key), key
     except FileNotFoundError as exc:
-        raise MonitoringError(f"no monitoring decision at {storage.uri(key)}: the monitor task did not finish") from exc
+        raise MonitoringError(f"no monitoring decision at {storage.uri(key)} {needed_by}") from exc
+
+
+def require_no_findings(config: PipelineConfig, storage: Storage, as_of: dt.date) -> dict:
+    """The decision's findings; raises MonitoringFindings (an alert of kind monitoring) when any pages."""
+    decision, key = read_decision(config, storage, as_of, "to check for findings: the monitor task did not finish")
     found = pages(decision)
     if found:
         raise MonitoringFindings(

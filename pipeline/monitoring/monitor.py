@@ -34,6 +34,7 @@ from pipeline.model import registry
 from pipeline.model.features import target_vector
 from pipeline.monitoring import attribution, drift, multivariate, performance, policy, quality, report, segments
 from pipeline.monitoring import profile as profile_mod
+from pipeline.monitoring.findings import read_decision
 from pipeline.ops import progress
 
 log = logging.getLogger(__name__)
@@ -414,11 +415,7 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
 
 def retraining_trigger(config: PipelineConfig, storage: Storage, as_of: dt.date) -> dict:
     """What a retraining records of the monitoring decision that triggered it."""
-    key = layout.monitoring_decision(config.model_name, as_of)
-    try:
-        decision = storage.read_json(key)
-    except FileNotFoundError as exc:
-        raise MonitoringError(f"no monitoring decision at {storage.uri(key)} to record as the trigger") from exc
+    decision, key = read_decision(config, storage, as_of, "to record as the trigger")
     coverage = decision.get("drift_coverage") or {}
     return {
         "decision": storage.uri(key),

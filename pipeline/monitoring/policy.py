@@ -21,6 +21,7 @@ A trigger backed by realized performance (labelled rows) is never held back this
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from pipeline.core.settings import RetrainPolicyConfig
 from pipeline.monitoring.multivariate import describe
@@ -53,7 +54,7 @@ def decide(
     drift_period: tuple[dt.date, dt.date] | None = None,
     labelled_until: dt.date | None = None,
     multivariate: dict | None = None,
-    segment_breaches: list[str] = (),  # type: ignore[assignment]
+    segment_breaches: Sequence[str] = (),
 ) -> dict:
     """`drifted` holds the flagged features under both views ("calibrated", "fixed");
     `history` the earlier decision records (any order); `drift_period` the monitored days and

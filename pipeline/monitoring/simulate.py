@@ -42,27 +42,9 @@ from pipeline.data.source import Schema, read_source_text
 from pipeline.data.typed import coerce_types
 from pipeline.model import registry
 from pipeline.model.features import feature_frame, target_vector
+from pipeline.monitoring.scenarios import DEFAULT_STRENGTH, SCENARIOS
 
 log = logging.getLogger(__name__)
-
-SCENARIOS = (
-    "none",
-    "covariate_shift",
-    "category_mix",
-    "concept_drift",
-    "data_break",
-    "correlation_break",
-    "segment_shift",
-)
-DEFAULT_STRENGTH = {
-    "covariate_shift": 1.0,
-    "category_mix": 0.5,
-    "concept_drift": 0.4,
-    "data_break": 1.0,
-    "correlation_break": 1.0,
-    "segment_shift": 0.8,
-    "none": 0.0,
-}
 
 
 def _champion_profile(config: PipelineConfig, storage: Storage) -> dict | None:

@@ -3,9 +3,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from .types import Flag, Number, Positive, Probability, Resamples, Section, Text, Whole, frozen, frozen_map
+from .types import (
+    Flag,
+    Number,
+    Positive,
+    Probability,
+    Resamples,
+    Section,
+    Share,
+    Text,
+    Whole,
+    bounded,
+    frozen,
+    frozen_map,
+)
 
 
 class QualityLimits(Section):
@@ -34,7 +47,9 @@ class MultivariateConfig(Section):
 
     enabled: Flag = True
     variance: Probability = 0.65  # of the standardised features' variance the components keep
-    min_increase: Number = 0.20  # of the mean error over the reference's, for a flag (with p < fdr)
+    min_increase: Annotated[Number, bounded(lambda v: v >= 0, "must be >= 0")] = (
+        0.20  # of the mean error over the reference's, for a flag (with p < fdr)
+    )
 
 
 class SegmentLimits(Section):
@@ -42,7 +57,7 @@ class SegmentLimits(Section):
     are the gate's (`fairness`)."""
 
     columns: tuple[Text, ...] = ()  # besides dataset.sensitive_attributes
-    max_tpr_drop: Number = 0.15  # a group's realized TPR below its TPR at training by more
+    max_tpr_drop: Share = 0.15  # a group's realized TPR below its TPR at training by more
 
 
 class RetrainPolicyConfig(Section):
