@@ -39,7 +39,7 @@ demo: install
 	$(PY) scripts/demo.py
 
 ## A drift week end to end: injected drift -> drift_monitoring DAG -> triggered retraining (after `make demo` or on its own).
-## SCENARIO=correlation_break (or covariate_shift, category_mix, concept_drift, data_break, none) overrides params.yaml's.
+## SCENARIO=correlation_break (or covariate_shift, category_mix, concept_drift, data_break, segment_shift, labels_stop, none) overrides params.yaml's.
 demo-drift: install
 	$(PY) scripts/demo_drift.py $(if $(SCENARIO),--scenario $(SCENARIO))
 

@@ -10,7 +10,9 @@
 
 `--scenario NAME` (`make demo-drift SCENARIO=NAME`) injects another scenario than params.yaml's, e.g.
 `correlation_break`: every numeric column keeps its distribution, their correlations are lost; no
-single column is flagged and the multivariate statistic is.
+single column is flagged and the multivariate statistic is. `labels_stop`: the week and the days after
+it are delivered without labels; once they are overdue the freshness DAG fails and on-call gets one
+alert of kind freshness naming the labels zone.
 """
 
 from __future__ import annotations
@@ -85,16 +87,17 @@ def _main(scenario: str | None) -> int:
 
     scenario = scenario or config.demo.drift_scenario
     _deliver(steps, days, scenario)
-    if scenario in SEEN_BY_LABELS:
+    if scenario in SEEN_BY_LABELS or scenario == "labels_stop":
         # What this scenario changes shows in realized performance only, and labels arrive
         # label_delay_days after a day: the following days are delivered (unchanged) and the
-        # drift run looks back once the drifted days' labels are in.
+        # drift run looks back once the drifted days' labels are in (or, for labels_stop, are overdue).
         delay = dt.timedelta(days=config.dataset.batching.label_delay_days)
         later = [d + delay for d in days]
+        following = "labels_stop" if scenario == "labels_stop" else "none"
         _step(
-            f"{scenario} shows once labels arrive ({delay.days} days later): ordinary deliveries for {later[0]} .. {later[-1]}"
+            f"{scenario} shows once labels are due ({delay.days} days later): deliveries ({following}) for {later[0]} .. {later[-1]}"
         )
-        _deliver(steps, later, "none")
+        _deliver(steps, later, following)
         as_of = later[-1] + dt.timedelta(days=1)
 
     _step(f"drift_monitoring as of {as_of} (champion {champion})")
@@ -118,6 +121,9 @@ def _main(scenario: str | None) -> int:
     say(f"    {describe(decision.get('multivariate_drift'))}")
     for alert in decision["alerts"]:
         say(f"    alert: {alert}")
+
+    if scenario == "labels_stop":
+        _freshness(bag, steps, storage, as_of)
 
     new_version = None
     if decision["retrain"]:
@@ -152,6 +158,28 @@ def _main(scenario: str | None) -> int:
     )
     say(f'    try:  {Path(sys.executable).parent}/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"')
     return 0
+
+
+def _freshness(bag, steps, storage, as_of: dt.date) -> None:
+    """The freshness DAG as of `as_of` must fail on the labels zone and leave one open freshness alert."""
+    _step(f"freshness as of {as_of}: are the labels that were due by now in?")
+    try:
+        run_dag(bag, "freshness", as_of)
+        failed = False
+    except SystemExit:  # the check fails on purpose when a zone is late
+        failed = True
+    status = steps.status(as_of)
+    width = max(len(zone["zone"]) for zone in status["zones"])
+    for zone in status["zones"]:
+        say(
+            f"    {zone['zone']:<{width}}  latest {zone['latest'] or '-':<10}  {'LATE: ' if zone['late'] else ''}{zone['why']}"
+        )
+    if not failed or "labels" not in status["late"]:
+        raise SystemExit(f"labels stopped arriving but the freshness check did not alert (late: {status['late']})")
+    ledger = "alerts/open/freshness/check_freshness"
+    for key in storage.list_keys(ledger):
+        alert = storage.read_json(key)
+        say(f"    alert to on-call (kind {alert['kind']}, sent {alert['count']}x): {alert['summary'][:300]}")
 
 
 def _deliver(steps, days: list, scenario: str) -> None:

@@ -14,7 +14,7 @@ from helpers import read_parquet_objects, run_dag, task_states
 
 from pipeline import steps
 from pipeline.core import layout
-from pipeline.core.errors import ValidationFailed
+from pipeline.core.errors import StaleData, ValidationFailed
 from pipeline.core.settings import load_config
 from pipeline.core.storage import open_storage
 from pipeline.model import registry
@@ -207,6 +207,32 @@ def test_segment_whose_tpr_drops_is_alerted_while_the_global_auc_holds(pipeline_
     assert f"{column}={group} week 2025-W10" in set(realized.feature)
     report = storage.read_bytes(layout.monitoring_report(config.model_name, dt.date(2025, 3, 22))).decode()
     assert "Segments: performance and fairness by group" in report and "TPR at training" in report
+
+
+def test_labels_that_stop_arriving_raise_a_freshness_alert(pipeline_copy):
+    """Deliveries keep coming, their labels stop (those already stored for the days are withdrawn):
+    once they are overdue by more than label_tolerance_days the freshness check names the labels
+    zone, and only it."""
+    params, config, storage = pipeline_copy
+    labels = [layout.labels_partition(config.dataset.name, dt.date.fromisoformat(d)) for d in DRIFT_DAYS]
+    steps.simulate(DRIFT_DAYS, "none", params=params)
+    assert all(storage.partition_exists(key) for key in labels)
+    sim = steps.simulate(DRIFT_DAYS, "labels_stop", params=params)
+    assert [d["labels"] for d in sim["days"]] == [None] * 3
+    assert not any(storage.partition_exists(key) for key in labels)
+    assert all(d["staged"] and d["rows"] > 0 for d in sim["days"])  # the features still arrive
+    later = ["2025-03-19", "2025-03-20", "2025-03-21"]
+    _deliver_and_score(params, later, "labels_stop")
+    steps.monitor_drift("2025-03-22", params)  # the weekly run is on time; only the labels are not
+
+    status = steps.status("2025-03-22", params)
+    assert status["late"] == ["labels"], status
+    row = next(z for z in status["zones"] if z["zone"] == "labels")
+    assert row["latest"] < DRIFT_DAYS[0] and row["expected"] == "2025-03-08"
+    assert f"{row['days_behind']} day(s) behind 2025-03-08 (limit 2)" == row["why"]
+    with pytest.raises(StaleData, match=r"1 zone\(s\) late as of 2025-03-22: labels: ") as err:
+        steps.check_freshness("2025-03-22", params)
+    assert err.value.kind == "freshness" and "labels" in err.value.links
 
 
 def test_data_break_alerts_and_does_not_retrain(pipeline_copy):

@@ -9,5 +9,6 @@ DEFAULT_STRENGTH = {
     "data_break": 1.0,
     "correlation_break": 1.0,
     "segment_shift": 0.8,
+    "labels_stop": 1.0,
 }
 SCENARIOS = tuple(DEFAULT_STRENGTH)

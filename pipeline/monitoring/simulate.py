@@ -22,6 +22,9 @@ Scenarios:
                    the positives get the other features of a random negative of their group: their
                    labels stay, the model misses them, so the group's TPR falls while the global
                    AUC holds (caught by the segment report once the labels arrive)
+  labels_stop      the day's features as they are, and no labels: any labels already stored for
+                   the day are withdrawn (the provider stopped sending them; the freshness check
+                   alerts once they are `label_tolerance_days` overdue)
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def inject(
 ) -> pd.DataFrame:
     """The frame with the scenario applied (a copy). Pure apart from `rng`."""
     out = frame.copy()
-    if scenario == "none":
+    if scenario in ("none", "labels_stop"):
         return out
     if scenario == "covariate_shift":
         values = pd.to_numeric(out[column], errors="coerce").astype("float64")
@@ -216,15 +219,19 @@ def simulate_deliveries(
             }
         }
         batch = publish_batch(config, storage, day, changed, schema, source=f"simulate:{scenario}", extra=note)
-        labels = publish_labels(
-            config,
-            storage,
-            day,
-            changed,
-            schema,
-            as_of=day + dt.timedelta(days=ds.batching.label_delay_days),
-            extra=note,
-        )
+        if scenario == "labels_stop":
+            storage.delete(layout.labels_partition(ds.name, day))
+            labels = {"partition": None}
+        else:
+            labels = publish_labels(
+                config,
+                storage,
+                day,
+                changed,
+                schema,
+                as_of=day + dt.timedelta(days=ds.batching.label_delay_days),
+                extra=note,
+            )
         published.append(
             {"day": day.isoformat(), "rows": batch["rows"], "staged": batch["staged"], "labels": labels["partition"]}
         )
