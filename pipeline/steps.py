@@ -293,6 +293,13 @@ def status(today: str | dt.date | None = None, params: str | None = None, s3_opt
     return run(*open_pipeline(params, s3_options), day)
 
 
+def claim_arrivals(params: str | None = None, s3_options: dict | None = None) -> dict:
+    """Days whose delivery landed since the last call and has settled, claimed for scoring."""
+    from pipeline.data.arrival import claim_arrivals as run
+
+    return run(*open_pipeline(params, s3_options))
+
+
 def check_freshness(today: str | dt.date, params: str | None = None, s3_options: dict | None = None) -> dict:
     """`status`, failing with StaleData (an alert of kind freshness) when a zone is late."""
     from pipeline.monitoring.freshness import require_fresh

@@ -259,6 +259,21 @@ class Stack:
         )
         self.pids[name] = proc.pid
 
+    def restart(self, name: str, *args: str) -> None:
+        """Stop component `name` (TERM, then KILL after 20 s) and start it again with this stack's
+        current settings (e.g. after `use_schedule` changed)."""
+        pid = self.pids[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        self.spawn(name, *args)
+
     def start_worker(self, i: int) -> None:
         """Celery worker `i` (again, after it was lost: a replaced machine joins the same queue)."""
         self.spawn(

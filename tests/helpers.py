@@ -45,3 +45,24 @@ def read_parquet_objects(storage, prefix: str) -> pd.DataFrame:
         if k.endswith(".parquet")
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def demo_day_frames():
+    """The demo source's rows (as text) and the day each is delivered on (ISO strings), as ingestion assigns them."""
+    from conftest import ROOT
+
+    from pipeline.core.settings import load_config
+    from pipeline.data.source import assign_days, read_source_text
+
+    config = load_config(ROOT / "params.yaml")
+    raw = pd.read_csv(ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", dtype=str, keep_default_na=False)
+    days = assign_days(config.dataset, read_source_text(config.dataset)).map(lambda d: d.isoformat()).to_numpy()
+    return raw, days
+
+
+def land_delivery(landing, day: str, frame) -> None:
+    """Deliver `frame` as `landing/dt=<day>/delivery.csv`, appearing at once (written aside, then renamed)."""
+    target = landing / f"dt={day}"
+    target.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(target / ".delivery.csv.part", index=False)
+    (target / ".delivery.csv.part").rename(target / "delivery.csv")

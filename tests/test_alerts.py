@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT, _free_port, copy_trained
-from helpers import run_dag, task_states
+from helpers import demo_day_frames, run_dag, task_states
 
 from pipeline import steps
 from pipeline.core.settings import load_config
@@ -64,21 +64,11 @@ def endpoints():
     http.shutdown()
 
 
-def _day_frames():
-    from pipeline.core.settings import load_config
-    from pipeline.data.source import assign_days, read_source_text
-
-    config = load_config(ROOT / "params.yaml")
-    raw = pd.read_csv(ROOT / "sources/credit_default/UCI_Credit_Card.csv.gz", dtype=str, keep_default_na=False)
-    days = assign_days(config.dataset, read_source_text(config.dataset)).map(lambda d: d.isoformat()).to_numpy()
-    return raw, days
-
-
 @pytest.fixture(scope="module")
 def world(demo_champion, tmp_path_factory, endpoints):
     """The session's demo champion, with deliveries arriving as one file per day in a landing area."""
     tmp = tmp_path_factory.mktemp("alerts")
-    raw, days = _day_frames()
+    raw, days = demo_day_frames()
     landing = tmp / "landing"
     for day in sorted(set(days)):
         if "2025-01-20" <= day <= BAD_DAY:

@@ -5,7 +5,9 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, write_params
+
+from pipeline.core.settings import load_config
 
 
 def _edges(dag):
@@ -21,6 +23,7 @@ def test_no_import_errors(dagbag):
         "model_registry",
         "maintenance",
         "freshness",
+        "scoring_on_arrival",
     } <= set(dagbag.dag_ids)
 
 
@@ -62,11 +65,35 @@ def test_every_dag_can_be_triggered_with_its_defaults(dagbag):
         "model_registry",
         "maintenance",
         "freshness",
+        "scoring_on_arrival",
     ):
         for name, param in dagbag.get_dag(dag_id).params.items():
             schema = param.schema if hasattr(param, "schema") else {}
             types = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
             assert param.value not in ("", None) or "null" in types, f"{dag_id}.{name} would be required"
+
+
+def test_scoring_on_arrival_wiring(dagbag, tmp_path, monkeypatch):
+    """The demo's single-file source lands nothing new: the landing asset has no watcher. With one
+    file per day it has the watcher, whose trigger polls at the configured interval."""
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from pipeline_airflow.arrival import DeliveryArrivedTrigger, landing_asset
+
+    dag = dagbag.get_dag("scoring_on_arrival")
+    assert _edges(dag) == {("days_landed", "start_scoring")}
+    assert isinstance(dag.get_task("start_scoring"), MappedOperator) and set(dag.params.keys()) == {"date"}
+    (asset,) = dag.timetable.asset_condition.objects
+    assert asset.name == "credit_default_landing" and asset.watchers == []
+    dataset = load_config().dataset.model_dump(mode="json")
+    params = write_params(
+        tmp_path,
+        dataset={**dataset, "source": {"uri": str(tmp_path / "landing/dt={date}/*.csv"), "format": "csv"}},
+        scoring={"arrival_poll_seconds": 7},
+    )
+    monkeypatch.setenv("PIPELINE_PARAMS", str(params))
+    (watcher,) = landing_asset().watchers
+    assert isinstance(watcher.trigger, DeliveryArrivedTrigger) and watcher.trigger.poll_seconds == 7
 
 
 def test_freshness_wiring(dagbag):
@@ -115,6 +142,7 @@ def test_parsing_does_no_pipeline_work():
         "freshness",
         "maintenance",
         "model_registry",
+        "scoring_on_arrival",
         "training_pipeline",
     ]
     assert result["heavy"] == [], f"DAG parsing imported {result['heavy']}"

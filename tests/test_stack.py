@@ -2,7 +2,9 @@
 Celery workers on the local PostgreSQL (a database of this run's own, dropped afterwards) and
 Redis (an empty broker DB, flushed afterwards), with storage and the DVC remote on an S3
 endpoint (moto's server on 127.0.0.1). Credentials exist only in the Airflow connection.
-Runs are triggered and watched through the REST API, as an operator's tooling would.
+Runs are triggered and watched through the REST API, as an operator's tooling would. Deliveries
+arrive as one file per day in a landing directory; the last one lands while the stack runs and
+is scored because it landed (the triggerer's watcher, the scheduler's asset-triggered run).
 
 Skips when PostgreSQL or Redis cannot be reached, unless PIPELINE_TEST_STACK=required
 (set by .ci/run), which turns that into a failure.
@@ -19,12 +21,15 @@ import uuid
 
 import pytest
 import stack as stack_mod
+import yaml
 from conftest import ROOT, write_params
+from helpers import demo_day_frames, land_delivery
 
 pytestmark = pytest.mark.stack
 
 TRAIN_AS_OF = "2025-03-01"
 SCORE_DAYS = ("2025-03-02", "2025-03-03", "2025-03-04")
+ARRIVING_DAY = "2025-03-05"
 
 
 @pytest.fixture
@@ -154,12 +159,20 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
     for page in admin.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
         for obj in page.get("Contents", []):  # a previous test in this session's S3 server
             admin.delete_object(Bucket=bucket, Key=obj["Key"])
+    # The landing area: the labelled days training reads and the days scored by hand; ARRIVING_DAY lands later.
+    raw, days = demo_day_frames()
+    landing = tmp_path / "landing"
+    for day in sorted(set(days)):
+        if "2025-01-15" <= day <= "2025-02-15" or day in SCORE_DAYS:
+            land_delivery(landing, day, raw[days == day])
+    dataset = yaml.safe_load((ROOT / "params.yaml").read_text())["dataset"]
     params = write_params(
         tmp_path,
+        dataset={**dataset, "source": {"uri": str(landing / "dt={date}" / "*.csv"), "format": "csv"}},
         training={"window_days": 10, "holdout_days": 3, "cv_folds": 3, "estimator_params": {"max_iter": 40}},
         # Small row groups and ranges, so each ~330-row day is scored by two mapped tasks.
         storage={"row_group_rows": 200},
-        scoring={"rows_per_task": 200},
+        scoring={"rows_per_task": 200, "arrival_poll_seconds": 2, "arrival_settle_seconds": 1},
         dvc={"enabled": True, "repo_dir": str(tmp_path / "no-checkout"), "push": True},
     )
     db = f"pipeline_test_{uuid.uuid4().hex[:10]}"
@@ -233,6 +246,45 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         assert detected["seconds"] <= 90, detected
         lost_delay = time.monotonic() - lost["killed_at"]
 
+        # Scoring by data arrival: a delivery lands -> the triggerer's watcher claims it and fires an
+        # asset event -> the scheduler starts scoring_on_arrival -> it starts batch_scoring for the day.
+        t0 = time.monotonic()
+        stack.call("PATCH", "/dags/training_pipeline", {"is_paused": True}, token=token)
+        stack.use_schedule = True  # the scheduler creates asset-triggered runs only with its schedule on
+        stack.restart("scheduler", "scheduler")
+        stack.call("PATCH", "/dags/scoring_on_arrival", {"is_paused": False}, token=token)
+        # The watcher of an asset is registered when its (now unpaused) consumer is parsed again.
+        file_token = stack.call("GET", "/dags/scoring_on_arrival/details", token=token)["file_token"]
+        stack.call("PUT", f"/parseDagFile/{file_token}", token=token)
+        land_delivery(landing, ARRIVING_DAY, raw[days == ARRIVING_DAY])
+        landed = time.monotonic()
+        arrival_run = f"arrival__{ARRIVING_DAY}"
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                stack.call("GET", f"/dags/batch_scoring/dagRuns/{arrival_run}", token=token)
+                break
+            except Exception as exc:  # noqa: BLE001 - 404 until scoring_on_arrival has started it
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"no batch_scoring run {arrival_run} after the delivery landed\n"
+                        f"{stack.call('GET', '/dags/scoring_on_arrival/dagRuns', token=token)}\n{_logs_tail(stack)}"
+                    ) from exc
+                time.sleep(2)
+        states = _wait_runs(stack, token, {arrival_run: "batch_scoring"}, timeout=300)
+        assert states.get(arrival_run) == "success", (
+            f"{states} {_task_report(stack, token, 'batch_scoring', arrival_run)}\n{_logs_tail(stack)}"
+        )
+        arrival_seconds, landed_to_scored = time.monotonic() - t0, time.monotonic() - landed
+        dispatch = stack.call("GET", "/dags/scoring_on_arrival/dagRuns", token=token)["dag_runs"]
+        assert [r["run_type"] for r in dispatch] == ["asset_triggered"] and dispatch[0]["state"] == "success", dispatch
+        arrival_runs = [
+            r["dag_run_id"]
+            for r in stack.call("GET", "/dags/batch_scoring/dagRuns", token=token)["dag_runs"]
+            if r["dag_run_id"].startswith("arrival__")
+        ]
+        assert arrival_runs == [arrival_run], arrival_runs  # the days scored before did not start again
+
         # Every artefact is in the bucket; nothing went to the local storage root.
         from helpers import read_parquet_objects
 
@@ -256,14 +308,16 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
         md5 = dvc["md5"]
         dvc_prefix = stack_mod.SETTINGS["dvc_prefix"]
         assert admin.list_objects_v2(Bucket=bucket, Prefix=f"{dvc_prefix}/files/md5/{md5[:2]}/{md5[2:]}")["KeyCount"]
-        for day in SCORE_DAYS:
+        claim = storage.read_json(f"arrivals/credit_default/dt={ARRIVING_DAY}.json")
+        assert claim["files"] == [str(landing / f"dt={ARRIVING_DAY}" / "delivery.csv")]
+        for day in (*SCORE_DAYS, ARRIVING_DAY):
             part = f"predictions/credit_default/dt={day}"
             predictions = read_parquet_objects(storage, part)
             raw = storage.read_partition(f"raw/credit_default/dt={day}").to_pandas()
             assert len(predictions) == len(raw) == storage.read_manifest(part)["row_count"]
             assert set(predictions["ID"]) == set(raw["ID"]) and (predictions["model_version"] == version).all()
             assert not predictions["ID"].duplicated().any(), f"{day}: a row was scored twice"
-            assert storage.read_manifest(part)["ranges"] >= 2
+            assert storage.read_manifest(part)["ranges"] >= 2, day
         assert not [k for k in keys if k.startswith("_staging/")], "staged parts were left behind"
 
         # Tasks ran on both Celery workers.
@@ -279,6 +333,8 @@ def test_training_and_scoring_on_celery_postgres_redis_and_s3(services, s3_serve
             "stack_ready_seconds": round(ready, 1),
             "training_seconds": round(training_seconds, 1),
             "scoring_3_days_seconds": round(scoring_seconds, 1),
+            "arrival_phase_seconds": round(arrival_seconds, 1),
+            "landed_to_scored_seconds": round(landed_to_scored, 1),
             "total_seconds": round(time.monotonic() - started, 1),
             "tasks_per_worker": per_worker,
             "database": db,

@@ -6,6 +6,7 @@ staging/<dataset>/dt=YYYY-MM-DD/<delivery>/     a typed delivery awaiting valida
 quarantine/<dataset>/dt=YYYY-MM-DD/<delivery>/  a failed delivery (or its bad rows) + verdict.json
 contracts/<dataset>/v0001.json, current.json    the frozen data contract and its versions
 cache/source/<dataset>/<fingerprint>/     a single-file source split by day (read once)
+arrivals/<dataset>/dt=YYYY-MM-DD.json     a landed delivery claimed for scoring (scoring by data arrival)
 validation/<dataset>/dt=YYYY-MM-DD.json   the validation verdict for a raw partition
 snapshots/<dataset>/<snapshot_id>/        training snapshot (train + holdout rows)
 models/<model>/versions/<version>/        artifact, manifest, metrics, gate decision
@@ -60,6 +61,14 @@ def raw_root(dataset: str) -> str:
 
 def raw_partition(dataset: str, day: dt.date) -> str:
     return f"{raw_root(dataset)}/{_dt(day)}"
+
+
+def arrivals_root(dataset: str) -> str:
+    return f"arrivals/{dataset}"
+
+
+def arrival_claim(dataset: str, day: dt.date) -> str:
+    return f"{arrivals_root(dataset)}/{_dt(day)}.json"
 
 
 def labels_root(dataset: str) -> str:

@@ -51,31 +51,26 @@ def run_date(context: dict[str, Any], param: str = "date") -> str:
     return context["dag_run"].run_after.date().isoformat()
 
 
-def s3_options() -> dict | None:
-    """Endpoint and credentials from the Airflow connection named in params.yaml
-    (storage.aws_conn_id), when storage or the DVC remote is on S3.
-
-    Fails closed: with `aws_conn_id` set, a connection that does not exist or cannot be resolved
-    is a StorageCredentialsMissing error naming it (retried like other storage errors), never a
-    silent fall-back to whatever AWS_* variables or instance role the worker happens to have.
-    boto3's own chain applies only when params say `storage.aws_conn_id: null`."""
+def _s3_conn_id() -> tuple[str | None, str]:
+    """The Airflow connection holding storage's S3 endpoint and credentials (None: not needed, or
+    boto3's own chain on purpose), and the URI that needs it."""
     from pipeline.core.settings import load_config
 
     config = load_config()
     remote = config.dvc.remote_url or ""
     if not (config.storage.root.startswith("s3://") or (config.dvc.enabled and remote.startswith("s3://"))):
-        return None
-    conn_id = config.storage.aws_conn_id
-    if conn_id is None:
+        return None, ""
+    where = config.storage.root if config.storage.root.startswith("s3://") else remote
+    if config.storage.aws_conn_id is None:
         log.info("storage.aws_conn_id is null: boto3's standard chain (AWS_* variables, instance role) applies")
-        return None
-    from airflow.sdk import BaseHook
+    return config.storage.aws_conn_id, where
 
+
+def _options_from(conn_id: str, where: str, get_connection: Any) -> dict:
     from pipeline.core.errors import StorageCredentialsMissing
 
-    where = config.storage.root if config.storage.root.startswith("s3://") else remote
     try:
-        conn = BaseHook.get_connection(conn_id)
+        conn = get_connection(conn_id)
     except Exception as exc:  # noqa: BLE001 - missing or unresolvable: either way, never fall back
         raise StorageCredentialsMissing(
             f"{where} needs the Airflow connection {conn_id!r} (storage.aws_conn_id), which could not be resolved "
@@ -91,6 +86,44 @@ def s3_options() -> dict | None:
         "session_token": extra.get("aws_session_token"),
         "region": extra.get("region_name"),
     }
+
+
+def s3_options() -> dict | None:
+    """Endpoint and credentials from the Airflow connection named in params.yaml
+    (storage.aws_conn_id), when storage or the DVC remote is on S3.
+
+    Fails closed: with `aws_conn_id` set, a connection that does not exist or cannot be resolved
+    is a StorageCredentialsMissing error naming it (retried like other storage errors), never a
+    silent fall-back to whatever AWS_* variables or instance role the worker happens to have.
+    boto3's own chain applies only when params say `storage.aws_conn_id: null`."""
+    conn_id, where = _s3_conn_id()
+    if conn_id is None:
+        return None
+    from airflow.sdk import BaseHook
+
+    return _options_from(conn_id, where, BaseHook.get_connection)
+
+
+async def s3_options_async() -> dict | None:
+    """:func:`s3_options` for code running in the triggerer's event loop."""
+    conn_id, where = _s3_conn_id()
+    if conn_id is None:
+        return None
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = await BaseHook.aget_connection(conn_id)
+    except Exception as exc:  # noqa: BLE001 - reported with the connection's name by _options_from
+        failure = exc
+
+        def resolved(_conn_id: str):
+            raise failure
+    else:
+
+        def resolved(_conn_id: str):
+            return conn
+
+    return _options_from(conn_id, where, resolved)
 
 
 def signing_key_from_connection() -> None:

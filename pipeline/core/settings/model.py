@@ -53,6 +53,11 @@ class ScoringConfig(Section):
     threshold: Probability = 0.5  # only without a cost section
     canary_share: Number = 0.0  # rows a challenger decides (stable hash); 0: shadow only
     rows_per_task: Positive = 250_000  # mapped scoring: rows per task's row-group range
+    # Scoring by data arrival (dags/scoring_on_arrival.py): how often the landing area is listed,
+    # how long a day's files must be unchanged before they are read, how far back a new day may be.
+    arrival_poll_seconds: Positive = 30
+    arrival_settle_seconds: Annotated[Whole, bounded(lambda v: 0 <= v <= 86400, "must be in [0, 86400]")] = 30
+    arrival_lookback_days: Positive = 7
 
 
 class ModelConfig(Section):

@@ -45,17 +45,31 @@ def matching(pattern: str, options: S3Options | None = None) -> list[str]:
     match (on S3: the objects under the pattern's static prefix, matched with fnmatch)."""
     if not any(ch in pattern for ch in GLOB_CHARACTERS):
         return [pattern] if version(pattern, options) is not None and not os.path.isdir(pattern) else []
+    return [uri for uri, _ in modified(pattern, options)]
+
+
+def modified(pattern: str, options: S3Options | None = None) -> list[tuple[str, float]]:
+    """Every file matching the glob `pattern`, sorted, with its last-modified time (epoch seconds)."""
     if not pattern.startswith("s3://"):
-        return sorted(glob.glob(pattern))
+        found = []
+        for path in sorted(glob.glob(pattern)):
+            try:
+                found.append((path, os.stat(path).st_mtime))
+            except FileNotFoundError:  # removed between the listing and the stat
+                continue
+        return found
     prefix = pattern[: min(pattern.find(ch) for ch in GLOB_CHARACTERS if ch in pattern)]
     backend, key = _bucket(prefix, options)
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        found = [f"s3://{backend.bucket}/{o['Key']}" for o in backend.objects(key, relative=False)]
+        listed = [
+            (f"s3://{backend.bucket}/{o['Key']}", o["LastModified"].timestamp())
+            for o in backend.objects(key, relative=False)
+        ]
     except (BotoCoreError, ClientError) as exc:
         raise s3_failure("list", prefix, exc) from exc
-    return sorted(u for u in found if fnmatch.fnmatchcase(u, pattern))
+    return sorted((u, t) for u, t in listed if fnmatch.fnmatchcase(u, pattern))
 
 
 def open_stream(uri: str, options: S3Options | None = None) -> Any:

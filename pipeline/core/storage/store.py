@@ -85,6 +85,10 @@ class Storage:
         """The files matching `pattern` (a path or URI, with glob characters or not), sorted."""
         return external.matching(pattern, self.backend.s3_options)
 
+    def list_external_modified(self, pattern: str) -> list[tuple[str, float]]:
+        """The files matching the glob `pattern`, sorted, each with its last-modified time (epoch seconds)."""
+        return external.modified(pattern, self.backend.s3_options)
+
     def open_external(self, uri: str) -> Any:
         """A stream of the file at `uri` (gzip inflated when it ends in .gz)."""
         return external.open_stream(uri, self.backend.s3_options)

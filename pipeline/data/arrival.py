@@ -1,0 +1,97 @@
+"""Deliveries that landed and were not taken in yet: what starts scoring by data arrival.
+
+For a source with one file per day (`dataset.source.uri` holding `{date}`), a day has *landed*
+when its pattern matches at least one file in the landing area. A landed day is *new* when it
+has no committed raw partition and no claim, and it is at most `scoring.arrival_lookback_days`
+older than the newest landed day (older ones are backfills, started on purpose). It is *claimed*
+once every one of its files has been unchanged for `scoring.arrival_settle_seconds` (a provider
+still uploading is not read half-way): :func:`claim_arrivals` creates
+`arrivals/<dataset>/dt=<day>.json` (a conditional create, so two watchers never both claim a
+day) before it returns the day, so a delivery starts scoring once however often the landing
+area is polled. A single file for every day never lands: nothing is claimed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import re
+import time
+
+from pipeline.core import layout
+from pipeline.core.errors import OutsideLandingArea, PreconditionFailed
+from pipeline.core.settings import PipelineConfig
+from pipeline.core.storage import Storage
+from pipeline.data.delivery import confined, day_pattern
+from pipeline.data.source import is_per_day, landing_root
+
+MAX_DAYS_PER_CLAIM = 31  # the rest are claimed on the next poll
+DATE = "{date}"
+
+
+def _template_regex(template: str) -> re.Pattern:
+    """`.../dt={date}/*.csv` as a regex whose one group is the day."""
+    glob_parts = [re.escape(part).replace(r"\*", "[^/]*").replace(r"\?", "[^/]") for part in template.split(DATE)]
+    return re.compile(r"(\d{4}-\d{2}-\d{2})".join(glob_parts) + r"\Z")
+
+
+def landed(config: PipelineConfig, storage: Storage) -> dict[dt.date, list[tuple[str, float]]]:
+    """Every landed day with its files and their last-modified times (epoch seconds)."""
+    src = config.dataset.source
+    if not is_per_day(src) or DATE not in src.uri:
+        return {}
+    regex = _template_regex(src.uri)
+    days: dict[dt.date, list[tuple[str, float]]] = {}
+    for uri, modified in storage.list_external_modified(src.uri.replace(DATE, "*")):
+        match = regex.match(uri)
+        if not match:
+            continue
+        try:
+            day = dt.date.fromisoformat(match.group(1))
+        except ValueError:  # dt=2025-02-30: not a day; ingest would never read it either
+            continue
+        if fnmatch.fnmatchcase(uri, day_pattern(config, day)):
+            days.setdefault(day, []).append((uri, modified))
+    return days
+
+
+def claim_arrivals(config: PipelineConfig, storage: Storage, now: float | None = None) -> dict:
+    """Claim the new, settled days (oldest first, at most MAX_DAYS_PER_CLAIM); returns what was
+    claimed and which new days are still settling."""
+    now = time.time() if now is None else now
+    ds = config.dataset
+    days = landed(config, storage)
+    result: dict = {"landing": landing_root(ds.source), "claimed": [], "settling": [], "refused": []}
+    if not days:
+        return result
+    horizon = max(days) - dt.timedelta(days=config.scoring.arrival_lookback_days)
+    claimed = {
+        layout.day_of(key.rsplit("/", 1)[-1].removesuffix(".json"))
+        for key in storage.list_keys(layout.arrivals_root(ds.name))
+    }
+    for day in sorted(d for d in days if d >= horizon and d not in claimed):
+        if len(result["claimed"]) >= MAX_DAYS_PER_CLAIM:
+            break
+        if storage.partition_exists(layout.raw_partition(ds.name, day)):
+            continue  # taken in already (scheduled run, backfill, training)
+        files = days[day]
+        try:
+            for uri, _ in files:
+                confined(uri, landing_root(ds.source))
+        except OutsideLandingArea as exc:  # never read; the day's scheduled run fails on it and alerts
+            result["refused"].append(f"{day}: {exc}")
+            continue
+        if any(now - modified < config.scoring.arrival_settle_seconds for _, modified in files):
+            result["settling"].append(day.isoformat())
+            continue
+        record = {
+            "day": day.isoformat(),
+            "files": [uri for uri, _ in files],
+            "claimed_at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(),
+        }
+        try:
+            storage.write_json_if(layout.arrival_claim(ds.name, day), record, None)
+        except PreconditionFailed:
+            continue  # another watcher claimed it first
+        result["claimed"].append(day.isoformat())
+    return result
