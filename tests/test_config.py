@@ -36,6 +36,8 @@ def test_env_selects_params_and_storage(tmp_path, monkeypatch):
         ("training", {"window_days": "many"}, "expected a number"),
         ("monitoring", {"multivariate": {"min_increase": -0.1}}, r"monitoring.multivariate.min_increase must be >= 0"),
         ("monitoring", {"segments": {"max_tpr_drop": 1.5}}, r"monitoring.segments.max_tpr_drop must be in \[0, 1\)"),
+        ("scoring", {"arrival_settle_seconds": -5}, r"scoring.arrival_settle_seconds must be in \[0, 86400\]"),
+        ("scoring", {"arrival_poll_seconds": 0}, r"scoring.arrival_poll_seconds must be at least 1"),
         ("monitoring", {"multivariate": {"variance": float("nan")}}, "expected a finite number"),
     ],
 )
