@@ -37,8 +37,15 @@ for _var in (
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.setdefault("PIPELINE_TASKS_PER_MACHINE", os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-# The model signing key of this test session (every process the tests start inherits it).
-os.environ["PIPELINE_SIGNING_KEY"] = __import__("secrets").token_hex(32)
+# The model signing key of this test session (every process the tests start inherits it). Under
+# xdist every worker of the run derives the same key from the run's id, so a model one worker
+# trained (the shared demo champion) verifies in the others; each run still has its own key.
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+os.environ["PIPELINE_SIGNING_KEY"] = (
+    __import__("hashlib").sha256(f"pipeline-test-signing-key:{_RUN_ID}".encode()).hexdigest()
+    if _RUN_ID
+    else __import__("secrets").token_hex(32)
+)
 
 
 # The longest files first: under `--dist loadfile` (make test) each file runs on one worker (its
@@ -151,16 +158,32 @@ SMALL_TRAINING = {"window_days": 20, "holdout_days": 5, "cv_folds": 3, "estimato
 
 
 @pytest.fixture(scope="session")
-def demo_champion(tmp_path_factory) -> Path:
-    """The demo champion, trained once per test session (as of 2025-03-01, SMALL_TRAINING):
-    tests that need a trained world take a private copy (copy_trained) instead of training."""
+def demo_champion(tmp_path_factory, worker_id) -> Path:
+    """The demo champion, trained once per test run (as of 2025-03-01, SMALL_TRAINING): tests that
+    need a trained world take a private copy (copy_trained) instead of training. Under xdist the
+    first worker that needs it trains it in the run's shared temp dir while the others wait on a
+    lock (three workers used to train it three times); it is never written to afterwards."""
+    from filelock import FileLock
+
     from pipeline import steps
 
-    base = tmp_path_factory.mktemp("demo_champion")
-    params = write_params(base, training=SMALL_TRAINING)
-    result = steps.run_training("2025-03-01", str(params))
-    assert result["register"]["promoted"], result["register"]
-    return base
+    def train(base: Path) -> None:
+        params = write_params(base, training=SMALL_TRAINING)
+        result = steps.run_training("2025-03-01", str(params))
+        assert result["register"]["promoted"], result["register"]
+
+    if worker_id == "master":
+        base = tmp_path_factory.mktemp("demo_champion")
+        train(base)
+        return base
+    shared = tmp_path_factory.getbasetemp().parent / "demo_champion"  # one per run, seen by every worker
+    with FileLock(f"{shared}.lock"):
+        if not (shared / ".trained").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # left half-way by a worker that failed
+            shared.mkdir()
+            train(shared)
+            (shared / ".trained").touch()
+    return shared
 
 
 def copy_trained(base: Path, target: Path, **overrides) -> Path:
