@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import time
 from types import SimpleNamespace
 
@@ -146,33 +147,11 @@ def test_runs_come_from_the_events_days_and_bad_events_fail_without_retry():
         },
     ]
     assert [r["conf"]["date"] for r in arrived_runs({"params": {"date": "2025-03-09"}})] == ["2025-03-09"]
-    for bad in (
-        {"days": ["2025-03-02/../x"]},
-        {"days": "2025-03-02"},
-        {"days": [f"2025-01-{d:02d}" for d in range(1, 32)] + ["2025-02-01"]},
+    for bad, message in (
+        ({"days": ["2025-03-02/../x"]}, "'2025-03-02/../x', which is not a day"),
+        ({"days": "2025-03-02"}, "carries no list of days"),
+        ("not a mapping", "carries no list of days"),
+        ({"days": [f"2025-01-{d:02d}" for d in range(1, 32)] + ["2025-02-01"]}, "32 days in one arrival"),
     ):
-        with pytest.raises(AirflowFailException, match="BadArrivalEvent"):
+        with pytest.raises(AirflowFailException, match=f"ArrivalEventError: .*{re.escape(message)}"):
             arrived_runs({"params": {}, "triggering_asset_events": {"landing": [_event(bad)]}})
-
-
-def test_deliveries_landing_on_s3_are_claimed_once(s3_env, tmp_path, monkeypatch):
-    """The landing area and storage on an S3 endpoint (moto over HTTP): object times come from the
-    listing, claims are conditional creates in the bucket."""
-    bucket, client = s3_env["bucket"], s3_env["client"]
-    for day in ("2025-03-01", "2025-03-02"):
-        client.put_object(Bucket=bucket, Key=f"landing/dt={day}/delivery.csv", Body=b"ID,LIMIT_BAL\n1,1000\n")
-    client.put_object(Bucket=bucket, Key="landing/dt=2025-03-02/readme.txt", Body=b"not a delivery")
-    params = write_params(
-        tmp_path,
-        dataset={
-            **load_config().dataset.model_dump(mode="json"),
-            "source": {"uri": f"s3://{bucket}/landing/dt={{date}}/*.csv", "format": "csv"},
-        },
-        scoring={"arrival_settle_seconds": 0},
-    )
-    monkeypatch.setenv("PIPELINE_STORAGE_URI", f"s3://{bucket}/storage")
-    result = steps.claim_arrivals(str(params))
-    assert result["claimed"] == ["2025-03-01", "2025-03-02"] and result["landing"] == f"s3://{bucket}/landing"
-    claim = client.get_object(Bucket=bucket, Key="storage/arrivals/credit_default/dt=2025-03-02.json")["Body"].read()
-    assert f"s3://{bucket}/landing/dt=2025-03-02/delivery.csv" in claim.decode() and "readme" not in claim.decode()
-    assert steps.claim_arrivals(str(params))["claimed"] == []

@@ -124,6 +124,10 @@ class OutsideLandingArea(SourceError):
     """A delivered file resolves (through '..' or a symlink) outside the landing area."""
 
 
+class ArrivalEventError(SourceError):
+    """An arrival event (the landing area's asset event) does not name a list of real days."""
+
+
 class ContractError(ConfigError):
     """The params and the stored contract disagree, or the contract cannot be resolved."""
 

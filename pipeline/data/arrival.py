@@ -19,13 +19,13 @@ import re
 import time
 
 from pipeline.core import layout
-from pipeline.core.errors import OutsideLandingArea, PreconditionFailed
+from pipeline.core.errors import ArrivalEventError, OutsideLandingArea, PreconditionFailed
 from pipeline.core.settings import PipelineConfig
 from pipeline.core.storage import Storage
 from pipeline.data.delivery import confined, day_pattern
 from pipeline.data.source import is_per_day, landing_root
 
-MAX_DAYS_PER_CLAIM = 31  # the rest are claimed on the next poll
+MAX_DAYS_PER_CLAIM = 31  # the rest are claimed on the next poll; more in one event is a backfill
 DATE = "{date}"
 
 
@@ -95,3 +95,28 @@ def claim_arrivals(config: PipelineConfig, storage: Storage, now: float | None =
             continue  # another watcher claimed it first
         result["claimed"].append(day.isoformat())
     return result
+
+
+def days_of_events(payloads: list, extra_day: str | None = None) -> list[str]:
+    """The days the arrival events' payloads name (plus `extra_day`), checked and sorted: an asset
+    event can also be posted by hand through the API, so each payload must hold a list of real
+    ISO days, at most MAX_DAYS_PER_CLAIM in all."""
+    days: set[str] = {str(extra_day)} if extra_day else set()
+    for i, payload in enumerate(payloads):
+        listed = payload.get("days") if isinstance(payload, dict) else None
+        if not isinstance(listed, list):
+            raise ArrivalEventError(
+                f"arrival event {i + 1} of {len(payloads)} carries no list of days: {str(payload)[:200]}"
+            )
+        days.update(str(day)[:40] for day in listed)
+    if len(days) > MAX_DAYS_PER_CLAIM:
+        raise ArrivalEventError(
+            f"{len(days)} days in one arrival (at most {MAX_DAYS_PER_CLAIM}); backfill them instead"
+        )
+    checked = []
+    for day in sorted(days):
+        try:
+            checked.append(dt.date.fromisoformat(day).isoformat())
+        except ValueError:
+            raise ArrivalEventError(f"arrival event names {day!r}, which is not a day (YYYY-MM-DD)") from None
+    return sorted(set(checked))

@@ -11,14 +11,10 @@ between) is scored by batch_scoring's daily schedule, which stays the fallback.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
-
-# More than this in one event is not an arrival but a backfill (pipeline.data.arrival caps claims too).
-MAX_DAYS_PER_EVENT = 31
 
 
 class DeliveryArrivedTrigger(BaseEventTrigger):
@@ -76,35 +72,22 @@ def landing_asset():
 
 def arrived_runs(context: dict[str, Any]) -> list[dict[str, Any]]:
     """One batch_scoring run per arrived day, from the asset events that triggered this run (or the
-    `date` param of a manual run). Days are checked: an asset event can also be posted by hand, and
-    a bad one fails the task at once (no retries)."""
-    from airflow.sdk.exceptions import AirflowFailException
+    `date` param of a manual run). A bad event fails the task at once (ArrivalEventError, no retries)."""
+    from pipeline.data.arrival import days_of_events
+    from pipeline_airflow import fail_fast_on_bad_data
 
-    try:
-        return _arrived_runs(context)
-    except ValueError as exc:
-        raise AirflowFailException(f"BadArrivalEvent: {exc}") from exc
-
-
-def _arrived_runs(context: dict[str, Any]) -> list[dict[str, Any]]:
-    days: set[str] = set()
-    if (context.get("params") or {}).get("date"):
-        days.add(str(context["params"]["date"]))
-    for events in (context.get("triggering_asset_events") or {}).values():
-        for event in events:
-            payload = (event.extra or {}).get("payload") or {}
-            listed = payload.get("days") if isinstance(payload, dict) else None
-            if not isinstance(listed, list):
-                raise ValueError(f"asset event {event.extra!r} carries no list of days")
-            days.update(str(day) for day in listed)
-    if len(days) > MAX_DAYS_PER_EVENT:
-        raise ValueError(f"{len(days)} days in one arrival (at most {MAX_DAYS_PER_EVENT}); backfill them instead")
-    checked = sorted(dt.date.fromisoformat(day).isoformat() for day in days)  # ValueError names a bad day
+    payloads = [
+        (event.extra or {}).get("payload")
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for event in events
+    ]
+    with fail_fast_on_bad_data():
+        days = days_of_events(payloads, (context.get("params") or {}).get("date"))
     # The `date` param says which day a run scores. Its logical date is one second after the day's
     # midnight: midnight belongs to the scheduled run of the day (logical dates are unique per DAG,
     # and that run may exist already, skipped when nothing had landed), and batch_scoring's deadline
     # needs a logical date (a run without one cannot be created).
     return [
         {"trigger_run_id": f"arrival__{day}", "logical_date": f"{day}T00:00:01+00:00", "conf": {"date": day}}
-        for day in checked
+        for day in days
     ]
