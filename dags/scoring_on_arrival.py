@@ -27,8 +27,10 @@ a run that exists already is skipped.
 
 **Manual run**: give `date` to start scoring that day now. **Single-file sources** (the demo) never
 land anything new: the asset has no watcher, and this DAG runs only by hand.
-A corrected re-delivery of a day that was scored already is not picked up: rerun that day's
-batch_scoring run (its tasks replace the partitions atomically).
+A corrected re-delivery of a day that was not taken in (its first delivery was quarantined) is a
+new delivery: it is claimed again and scored by run `arrival__YYYY-MM-DD__2` (3, ...). A day whose
+raw partition is committed is never started again by an arrival: re-scoring a decided day is a
+deliberate rerun of its batch_scoring run (its tasks replace the partitions atomically).
 """
 
 

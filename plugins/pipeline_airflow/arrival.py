@@ -11,6 +11,7 @@ between) is scored by batch_scoring's daily schedule, which stays the fallback.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 class DeliveryArrivedTrigger(BaseEventTrigger):
     """Fires once some days' deliveries have landed and settled; the event's payload is
-    `{"days": ["YYYY-MM-DD", ...], "landing": <landing area>}`."""
+    `{"days": ["YYYY-MM-DD", ...], "attempts": {day: n for a re-delivery}, "landing": <landing area>}`."""
 
     def __init__(self, poll_seconds: float = 30.0):
         super().__init__()
@@ -49,7 +50,13 @@ class DeliveryArrivedTrigger(BaseEventTrigger):
                 self.log.info("landed, still settling: %s", ", ".join(result["settling"]))
             if result["claimed"]:
                 self.log.info("deliveries arrived in %s: %s", result.get("landing"), ", ".join(result["claimed"]))
-                yield TriggerEvent({"days": result["claimed"], "landing": result.get("landing")})
+                yield TriggerEvent(
+                    {
+                        "days": result["claimed"],
+                        "attempts": result.get("attempts", {}),
+                        "landing": result.get("landing"),
+                    }
+                )
                 return
             await asyncio.sleep(self.poll_seconds)
 
@@ -86,8 +93,15 @@ def arrived_runs(context: dict[str, Any]) -> list[dict[str, Any]]:
     # The `date` param says which day a run scores. Its logical date is one second after the day's
     # midnight: midnight belongs to the scheduled run of the day (logical dates are unique per DAG,
     # and that run may exist already, skipped when nothing had landed), and batch_scoring's deadline
-    # needs a logical date (a run without one cannot be created).
+    # needs a logical date (a run without one cannot be created). A corrected re-delivery (attempt
+    # n > 1) gets its own run, one second later again.
     return [
-        {"trigger_run_id": f"arrival__{day}", "logical_date": f"{day}T00:00:01+00:00", "conf": {"date": day}}
-        for day in days
+        {
+            "trigger_run_id": f"arrival__{day}" + (f"__{attempt}" if attempt > 1 else ""),
+            "logical_date": (
+                dt.datetime.fromisoformat(f"{day}T00:00:00+00:00") + dt.timedelta(seconds=attempt)
+            ).isoformat(),
+            "conf": {"date": day},
+        }
+        for day, attempt in days
     ]
