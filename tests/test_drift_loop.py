@@ -224,6 +224,13 @@ def test_labels_that_stop_arriving_raise_a_freshness_alert(pipeline_copy):
     later = ["2025-03-19", "2025-03-20", "2025-03-21"]
     _deliver_and_score(params, later, "labels_stop")
     steps.monitor_drift("2025-03-22", params)  # the weekly run is on time; only the labels are not
+    decision = _decision(storage, config, "2025-03-22")
+    assert decision["newest_labelled_day"] < DRIFT_DAYS[0]
+    report = storage.read_bytes(layout.monitoring_report(config.model_name, dt.date(2025, 3, 22))).decode()
+    assert (
+        f"labels are due for days up to 2025-03-08; the newest labelled day is {decision['newest_labelled_day']}; "
+        "labels are late: see the freshness check" in report
+    )
 
     status = steps.status("2025-03-22", params)
     assert status["late"] == ["labels"], status

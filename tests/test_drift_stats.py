@@ -341,13 +341,17 @@ def test_report_text_names_what_is_missing_instead_of_placeholders():
     text = performance_text({"roc_auc": 0.71, "precision": 0.5, "recall": 0.4}, {}, record)
     assert "ROC AUC 0.71" in text
     assert (
-        "No realized performance yet: none of the scored days has labels (labels have arrived for days up to 2025-02-22)"
-        in text
+        "No realized performance yet: none of the scored days has labels (labels are due for days up to "
+        "2025-02-22; the newest labelled day is 2025-02-22)" in text  # a record from before newest_labelled_day
     )
+    late = performance_text({"roc_auc": 0.71}, {}, {**record, "newest_labelled_day": "2025-02-10"})
+    assert "the newest labelled day is 2025-02-10; labels are late: see the freshness check)" in late
+    none = performance_text({"roc_auc": 0.71}, {}, {**record, "newest_labelled_day": None})
+    assert "the newest labelled day is none; labels are late" in none
     assert "A retraining now would train on days up to 2025-02-22: 0 of the 7 monitored days" in text
     labelled = performance_text({"roc_auc": 0.7}, {"rows": 900, "roc_auc": 0.66}, {})
     assert "Realized performance on 900 labelled rows: ROC AUC 0.66." in labelled
-    for sentence in (text, labelled, performance_text({}, {}, {}), calibration_text(None)):
+    for sentence in (text, late, none, labelled, performance_text({}, {}, {}), calibration_text(None)):
         assert "–" not in sentence and "None" not in sentence
     assert calibration_text({"resamples": 1000, "sample_size": 5000}).startswith("Calibrated p: share of 1000")
 

@@ -35,6 +35,7 @@ from pipeline.model.features import target_vector
 from pipeline.monitoring import attribution, drift, multivariate, performance, policy, quality, report, segments
 from pipeline.monitoring import profile as profile_mod
 from pipeline.monitoring.findings import read_decision
+from pipeline.monitoring.freshness import newest_day
 from pipeline.ops import progress
 
 log = logging.getLogger(__name__)
@@ -361,6 +362,10 @@ def run_monitoring(config: PipelineConfig, storage: Storage, as_of: dt.date, run
         "estimated": perf["estimated"],
         "performance_by_week": perf["weeks"],
         "segments": seg,
+        # What has arrived, next to what is due (drift_coverage): labels that stopped show here.
+        "newest_labelled_day": (
+            n.isoformat() if (n := newest_day(storage, layout.labels_root(config.dataset.name))) else None
+        ),
         "attribution_drift": moved,
         "prediction_drift": any(r["calibrated_flag"] for r in drift_rows if r["kind"] == "prediction"),
         "calibration": calibration,

@@ -384,7 +384,14 @@ def performance_text(estimated: dict, realized: dict, record: dict) -> str:
     else:
         parts.append("No estimated performance: the window has no scored rows.")
     coverage = record.get("drift_coverage") or {}
-    labelled = f" (labels have arrived for days up to {coverage['training_window_ends']})" if coverage else ""
+    labelled = ""
+    if coverage:
+        due, newest = (
+            coverage["training_window_ends"],
+            record.get("newest_labelled_day", coverage["training_window_ends"]),
+        )
+        labelled = f" (labels are due for days up to {due}; the newest labelled day is {newest or 'none'}"
+        labelled += "; labels are late: see the freshness check)" if newest is None or newest < due else ")"
     if realized.get("rows"):
         parts.append(
             f"Realized performance on {realized['rows']} labelled rows: ROC AUC {_fmt(realized.get('roc_auc'))}."
