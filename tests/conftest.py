@@ -48,7 +48,7 @@ os.environ["PIPELINE_SIGNING_KEY"] = (
 )
 
 
-# The longest files first: under `--dist loadfile` (make test) each file runs on one worker (its
+# The longest files first: under `--dist loadfile` (make test, make test-all) each file runs on one worker (its
 # module fixtures are built once), and a long file started last would set the suite's wall time.
 LONGEST_FIRST = ("test_stack", "test_alerts", "test_publish_s3", "test_dvc", "test_e2e_local", "test_bench")
 

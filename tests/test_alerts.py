@@ -315,6 +315,7 @@ def test_plugin_links_point_at_what_the_tasks_produced(world, channels, airflow_
     app.dependency_overrides.clear()
 
 
+@pytest.mark.slow
 def test_alert_arrives_from_a_run_of_the_real_scheduler(world, channels, tmp_path):
     """`airflow standalone` (scheduler, dag-processor, API server, triggerer; LocalExecutor on
     SQLite): a triggered batch_scoring run fails validation and the alert email arrives. Unpausing

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_benchmarks_run_at_smoke_size(tmp_path):

@@ -54,6 +54,7 @@ def test_under_dvc_repro_the_snapshot_is_written_but_not_added(clone, tmp_path, 
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_concurrent_trainings_then_dvc_restore_in_a_clean_clone(clone, tmp_path):
     """Two training runs at once share the checkout and the remote: both finish, no DVC lock
     error, the checkout stays clean; in another clean clone, `dvc-restore` + `dvc pull` bring back
@@ -129,6 +130,7 @@ def test_concurrent_trainings_then_dvc_restore_in_a_clean_clone(clone, tmp_path)
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_dvc_repro_runs_the_pipeline_without_airflow(clone, tmp_path):
     """`dvc repro` in a clean clone: every stage runs and the last one scores the demo days."""
     import json

@@ -18,6 +18,7 @@ from pipeline.model import registry
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow
 def test_pipeline_on_s3_through_airflow_connection(dagbag, s3_server, tmp_path, monkeypatch):
     import boto3
     from conftest import write_params

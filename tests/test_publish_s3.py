@@ -164,6 +164,7 @@ def _state(ctx, glob: bool = True) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_kills_mid_publish_never_leave_orphans_after_the_next_run(scored_day, zygote, tmp_path):
     from pipeline import steps
 
@@ -209,6 +210,7 @@ def test_kills_mid_publish_never_leave_orphans_after_the_next_run(scored_day, zy
     assert gc["removed"] >= 0
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_resolve_to_one_winner(scored_day, zygote, tmp_path):
     rounds = []
     for i in range(ROUNDS):

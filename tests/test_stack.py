@@ -25,7 +25,7 @@ import yaml
 from conftest import ROOT, write_params
 from helpers import demo_day_frames, land_delivery
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 TRAIN_AS_OF = "2025-03-01"
 SCORE_DAYS = ("2025-03-02", "2025-03-03", "2025-03-04")
