@@ -39,5 +39,8 @@ def test_benchmarks_run_at_smoke_size(tmp_path):
         assert day["mapped_1_at_a_time"]["rows"] == day["mapped_2_at_a_time"]["rows"] == day["ours"]["rows"]
     dag = figures["training_dag"]["dag_test"]
     assert dag["state"] == "success" and set(dag["task_seconds"]) >= {"ingest", "validate", "train", "register"}
-    assert figures["imports"]["cli_help_seconds"] > 0 and 0 < figures["imports"]["score_import_share"] < 1
+    imports = figures["imports"]
+    assert imports["cli_help_seconds"] > 0 and 0 < imports["score_import_share"] < 1
+    assert "pipeline.model.score" in imports["score_heaviest_imports_seconds"]  # the step's own import chain
+    assert 0 < sum(imports["score_heaviest_imports_seconds"].values()) <= imports["score_import_seconds"] + 0.005
     assert "| benchmark | ours | baseline |" in proc.stdout  # the README's table
