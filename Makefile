@@ -44,7 +44,7 @@ demo-drift: install
 	$(PY) scripts/demo_drift.py $(if $(SCENARIO),--scenario $(SCENARIO))
 
 ## Every test, with statement coverage (fails under the floor in pyproject.toml): what CI runs
-## (unit, DagBag, end-to-end through Airflow on local storage and S3, the scale-out stack; ~16-23 min).
+## (unit, DagBag, end-to-end through Airflow on local storage and S3, the scale-out stack; ~16 min on 2 cores).
 test-all: install
 	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --cov --cov-report=term --cov-report=xml
 
