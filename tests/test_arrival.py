@@ -55,6 +55,16 @@ def test_each_settled_new_day_is_claimed_once(landing):
     (root / "dt=2025-02-30").mkdir()  # not a day
     (root / "dt=2025-02-30" / "x.csv").write_text("ID\n1\n")
     _land(root, "2025-03-01", name="notes.txt")  # does not match *.csv
+    claims = layout.arrivals_root(config.dataset.name)
+    for stray in ("notes.json", "dt=2025-02-30.json", "dt=2025-03-02.txt"):  # not claims: never read as one
+        storage.write_json(f"{claims}/{stray}", {"day": "2025-03-02"})
+    assert [
+        layout.day_of_record(f"{claims}/{k}") for k in ("notes.json", "dt=2025-02-30.json", "dt=2025-03-02.txt")
+    ] == [
+        None,
+        None,
+        None,
+    ]
 
     first = steps.claim_arrivals(params)
     assert first["claimed"] == DAYS and first["settling"] == ["2025-03-04"] and first["refused"] == []

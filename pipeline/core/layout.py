@@ -39,6 +39,12 @@ def day_of(name: str) -> dt.date | None:
         return None
 
 
+def day_of_record(key: str) -> dt.date | None:
+    """The day of a one-file-per-day record (`.../dt=YYYY-MM-DD.json`; None for any other key)."""
+    name = key.rsplit("/", 1)[-1]
+    return day_of(name.removesuffix(".json")) if name.endswith(".json") else None
+
+
 def quarantine_root(dataset: str | None = None) -> str:
     return f"quarantine/{dataset}" if dataset else "quarantine"
 

@@ -76,10 +76,7 @@ def claim_arrivals(config: PipelineConfig, storage: Storage, now: float | None =
     if not days:
         return result
     horizon = max(days) - dt.timedelta(days=config.scoring.arrival_lookback_days)
-    claimed = {
-        layout.day_of(key.rsplit("/", 1)[-1].removesuffix(".json"))
-        for key in storage.list_keys(layout.arrivals_root(ds.name))
-    }
+    claimed = set(map(layout.day_of_record, storage.list_keys(layout.arrivals_root(ds.name))))
     for day in sorted(d for d in days if d >= horizon):
         if len(result["claimed"]) >= MAX_DAYS_PER_CLAIM:
             break

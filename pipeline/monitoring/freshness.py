@@ -87,8 +87,7 @@ def champion(config: PipelineConfig, storage: Storage, today: dt.date) -> dict:
 
 def monitor(config: PipelineConfig, storage: Storage, today: dt.date) -> dict:
     prefix = layout.monitoring_decisions(config.model_name)
-    names = (k.rsplit("/", 1)[-1].removesuffix(".json") for k in storage.list_keys(prefix) if k.endswith(".json"))
-    runs = sorted(d for d in (layout.day_of(n) for n in names) if d)
+    runs = sorted(d for d in map(layout.day_of_record, storage.list_keys(prefix)) if d)
     limit = config.monitoring.freshness.monitor_max_age_days
     return _row("drift monitoring", runs[-1] if runs else None, today, limit, storage.uri(prefix))
 
